@@ -1,0 +1,48 @@
+// Configuration: YAML text -> protobuf messages (RunConfig, RewardSpec, ...).
+//
+// Every key must name a field of the target message; an unknown key, a value of
+// the wrong type or an unknown enum name is an INVALID_ARGUMENT error whose
+// message starts with the key's dotted path and its line, e.g.
+//   run.yaml:12: learner.optimizer.lr: expected number, got "fast"
+// Enum values may be written by their short lowercase name: for the enum
+// `LossAggregation`, `dapo` means LOSS_AGGREGATION_DAPO.
+// Loading never partially applies: on error the output message is untouched.
+#pragma once
+
+#include <string>
+#include "absl/strings/string_view.h"
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "google/protobuf/message.h"
+#include "zerorl/v1/config.pb.h"
+
+namespace zerorl {
+
+// The documented defaults of every RunConfig field (see config.proto).
+zerorl::v1::RunConfig DefaultRunConfig();
+
+// Parses YAML `text` over the current contents of `msg` (fields not named in
+// the text keep their values). `source` names the text in errors (a path).
+absl::Status MergeYamlInto(absl::string_view text, absl::string_view source,
+                           google::protobuf::Message* msg);
+
+// Reads `path` and merges it into `msg`. NOT_FOUND when the file is missing.
+absl::Status MergeYamlFileInto(const std::string& path, google::protobuf::Message* msg);
+
+// DefaultRunConfig() overlaid with the file, then derived paths filled in
+// (run_dir, buffer.path, checkpoint dir) and values range-checked.
+absl::StatusOr<zerorl::v1::RunConfig> LoadRunConfig(const std::string& path);
+absl::StatusOr<zerorl::v1::RunConfig> ParseRunConfig(absl::string_view yaml,
+                                                      absl::string_view source);
+
+// Range checks and derived defaults for a RunConfig built any other way.
+absl::Status FinalizeRunConfig(zerorl::v1::RunConfig* config);
+
+// Renders a message as YAML (set fields only), the inverse of MergeYamlInto.
+std::string MessageToYaml(const google::protobuf::Message& msg);
+
+// Reads a whole file. NOT_FOUND / PERMISSION_DENIED name the path.
+absl::StatusOr<std::string> ReadFile(const std::string& path);
+
+}  // namespace zerorl
