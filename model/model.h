@@ -1,0 +1,162 @@
+// Model: a DeepSeek-V3 / Qwen3-MoE transformer (see model/config.h) — weights,
+// training forward/backward, and KV-cache generation.
+//
+// Parameters live in one contiguous float buffer (one more for gradients), in
+// HF tensor-name order; `Parameters()` names every tensor. Training follows
+// llm.c: TrainForward saves the activations, TrainBackward walks them back
+// op by op and ACCUMULATES into the grad buffer (call ZeroGrad between steps).
+// Generation keeps a KVCache per sequence (roped K and V per layer, both
+// families); the G samples of a prompt share one prefill by forking its cache.
+// All numerics go through model/ops (CPU backend now). Not thread-safe: one
+// caller at a time; CopyWeightsFrom between decode steps swaps weights safely.
+//
+// Random init (Create): every matrix ~ N(0, 0.02^2) (HF initializer_range),
+// except output projections (o_proj, down_proj) scaled by 1/sqrt(2*layers);
+// RMSNorm weights 1; e_score_correction_bias 0. Deterministic in the seed.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "model/config.h"
+#include "model/ops/ops.h"
+#include "model/safetensors.h"
+#include "model/sampler.h"
+
+namespace zerorl::model {
+
+// One named parameter tensor; data/grad point into the model's buffers.
+struct TensorRef {
+  std::string name;            // HF name, e.g. "model.layers.0.self_attn.q_proj.weight"
+  std::vector<int64_t> shape;  // HF shape ([out, in] for linear weights)
+  float* data = nullptr;       // size floats
+  float* grad = nullptr;       // size floats
+  int64_t size = 0;
+  bool trainable = true;       // false: e_score_correction_bias (moved by UpdateRouterBias)
+};
+
+// B sequences padded to T tokens. Position t predicts tokens[b, t+1]; targets
+// at t+1 >= lengths[b] are padding (logp 0, gradient ignored).
+struct TrainBatch {
+  int64_t B = 0, T = 0;
+  std::vector<int32_t> tokens;   // [B, T]
+  std::vector<int32_t> lengths;  // [B], each in [1, T]
+};
+
+struct TrainOptions {
+  bool entropy = false;        // fill TrainOutput::entropy
+  bool keep_logits = false;    // fill TrainOutput::logits
+  float balance_alpha = 0.f;   // sequence-wise balance loss weight (DeepSeek-V3 eq. 17-20);
+                               // its gradient is added inside TrainBackward
+};
+
+struct TrainOutput {
+  std::vector<float> logp;     // [B, T-1] log p(tokens[b,t+1] | tokens[b,<=t])
+  std::vector<float> entropy;  // [B, T-1] when requested
+  std::vector<float> logits;   // [B, T, V] when requested
+  float balance_loss = 0.f;    // alpha * sum over MoE layers, mean over sequences
+};
+
+// KV cache of one sequence: per layer, roped keys [len, Hkv*dk] and values
+// [len, Hkv*dv]. Copyable: Fork() is a deep copy.
+class KVCache {
+ public:
+  int64_t length() const { return len_; }
+  KVCache Fork() const { return *this; }
+
+ private:
+  friend class Model;
+  int64_t len_ = 0;
+  std::vector<std::vector<float>> k_, v_;  // [layers][len * Hkv * dk], [layers][len * Hkv * dv]
+};
+
+enum class FinishReason { kStop, kLength };
+
+struct GeneratedSample {
+  std::vector<int32_t> tokens;            // new tokens, the stop token included when hit
+  std::vector<float> logprobs;            // raw policy (temperature 1), per token
+  std::vector<float> sampling_logprobs;   // under the sampling distribution
+  FinishReason finish = FinishReason::kLength;
+};
+
+class Model {
+ public:
+  // A randomly initialised model (scheme in the banner). INVALID_ARGUMENT on a bad config.
+  static absl::StatusOr<std::unique_ptr<Model>> Create(const ModelConfig& config, uint64_t seed);
+  // DIR/config.json + DIR/model.safetensors or sharded model.safetensors.index.json
+  // (F32/BF16/F16). Errors name the file and tensor (missing, wrong shape, truncated).
+  static absl::StatusOr<std::unique_ptr<Model>> Load(const std::string& dir);
+  // Writes DIR/config.json and DIR/model.safetensors (F32 or BF16), HF names.
+  absl::Status Save(const std::string& dir, DType dtype = DType::kF32) const;
+  // Loads tensors into this model from an open reader (shapes must match).
+  absl::Status LoadWeights(const SafetensorsReader& reader);
+
+  ~Model();
+  const ModelConfig& config() const { return config_; }
+  std::vector<TensorRef> Parameters();
+  int64_t NumParams() const { return num_params_; }
+  float* param_data() { return params_.data(); }  // NumParams() floats, Parameters() order
+  float* grad_data() { return grads_.data(); }
+  // Same-config check (FAILED_PRECONDITION otherwise), then a buffer copy.
+  absl::Status CopyWeightsFrom(const Model& other);
+  void ZeroGrad();
+
+  // ---- training ----
+  absl::Status TrainForward(const TrainBatch& batch, const TrainOptions& options, TrainOutput* out);
+  // dlogp [B, T-1] (and optional dentropy [B, T-1]): d(objective)/d(logp).
+  // For a plain cross-entropy loss: dlogp = -mask / count. Requires a
+  // preceding TrainForward; accumulates into the grads.
+  absl::Status TrainBackward(const float* dlogp, const float* dentropy = nullptr);
+  // Tokens routed to each expert in the last TrainForward: [layer][E]
+  // (empty vectors for dense layers). Padding tokens are not counted.
+  const std::vector<std::vector<int64_t>>& ExpertLoads() const { return expert_loads_; }
+  // Aux-loss-free balancing: bias_e += gamma * sign(mean_load - load_e) per MoE
+  // layer, from ExpertLoads(). No-op without e_score_correction_bias.
+  void UpdateRouterBias(float gamma);
+
+  // ---- generation ----
+  // Appends tokens to the cache (which may already hold a prefix) and returns
+  // the logits of the last token [V] (all positions [n, V] when all_logits).
+  absl::Status Prefill(const std::vector<int32_t>& tokens, KVCache* cache, std::vector<float>* logits,
+                       bool all_logits = false);
+  // One new token for each of n sequences of any lengths; logits [n, V].
+  absl::Status DecodeStep(const std::vector<KVCache*>& caches, const std::vector<int32_t>& tokens,
+                          std::vector<float>* logits);
+  // G samples for each prompt: one prefill per prompt, forked G ways, decoded
+  // together. Sample g of prompt p draws from Sampler(params, MixSeed(seed, p*G+g)).
+  // Stops at a token in stop_ids or after max_new tokens. Result [P*G], prompt-major.
+  absl::StatusOr<std::vector<GeneratedSample>> Generate(
+      const std::vector<std::vector<int32_t>>& prompts, int64_t G, const SamplerParams& params,
+      uint64_t seed, const std::vector<int32_t>& stop_ids, int64_t max_new);
+
+  ops::Backend* backend() const { return ops_; }
+
+ private:
+  struct Layer;
+  struct Acts;
+  explicit Model(const ModelConfig& config);
+  void Layout();
+  void InitRandom(uint64_t seed);
+  absl::Status InferForward(const std::vector<KVCache*>& caches, const std::vector<std::vector<int32_t>>& toks,
+                            std::vector<float>* logits, bool all_logits);
+
+  ModelConfig config_;
+  ops::Backend* ops_;
+  int64_t num_params_ = 0;
+  std::vector<float> params_, grads_;
+  std::vector<TensorRef> refs_;
+  std::vector<std::unique_ptr<Layer>> layers_;
+  float* embed_ = nullptr;   // [V, D]
+  float* norm_ = nullptr;    // [D]
+  float* lm_head_ = nullptr; // [V, D] (== embed_ when tied)
+  std::unique_ptr<Acts> acts_;
+  std::vector<std::vector<int64_t>> expert_loads_;
+};
+
+uint64_t MixSeed(uint64_t seed, uint64_t i);  // splitmix64 of seed ^ i
+
+}  // namespace zerorl::model
