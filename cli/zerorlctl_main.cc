@@ -1,23 +1,34 @@
-// `zerorlctl`: inspect and steer zerorl deployments over gRPC (issue 8).
-#include <cstdio>
-#include <cstring>
+// `zerorlctl`: inspect trajectories, steer runs and hot-swap reward specs of a
+// zerorl deployment over gRPC. The commands live in cli/ctl_*.cc; this file
+// wires the process (signals, stdout/stderr) to RunZerorlctl.
+//
+// Ctrl-C (SIGINT) or SIGTERM: while a stream is open (`traj tail`) it ends the
+// stream cleanly (exit 0); otherwise it ends the process at once (exit 130).
+#include <signal.h>
+#include <unistd.h>
+
+#include <iostream>
+
+#include "cli/ctl_app.h"
+
+namespace {
+
+zerorl::ctl::Runtime g_runtime;
+
+void OnSignal(int) {
+  if (!g_runtime.streaming.load()) _exit(130);
+  g_runtime.interrupted.store(true);
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
-  const char* kHelp =
-      "zerorlctl — inspect and steer zerorl runs\n\n"
-      "usage: zerorlctl [--addr HOST:PORT] [--token-file F] [--output table|json|jsonl] COMMAND\n\n"
-      "commands:\n"
-      "  runs list | show RUN | pause RUN | resume RUN | stop RUN\n"
-      "  traj list | show ID | tail | export\n"
-      "  reward get | set SPEC.yaml | history | rollback VERSION | test SPEC.yaml --traj ID\n"
-      "  metrics --run RUN [--last N]\n"
-      "  workers list\n"
-      "  completion bash|zsh\n";
-  if (argc >= 2 && (std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0)) {
-    std::fputs(kHelp, stdout);
-    return 0;
-  }
-  std::fputs(kHelp, stderr);
-  std::fputs("\nzerorlctl: not available yet (issue 8 has not landed)\n", stderr);
-  return 2;
+  struct sigaction sa = {};
+  sa.sa_handler = OnSignal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+  signal(SIGPIPE, SIG_IGN);  // `zerorlctl traj list | head` ends quietly
+  std::ios::sync_with_stdio(true);
+  return zerorl::ctl::RunZerorlctl(argc, argv, std::cout, std::cerr, &g_runtime);
 }
