@@ -72,6 +72,12 @@ int RunZerorlctl(int argc, const char* const* argv, std::ostream& out, std::ostr
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
+    // "A subcommand is required" hides the real mistake when a word was not a command.
+    std::vector<std::string> extra = app.remaining(/*recurse=*/true);
+    if (dynamic_cast<const CLI::RequiredError*>(&e) != nullptr && !extra.empty()) {
+      err << "zerorlctl: unknown command \"" << extra.front() << "\" (see zerorlctl --help)\n";
+      return 2;
+    }
     int code = app.exit(e, out, err);
     return code == 0 ? 0 : 2;
   }
