@@ -28,6 +28,12 @@
 #include "model/sampler.h"
 
 namespace zerorl::model {
+namespace internal {
+struct Layer;
+struct LayerActs;
+struct TrainState;
+struct Net;
+}  // namespace internal
 
 // One named parameter tensor; data/grad point into the model's buffers.
 struct TensorRef {
@@ -136,11 +142,10 @@ class Model {
   ops::Backend* backend() const { return ops_; }
 
  private:
-  struct Layer;
-  struct Acts;
   explicit Model(const ModelConfig& config);
   void Layout();
   void InitRandom(uint64_t seed);
+  internal::Net net();
   absl::Status InferForward(const std::vector<KVCache*>& caches, const std::vector<std::vector<int32_t>>& toks,
                             std::vector<float>* logits, bool all_logits);
 
@@ -149,11 +154,12 @@ class Model {
   int64_t num_params_ = 0;
   std::vector<float> params_, grads_;
   std::vector<TensorRef> refs_;
-  std::vector<std::unique_ptr<Layer>> layers_;
+  std::vector<std::unique_ptr<internal::Layer>> layers_;
   float* embed_ = nullptr;   // [V, D]
   float* norm_ = nullptr;    // [D]
   float* lm_head_ = nullptr; // [V, D] (== embed_ when tied)
-  std::unique_ptr<Acts> acts_;
+  std::unique_ptr<internal::TrainState> train_;   // activations of the last TrainForward
+  std::unique_ptr<internal::LayerActs> scratch_;  // inference scratch, reused across calls
   std::vector<std::vector<int64_t>> expert_loads_;
 };
 

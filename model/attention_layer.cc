@@ -1,0 +1,169 @@
+// The attention half of a decoder layer: MLA (deepseek_v3) or GQA with q/k
+// RMSNorm (qwen3_moe), forward and hand-written backward. The attention core
+// itself (softmax(QK^T)V over a batch of sequences) is ops::AttentionForward,
+// called by the model with training spans or KV caches.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "model/transformer.h"
+
+namespace zerorl::model::internal {
+namespace {
+
+void Zero(std::vector<float>& v, size_t n) { v.assign(n, 0.f); }
+
+}  // namespace
+
+ops::AttnShape AttnShapeOf(const ModelConfig& c) {
+  ops::AttnShape s;
+  s.H = c.num_attention_heads;
+  s.Hkv = c.kv_heads();
+  s.dk = c.qk_head_dim();
+  s.dv = c.v_dim();
+  s.q_stride = s.H * s.dk;
+  s.k_stride = s.Hkv * s.dk;
+  s.v_stride = s.Hkv * s.dv;
+  s.out_stride = s.H * s.dv;
+  s.scale = 1.f / std::sqrt(static_cast<float>(s.dk));
+  return s;
+}
+
+void AttnQkvForward(const Net& net, const Layer& L, LayerActs& A, const float* x, const int32_t* pos, int64_t N) {
+  const ModelConfig& c = *net.cfg;
+  ops::Backend* ops = net.ops;
+  const int64_t D = c.hidden_size, H = c.num_attention_heads, Hkv = c.kv_heads(), dk = c.qk_head_dim(), dv = c.v_dim();
+  const float eps = static_cast<float>(c.rms_norm_eps), theta = static_cast<float>(c.rope_theta);
+  A.ln1.resize(N * D);
+  A.rstd1.resize(N);
+  ops->RmsNormForward(A.ln1.data(), A.rstd1.data(), x, L.ln1, N, D, D, D, eps);
+  A.q.resize(N * H * dk);
+  A.k.resize(N * Hkv * dk);
+  A.v.resize(N * Hkv * dv);
+  if (c.is_mla()) {
+    const int64_t nope = c.qk_nope_head_dim, rd = c.qk_rope_head_dim, kvr = c.kv_lora_rank, qr = c.q_lora_rank;
+    if (L.q_a_proj) {
+      A.qa.resize(N * qr);
+      A.qa_n.resize(N * qr);
+      A.qa_rstd.resize(N);
+      ops->LinearForward(A.qa.data(), A.ln1.data(), L.q_a_proj, N, D, qr);
+      ops->RmsNormForward(A.qa_n.data(), A.qa_rstd.data(), A.qa.data(), L.q_a_ln, N, qr, qr, qr, eps);
+      ops->LinearForward(A.q.data(), A.qa_n.data(), L.q_proj, N, qr, H * dk);
+    } else {
+      ops->LinearForward(A.q.data(), A.ln1.data(), L.q_proj, N, D, H * dk);
+    }
+    A.kva.resize(N * (kvr + rd));
+    A.ckv.resize(N * kvr);
+    A.ckv_rstd.resize(N);
+    A.kv.resize(N * H * (nope + dv));
+    ops->LinearForward(A.kva.data(), A.ln1.data(), L.kv_a_proj, N, D, kvr + rd);
+    ops->RmsNormForward(A.ckv.data(), A.ckv_rstd.data(), A.kva.data(), L.kv_a_ln, N, kvr, kvr + rd, kvr, eps);
+    ops->LinearForward(A.kv.data(), A.ckv.data(), L.kv_b_proj, N, kvr, H * (nope + dv));
+    for (int64_t n = 0; n < N; ++n) {
+      const float* kvn = A.kv.data() + n * H * (nope + dv);
+      const float* kpe = A.kva.data() + n * (kvr + rd) + kvr;
+      for (int64_t h = 0; h < H; ++h) {
+        float* kh = A.k.data() + (n * H + h) * dk;
+        std::memcpy(kh, kvn + h * (nope + dv), nope * 4);
+        std::memcpy(kh + nope, kpe, rd * 4);
+        std::memcpy(A.v.data() + (n * H + h) * dv, kvn + h * (nope + dv) + nope, dv * 4);
+      }
+    }
+    ops->Rope(A.q.data(), pos, N, H, H * dk, dk, nope, rd, theta, /*interleaved=*/true, false);
+    ops->Rope(A.k.data(), pos, N, H, H * dk, dk, nope, rd, theta, true, false);
+  } else {
+    const int64_t hd = c.head_dim, W = (H + 2 * Hkv) * hd;
+    A.qkv.resize(N * W);
+    A.qn_rstd.resize(H * N);
+    A.kn_rstd.resize(Hkv * N);
+    ops->LinearForward(A.qkv.data(), A.ln1.data(), L.qkv_proj, N, D, W);
+    for (int64_t h = 0; h < H; ++h)
+      ops->RmsNormForward(A.q.data() + h * hd, A.qn_rstd.data() + h * N, A.qkv.data() + h * hd, L.q_norm, N, hd, W,
+                          H * hd, eps);
+    for (int64_t h = 0; h < Hkv; ++h)
+      ops->RmsNormForward(A.k.data() + h * hd, A.kn_rstd.data() + h * N, A.qkv.data() + (H + h) * hd, L.k_norm, N,
+                          hd, W, Hkv * hd, eps);
+    for (int64_t n = 0; n < N; ++n)
+      std::memcpy(A.v.data() + n * Hkv * hd, A.qkv.data() + n * W + (H + Hkv) * hd, Hkv * hd * 4);
+    ops->Rope(A.q.data(), pos, N, H, H * hd, hd, 0, hd, theta, /*interleaved=*/false, false);
+    ops->Rope(A.k.data(), pos, N, Hkv, Hkv * hd, hd, 0, hd, theta, false, false);
+  }
+}
+
+void AttnOutForward(const Net& net, const Layer& L, LayerActs& A, const float* x, float* out, int64_t N) {
+  const ModelConfig& c = *net.cfg;
+  const int64_t D = c.hidden_size, HV = c.num_attention_heads * c.v_dim();
+  if (out != x) std::memcpy(out, x, N * D * 4);
+  net.ops->LinearForward(out, A.attn.data(), L.o_proj, N, HV, D, /*accumulate=*/true);
+}
+
+void AttnOutBackward(const Net& net, const Layer& L, LayerActs& A, const float* dres, float* dattn, int64_t N) {
+  const ModelConfig& c = *net.cfg;
+  const int64_t D = c.hidden_size, HV = c.num_attention_heads * c.v_dim();
+  std::fill(dattn, dattn + N * HV, 0.f);
+  net.ops->LinearBackward(dattn, net.G(L.o_proj), dres, A.attn.data(), L.o_proj, N, HV, D);
+}
+
+void AttnQkvBackward(const Net& net, const Layer& L, LayerActs& A, float* dq, float* dk, const float* dv,
+                     const int32_t* pos, float* dres, int64_t N) {
+  const ModelConfig& c = *net.cfg;
+  ops::Backend* ops = net.ops;
+  const int64_t D = c.hidden_size, H = c.num_attention_heads, Hkv = c.kv_heads(), hdk = c.qk_head_dim(),
+                hdv = c.v_dim();
+  const float theta = static_cast<float>(c.rope_theta);
+  std::vector<float> dln1;
+  Zero(dln1, N * D);
+  if (c.is_mla()) {
+    const int64_t nope = c.qk_nope_head_dim, rd = c.qk_rope_head_dim, kvr = c.kv_lora_rank, qr = c.q_lora_rank;
+    ops->Rope(dq, pos, N, H, H * hdk, hdk, nope, rd, theta, true, /*inverse=*/true);
+    ops->Rope(dk, pos, N, H, H * hdk, hdk, nope, rd, theta, true, true);
+    std::vector<float> dkv, dkva, dckv;
+    Zero(dkv, N * H * (nope + hdv));
+    Zero(dkva, N * (kvr + rd));
+    Zero(dckv, N * kvr);
+    for (int64_t n = 0; n < N; ++n) {
+      float* dkvn = dkv.data() + n * H * (nope + hdv);
+      float* dkpe = dkva.data() + n * (kvr + rd) + kvr;
+      for (int64_t h = 0; h < H; ++h) {
+        const float* dkh = dk + (n * H + h) * hdk;
+        std::memcpy(dkvn + h * (nope + hdv), dkh, nope * 4);
+        for (int64_t r = 0; r < rd; ++r) dkpe[r] += dkh[nope + r];
+        std::memcpy(dkvn + h * (nope + hdv) + nope, dv + (n * H + h) * hdv, hdv * 4);
+      }
+    }
+    ops->LinearBackward(dckv.data(), net.G(L.kv_b_proj), dkv.data(), A.ckv.data(), L.kv_b_proj, N, kvr,
+                        H * (nope + hdv));
+    ops->RmsNormBackward(dkva.data(), net.G(L.kv_a_ln), dckv.data(), A.kva.data(), L.kv_a_ln, A.ckv_rstd.data(), N,
+                         kvr, kvr + rd, kvr);
+    ops->LinearBackward(dln1.data(), net.G(L.kv_a_proj), dkva.data(), A.ln1.data(), L.kv_a_proj, N, D, kvr + rd);
+    if (L.q_a_proj) {
+      std::vector<float> dqa_n, dqa;
+      Zero(dqa_n, N * qr);
+      Zero(dqa, N * qr);
+      ops->LinearBackward(dqa_n.data(), net.G(L.q_proj), dq, A.qa_n.data(), L.q_proj, N, qr, H * hdk);
+      ops->RmsNormBackward(dqa.data(), net.G(L.q_a_ln), dqa_n.data(), A.qa.data(), L.q_a_ln, A.qa_rstd.data(), N,
+                           qr, qr, qr);
+      ops->LinearBackward(dln1.data(), net.G(L.q_a_proj), dqa.data(), A.ln1.data(), L.q_a_proj, N, D, qr);
+    } else {
+      ops->LinearBackward(dln1.data(), net.G(L.q_proj), dq, A.ln1.data(), L.q_proj, N, D, H * hdk);
+    }
+  } else {
+    const int64_t hd = c.head_dim, W = (H + 2 * Hkv) * hd;
+    ops->Rope(dq, pos, N, H, H * hd, hd, 0, hd, theta, false, true);
+    ops->Rope(dk, pos, N, Hkv, Hkv * hd, hd, 0, hd, theta, false, true);
+    std::vector<float> dqkv;
+    Zero(dqkv, N * W);
+    for (int64_t h = 0; h < H; ++h)
+      ops->RmsNormBackward(dqkv.data() + h * hd, net.G(L.q_norm), dq + h * hd, A.qkv.data() + h * hd, L.q_norm,
+                           A.qn_rstd.data() + h * N, N, hd, W, H * hd);
+    for (int64_t h = 0; h < Hkv; ++h)
+      ops->RmsNormBackward(dqkv.data() + (H + h) * hd, net.G(L.k_norm), dk + h * hd, A.qkv.data() + (H + h) * hd,
+                           L.k_norm, A.kn_rstd.data() + h * N, N, hd, W, Hkv * hd);
+    for (int64_t n = 0; n < N; ++n)
+      std::memcpy(dqkv.data() + n * W + (H + Hkv) * hd, dv + n * Hkv * hd, Hkv * hd * 4);
+    ops->LinearBackward(dln1.data(), net.G(L.qkv_proj), dqkv.data(), A.ln1.data(), L.qkv_proj, N, D, W);
+  }
+  ops->RmsNormBackward(dres, net.G(L.ln1), dln1.data(), A.x_in.data(), L.ln1, A.rstd1.data(), N, D, D, D);
+}
+
+}  // namespace zerorl::model::internal

@@ -1,0 +1,39 @@
+// The CPU implementation of ops::Backend: OpenBLAS sgemm (single-threaded
+// calls, split across OpenMP threads by us so BLAS and our loops never
+// oversubscribe the cores) and OpenMP-parallel, vectorised element-wise ops.
+#pragma once
+
+#include "model/ops/ops.h"
+
+namespace zerorl::model::ops::cpu {
+
+class CpuBackend final : public Backend {
+ public:
+  const char* name() const override { return "cpu"; }
+  void Gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+            const float* B, int64_t ldb, float beta, float* C, int64_t ldc) override;
+  void RmsNormForward(float* out, float* rstd, const float* x, const float* w, int64_t N, int64_t C,
+                      int64_t x_stride, int64_t out_stride, float eps) override;
+  void RmsNormBackward(float* dx, float* dw, const float* dout, const float* x, const float* w, const float* rstd,
+                       int64_t N, int64_t C, int64_t x_stride, int64_t dout_stride) override;
+  void Rope(float* x, const int32_t* pos, int64_t N, int64_t nh, int64_t stride, int64_t head_stride, int64_t off,
+            int64_t rd, float theta, bool interleaved, bool inverse) override;
+  void SwiGluForward(float* out, const float* h, int64_t N, int64_t I) override;
+  void SwiGluBackward(float* dh, const float* dout, const float* h, int64_t N, int64_t I) override;
+  void AttentionForward(const AttnSeq* seqs, int64_t n, const AttnShape& s) override;
+  void AttentionBackward(const AttnSeq* seqs, const AttnSeqGrad* grads, int64_t n, const AttnShape& s) override;
+  void EmbeddingForward(float* out, const float* table, const int32_t* ids, int64_t N, int64_t C) override;
+  void EmbeddingBackward(float* dtable, const float* dout, const int32_t* ids, int64_t N, int64_t C) override;
+  void LogProbForward(float* logp, float* entropy, const float* logits, const int32_t* target, int64_t N,
+                      int64_t V) override;
+  void LogProbBackward(float* dlogits, const float* dlogp, const float* dentropy, const float* logits,
+                       const int32_t* target, int64_t N, int64_t V) override;
+  void Axpy(float* y, const float* x, float a, int64_t n) override;
+  void GatherRows(float* out, const float* in, const int32_t* idx, int64_t M, int64_t C) override;
+  void ScatterAddRows(float* out, const float* in, const int32_t* idx, const float* scale, int64_t M,
+                      int64_t C) override;
+  void ParallelFor(int64_t n, void (*fn)(void* ctx, int64_t i), void* ctx) override;
+  int num_threads() const override;
+};
+
+}  // namespace zerorl::model::ops::cpu

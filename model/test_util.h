@@ -1,0 +1,22 @@
+// Helpers shared by the model tests: tiny random configs for both families and
+// the PyTorch reference runner (tests/reference/ref_model.py via /usr/bin/python3).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "model/config.h"
+
+namespace zerorl::model::testing {
+
+// Tiny config JSON texts; `extra` is merged over the family's defaults.
+std::string TinyDeepseekJson(const std::string& extra = "");
+std::string TinyQwenJson(const std::string& extra = "");
+ModelConfig MustParse(const std::string& json);
+
+// True when /usr/bin/python3 can import torch (the reference tests skip otherwise).
+bool HaveTorch();
+// Runs ref_model.py with args; returns its exit code, stdout in *out.
+int RunReference(const std::vector<std::string>& args, std::string* out);
+
+}  // namespace zerorl::model::testing

@@ -1,0 +1,115 @@
+// Internal to model/: one decoder layer's weights (pointers into the model's
+// parameter buffer), its saved activations, and the forward/backward of its
+// two halves (attention, MLP/MoE) written over the op layer. Training keeps a
+// LayerActs per layer; inference reuses one as scratch. Not a public header.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "model/config.h"
+#include "model/ops/ops.h"
+
+namespace zerorl::model::internal {
+
+struct Layer {
+  bool moe = false;
+  float* ln1 = nullptr;  // input_layernorm [D]
+  float* ln2 = nullptr;  // post_attention_layernorm [D]
+  // MLA
+  float* q_proj = nullptr;     // [H*dq, D] (q_lora_rank null) or q_b_proj [H*dq, qr]
+  float* q_a_proj = nullptr;   // [qr, D]
+  float* q_a_ln = nullptr;     // [qr]
+  float* kv_a_proj = nullptr;  // [kvr+rd, D]
+  float* kv_a_ln = nullptr;    // [kvr]
+  float* kv_b_proj = nullptr;  // [H*(nope+dv), kvr]
+  // GQA: q_proj|k_proj|v_proj stored back to back = one [(H+2Hkv)*hd, D] matrix
+  float* qkv_proj = nullptr;
+  float* q_norm = nullptr;     // [hd]
+  float* k_norm = nullptr;     // [hd]
+  float* o_proj = nullptr;     // [D, H*dv]
+  // Dense MLP: gate_proj|up_proj back to back = [2I, D]; down [D, I]
+  float* gate_up = nullptr;
+  float* down = nullptr;
+  // MoE
+  float* router = nullptr;       // gate.weight [E, D]
+  float* router_bias = nullptr;  // e_score_correction_bias [E] or nullptr
+  std::vector<float*> ex_gate_up, ex_down;  // per expert [2Im, D], [D, Im]
+  float* sh_gate_up = nullptr;   // shared experts [2Is, D]
+  float* sh_down = nullptr;      // [D, Is]
+};
+
+struct LayerActs {
+  std::vector<float> x_in;         // [N, D] layer input (residual)
+  std::vector<float> ln1, rstd1;   // [N, D], [N]
+  std::vector<float> qa, qa_rstd, qa_n;    // MLA q_lora: [N, qr], [N], [N, qr]
+  std::vector<float> kva, ckv_rstd, ckv, kv;  // MLA: [N, kvr+rd], [N], [N, kvr], [N, H*(nope+dv)]
+  std::vector<float> qkv, qn_rstd, kn_rstd;   // GQA: [N, (H+2Hkv)*hd], [H, N], [Hkv, N]
+  std::vector<float> q, k, v;      // roped q [N, H*dk], roped k [N, Hkv*dk], v [N, Hkv*dv]
+  std::vector<float> probs;        // [B, H, T, T] (training)
+  std::vector<float> attn;         // [N, H*dv]
+  std::vector<float> x_mid;        // [N, D] after the attention residual
+  std::vector<float> ln2, rstd2;   // [N, D], [N]
+  std::vector<float> h, a;         // dense: [N, 2I], [N, I]
+  // MoE
+  std::vector<float> rlogits, scores;  // [N, E]
+  std::vector<int32_t> topk_idx;       // [N, K]
+  std::vector<float> topk_w;           // [N, K] combine weights
+  std::vector<int64_t> ex_off;         // [E+1] row ranges per expert
+  std::vector<int32_t> row_token;      // [N*K] token of each routed row (rows grouped by expert)
+  std::vector<int32_t> row_slot;       // [N*K] n*K + k
+  std::vector<float> ex_x, ex_h, ex_a, ex_y;  // [N*K, D], [N*K, 2Im], [N*K, Im], [N*K, D]
+  std::vector<float> sh_h, sh_a;       // [N, 2Is], [N, Is]
+};
+
+// Token groups of the batch, for attention and the balance loss.
+struct SeqSpan {
+  int64_t start = 0, len = 0;  // rows [start, start+len) of the batch
+  int64_t valid = 0;           // leading rows that are real tokens (balance loss, loads)
+};
+
+// Everything TrainForward saves for TrainBackward.
+struct TrainState {
+  int64_t B = 0, T = 0, N = 0;                 // N = B*T rows
+  std::vector<int32_t> tokens, pos, targets;   // [N]; targets -1 where padded
+  std::vector<SeqSpan> spans;                  // one per sequence
+  std::vector<LayerActs> layers;
+  std::vector<float> x_final, lnf, rstdf;      // [N, D], [N, D], [N]
+  std::vector<float> logits;                   // [N, V]
+  float balance_alpha = 0.f;
+  bool ready = false;                          // a forward is waiting for its backward
+};
+
+struct Net {
+  const ModelConfig* cfg;
+  ops::Backend* ops;
+  float* params;
+  float* grads;
+  float* G(const float* p) const { return grads + (p - params); }
+};
+
+// The attention geometry of a config (contiguous q/k/v/out rows).
+ops::AttnShape AttnShapeOf(const ModelConfig& c);
+
+// x [N, D] -> acts.ln1, q/k/v (roped at positions pos[N]).
+void AttnQkvForward(const Net& net, const Layer& L, LayerActs& A, const float* x, const int32_t* pos, int64_t N);
+// acts.attn -> out[N, D] = x + attn @ Wo^T
+void AttnOutForward(const Net& net, const Layer& L, LayerActs& A, const float* x, float* out, int64_t N);
+// Backward of both: dres [N, D] holds dL/d(x_mid); dq/dk/dv [N, ...] are the
+// gradients wrt the roped q, k and v (from AttentionBackward, dattn from o_proj).
+void AttnOutBackward(const Net& net, const Layer& L, LayerActs& A, const float* dres, float* dattn, int64_t N);
+void AttnQkvBackward(const Net& net, const Layer& L, LayerActs& A, float* dq, float* dk, const float* dv,
+                     const int32_t* pos, float* dres, int64_t N);
+
+// out[N, D] = x_mid + mlp(ln2(x_mid)). For MoE layers, loads[E] (if not
+// null) gets the routed counts of tokens inside the spans' valid rows.
+void MlpForward(const Net& net, const Layer& L, LayerActs& A, const float* x_mid, float* out, int64_t N,
+                const std::vector<SeqSpan>& spans, int64_t* loads);
+// dres [N, D]: in dL/d(out), out dL/d(x_mid) (adds the MLP path). balance_alpha
+// > 0 adds the sequence-wise balance loss gradient (scaled by 1/num spans).
+void MlpBackward(const Net& net, const Layer& L, LayerActs& A, float* dres, int64_t N,
+                 const std::vector<SeqSpan>& spans, float balance_alpha);
+// Sequence-wise balance loss of one MoE layer: mean over spans of sum_i f_i P_i.
+float BalanceLoss(const ModelConfig& cfg, const LayerActs& A, const std::vector<SeqSpan>& spans);
+
+}  // namespace zerorl::model::internal
