@@ -1,0 +1,545 @@
+// Sandbox implementation: clone into namespaces (or bwrap, or plain fork),
+// harden the child, exec, and supervise pipes with a wall deadline.
+// The child side runs between fork and exec in a multi-threaded process, so it
+// only makes async-signal-safe system calls on data prepared by the parent.
+#include "reward/sandbox.h"
+
+#include <fcntl.h>
+#include <grp.h>
+#include <linux/audit.h>
+#include <linux/seccomp.h>
+#include <poll.h>
+#include <sched.h>
+#include <seccomp.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/log.h"
+#include "common/status.h"
+
+namespace zerorl::reward {
+namespace {
+
+constexpr int kUidBase = 61000;
+constexpr int kWorkdirFd = 200;
+constexpr const char* kWorkdirFdPath = "/proc/self/fd/200";
+
+// Everything the child needs, prepared before fork (no allocation after it).
+struct ChildPlan {
+  Isolation iso;
+  int stdin_fd, stdout_fd, stderr_fd, ctl_fd;
+  const char* workdir;
+  char* const* argv;
+  char* const* envp;
+  const char* exe;
+  uid_t uid;
+  struct rlimit cpu, as, fsize, nofile, nproc, core;
+  const struct sock_fprog* seccomp;
+  int keep_fd;  // stays open across exec (bwrap's --seccomp FD), -1 for none
+};
+
+[[noreturn]] void ChildFail(int ctl_fd, const char* what) {
+  int e = errno;
+  ssize_t ignored = write(ctl_fd, &e, sizeof e);
+  ignored = write(ctl_fd, what, std::strlen(what));
+  (void)ignored;
+  _exit(127);
+}
+
+[[noreturn]] void ChildMain(const ChildPlan& p) {
+  if (dup2(p.stdin_fd, 0) < 0 || dup2(p.stdout_fd, 1) < 0 || dup2(p.stderr_fd, 2) < 0) ChildFail(p.ctl_fd, "dup2");
+  if (setsid() < 0) ChildFail(p.ctl_fd, "setsid");
+  if (p.iso == Isolation::kNamespaces) {
+    if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) < 0) ChildFail(p.ctl_fd, "mount private");
+    if (mount(p.workdir, p.workdir, nullptr, MS_BIND, nullptr) < 0) ChildFail(p.ctl_fd, "bind workdir");
+    struct mount_attr ro = {};
+    ro.attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID;
+    if (syscall(SYS_mount_setattr, AT_FDCWD, "/", AT_RECURSIVE, &ro, sizeof ro) < 0) ChildFail(p.ctl_fd, "ro root");
+    struct mount_attr rw = {};
+    rw.attr_clr = MOUNT_ATTR_RDONLY;
+    if (syscall(SYS_mount_setattr, AT_FDCWD, p.workdir, 0, &rw, sizeof rw) < 0) ChildFail(p.ctl_fd, "rw workdir");
+    // The work dir usually lives under /tmp, which a fresh tmpfs is about to hide:
+    // hold it by fd and bind it again at /tmp/work inside the new tmpfs.
+    int wd = open(p.workdir, O_PATH | O_DIRECTORY);
+    if (wd < 0 || dup2(wd, kWorkdirFd) < 0) ChildFail(p.ctl_fd, "open workdir");
+    if (mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "size=16m,mode=1777") < 0) ChildFail(p.ctl_fd, "tmpfs");
+    if (mkdir("/tmp/work", 0755) < 0) ChildFail(p.ctl_fd, "mkdir /tmp/work");
+    if (mount(kWorkdirFdPath, "/tmp/work", nullptr, MS_BIND, nullptr) < 0) ChildFail(p.ctl_fd, "bind /tmp/work");
+    close(kWorkdirFd);
+    if (wd != kWorkdirFd) close(wd);
+    if (chdir("/tmp/work") < 0) ChildFail(p.ctl_fd, "chdir");
+    mount("tmpfs", "/var/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=1777");  // may not exist
+    mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=1777");
+    if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) < 0) ChildFail(p.ctl_fd, "proc");
+  } else if (p.iso == Isolation::kRlimits) {
+    if (chdir(p.workdir) < 0) ChildFail(p.ctl_fd, "chdir");
+  }
+  if (setrlimit(RLIMIT_CPU, &p.cpu) < 0 || setrlimit(RLIMIT_AS, &p.as) < 0 || setrlimit(RLIMIT_FSIZE, &p.fsize) < 0 ||
+      setrlimit(RLIMIT_NOFILE, &p.nofile) < 0 || setrlimit(RLIMIT_NPROC, &p.nproc) < 0 ||
+      setrlimit(RLIMIT_CORE, &p.core) < 0) {
+    ChildFail(p.ctl_fd, "setrlimit");
+  }
+  if (p.iso != Isolation::kBwrap && geteuid() == 0) {
+    if (setgroups(0, nullptr) < 0) ChildFail(p.ctl_fd, "setgroups");
+    if (setresgid(p.uid, p.uid, p.uid) < 0) ChildFail(p.ctl_fd, "setgid");
+    if (setresuid(p.uid, p.uid, p.uid) < 0) ChildFail(p.ctl_fd, "setuid");
+  }
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (p.iso != Isolation::kBwrap) {
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) ChildFail(p.ctl_fd, "no_new_privs");
+    if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, p.seccomp) < 0) ChildFail(p.ctl_fd, "seccomp");
+  }
+  // Everything else (our sockets, files) closes at exec; the control pipe tells the parent exec happened.
+  syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC);
+  if (p.keep_fd >= 0 && fcntl(p.keep_fd, F_SETFD, 0) < 0) ChildFail(p.ctl_fd, "keep bpf fd");
+  execve(p.exe, p.argv, p.envp);
+  ChildFail(p.ctl_fd, "execve");
+}
+
+// The seccomp filter as raw BPF (built with libseccomp in the parent).
+absl::StatusOr<std::vector<struct sock_filter>> BuildSeccomp() {
+  scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
+  if (ctx == nullptr) return absl::InternalError("seccomp_init failed");
+  auto deny = [&](int nr) { return seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), nr, 0); };
+  int rc = 0;
+  for (int nr : {SCMP_SYS(ptrace), SCMP_SYS(mount), SCMP_SYS(umount2), SCMP_SYS(reboot), SCMP_SYS(kexec_load),
+                 SCMP_SYS(kexec_file_load), SCMP_SYS(init_module), SCMP_SYS(finit_module), SCMP_SYS(delete_module),
+                 SCMP_SYS(unshare), SCMP_SYS(setns), SCMP_SYS(chroot), SCMP_SYS(pivot_root), SCMP_SYS(bpf),
+                 SCMP_SYS(perf_event_open), SCMP_SYS(keyctl), SCMP_SYS(add_key), SCMP_SYS(request_key),
+                 SCMP_SYS(swapon), SCMP_SYS(swapoff), SCMP_SYS(process_vm_readv), SCMP_SYS(process_vm_writev),
+                 SCMP_SYS(open_by_handle_at), SCMP_SYS(name_to_handle_at), SCMP_SYS(acct), SCMP_SYS(settimeofday),
+                 SCMP_SYS(clock_settime), SCMP_SYS(sethostname), SCMP_SYS(setdomainname), SCMP_SYS(iopl),
+                 SCMP_SYS(ioperm), SCMP_SYS(quotactl), SCMP_SYS(userfaultfd), SCMP_SYS(mount_setattr),
+                 SCMP_SYS(fsopen), SCMP_SYS(fsmount), SCMP_SYS(move_mount), SCMP_SYS(open_tree)}) {
+    rc |= deny(nr);
+  }
+  // No sockets except AF_UNIX (the network namespace already has no interfaces but lo).
+  rc |= seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_NE, AF_UNIX));
+  if (rc != 0) {
+    seccomp_release(ctx);
+    return absl::InternalError("seccomp_rule_add failed");
+  }
+  int fd = memfd_create("zerorl-seccomp", MFD_CLOEXEC);
+  if (fd < 0 || seccomp_export_bpf(ctx, fd) != 0) {
+    seccomp_release(ctx);
+    if (fd >= 0) close(fd);
+    return absl::InternalError("seccomp_export_bpf failed");
+  }
+  seccomp_release(ctx);
+  off_t size = lseek(fd, 0, SEEK_END);
+  std::vector<struct sock_filter> prog(static_cast<size_t>(size) / sizeof(struct sock_filter));
+  if (pread(fd, prog.data(), static_cast<size_t>(size), 0) != size) {
+    close(fd);
+    return absl::InternalError("reading the seccomp program failed");
+  }
+  close(fd);
+  return prog;
+}
+
+struct rlimit Limit(rlim_t v) { return {v, v}; }
+
+std::vector<char*> CStrings(const std::vector<std::string>& v) {
+  std::vector<char*> out;
+  for (const auto& s : v) out.push_back(const_cast<char*>(s.c_str()));
+  out.push_back(nullptr);
+  return out;
+}
+
+double MsSince(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
+}
+
+}  // namespace
+
+const char* IsolationName(Isolation i) {
+  switch (i) {
+    case Isolation::kNamespaces: return "namespaces";
+    case Isolation::kBwrap: return "bwrap";
+    case Isolation::kRlimits: return "rlimits";
+  }
+  return "?";
+}
+
+const char* SandboxVerdictName(SandboxVerdict v) {
+  switch (v) {
+    case SandboxVerdict::kOk: return "ok";
+    case SandboxVerdict::kRuntimeError: return "runtime_error";
+    case SandboxVerdict::kTimeout: return "timeout";
+    case SandboxVerdict::kOutputLimit: return "output_limit";
+    case SandboxVerdict::kKilledByLimit: return "killed_by_limit";
+  }
+  return "?";
+}
+
+SandboxLimits SandboxLimits::FromConfig(const zerorl::v1::SandboxConfig& c) {
+  SandboxLimits l;
+  if (c.cpu_seconds() > 0) l.cpu_seconds = c.cpu_seconds();
+  if (c.memory_mb() > 0) l.memory_bytes = c.memory_mb() << 20;
+  if (c.wall_ms() > 0) l.wall_ms = c.wall_ms();
+  if (c.max_output_bytes() > 0) l.max_output_bytes = c.max_output_bytes();
+  if (c.max_processes() > 0) l.max_processes = c.max_processes();
+  if (c.max_file_bytes() > 0) l.max_file_bytes = c.max_file_bytes();
+  return l;
+}
+
+absl::StatusOr<std::unique_ptr<Sandbox>> Sandbox::Create(const Options& options) {
+  signal(SIGPIPE, SIG_IGN);  // a child closing stdin early must not kill us
+  std::unique_ptr<Sandbox> sb(new Sandbox(options));
+  sb->slot_busy_.assign(std::max(1, options.max_parallel), false);
+  ZRL_ASSIGN_OR_RETURN(sb->seccomp_, BuildSeccomp());
+  std::string base = options.base_dir;
+  if (base.empty()) base = getenv("TMPDIR") != nullptr ? getenv("TMPDIR") : "/tmp";
+  std::string tmpl = base + "/zerorl-sandbox-XXXXXX";
+  if (mkdtemp(tmpl.data()) == nullptr) {
+    return absl::InternalError(absl::StrCat("creating the sandbox base dir under ", base, ": ", strerror(errno)));
+  }
+  chmod(tmpl.c_str(), 0711);  // sandbox uids traverse it to reach their own work dir
+  sb->base_dir_ = tmpl;
+  if (access(options.python.c_str(), X_OK) != 0) {
+    return absl::FailedPreconditionError(absl::StrCat("sandbox python \"", options.python, "\" is not executable"));
+  }
+  std::vector<Isolation> order;
+  if (options.isolation == "auto") {
+    order = {Isolation::kNamespaces, Isolation::kBwrap, Isolation::kRlimits};
+  } else if (options.isolation == "namespaces") {
+    order = {Isolation::kNamespaces};
+  } else if (options.isolation == "bwrap") {
+    order = {Isolation::kBwrap};
+  } else if (options.isolation == "rlimits") {
+    order = {Isolation::kRlimits};
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat("reward.sandbox.isolation: unknown value \"", options.isolation,
+                                                   "\" (auto, namespaces, bwrap, rlimits)"));
+  }
+  std::string why;
+  for (Isolation iso : order) {
+    absl::Status s = sb->Probe(iso);
+    if (s.ok()) {
+      sb->isolation_ = iso;
+      ZLOG(INFO) << "sandbox: " << sb->Describe();
+      return sb;
+    }
+    absl::StrAppend(&why, IsolationName(iso), ": ", s.message(), "; ");
+  }
+  return absl::FailedPreconditionError(absl::StrCat("no sandbox isolation works here (", why, ")"));
+}
+
+Sandbox::~Sandbox() {
+  std::error_code ec;
+  std::filesystem::remove_all(base_dir_, ec);
+}
+
+std::string Sandbox::Describe() const {
+  switch (isolation_) {
+    case Isolation::kNamespaces:
+      return "namespaces (pid,net,mnt,ipc,uts; read-only mounts; private /tmp and /proc; uid drop; rlimits; seccomp)";
+    case Isolation::kBwrap:
+      return "bwrap (--unshare-all, read-only /, private /tmp and /proc; rlimits; seccomp)";
+    case Isolation::kRlimits:
+      return geteuid() == 0 ? "rlimits (own session; uid drop; rlimits; seccomp; NO namespaces)"
+                            : "rlimits (own session; rlimits; seccomp; NO namespaces, NO uid drop)";
+  }
+  return "?";
+}
+
+absl::Status Sandbox::Probe(Isolation iso) {
+  if (iso == Isolation::kBwrap && access("/usr/bin/bwrap", X_OK) != 0) {
+    return absl::FailedPreconditionError("/usr/bin/bwrap not found");
+  }
+  isolation_ = iso;
+  SandboxLimits limits;
+  ZRL_ASSIGN_OR_RETURN(SandboxResult r, Run({"/bin/true"}, "", limits, {}));
+  if (r.verdict != SandboxVerdict::kOk) {
+    return absl::FailedPreconditionError(absl::StrCat("probe ended with ", SandboxVerdictName(r.verdict), " (exit ",
+                                                      r.exit_code, ", signal ", r.signal, "): ", r.stderr_data));
+  }
+  return absl::OkStatus();
+}
+
+int Sandbox::AcquireSlot() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (true) {
+    for (size_t i = 0; i < slot_busy_.size(); ++i) {
+      if (!slot_busy_[i]) {
+        slot_busy_[i] = true;
+        return static_cast<int>(i);
+      }
+    }
+    slot_free_.wait(lock);
+  }
+}
+
+void Sandbox::ReleaseSlot(int slot) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    slot_busy_[static_cast<size_t>(slot)] = false;
+  }
+  slot_free_.notify_one();
+}
+
+absl::StatusOr<SandboxProcess> Sandbox::Start(Isolation iso, const std::vector<std::string>& argv_in,
+                                              const SandboxLimits& limits, const std::vector<SandboxFile>& files) {
+  if (argv_in.empty()) return absl::InvalidArgumentError("sandbox: empty argv");
+  SandboxProcess proc;
+  proc.slot = AcquireSlot();
+  uid_t uid = static_cast<uid_t>(kUidBase + proc.slot);
+  bool root = geteuid() == 0;
+  auto fail = [&](const std::string& what) {
+    std::string msg = absl::StrCat("sandbox: ", what, ": ", strerror(errno));
+    Kill(&proc);
+    return absl::InternalError(msg);
+  };
+  std::string wd = base_dir_ + "/w-XXXXXX";
+  if (mkdtemp(wd.data()) == nullptr) return fail("mkdtemp");
+  proc.workdir = wd;
+  if (root && iso != Isolation::kBwrap && chown(wd.c_str(), uid, uid) < 0) return fail("chown workdir");
+  for (const auto& f : files) {
+    if (f.name.empty() || f.name.find('/') != std::string::npos) {
+      Kill(&proc);
+      return absl::InvalidArgumentError(absl::StrCat("sandbox: bad file name \"", f.name, "\""));
+    }
+    std::string path = wd + "/" + f.name;
+    std::ofstream out(path, std::ios::binary);
+    out << f.content;
+    if (!out) return fail("writing " + f.name);
+    out.close();
+    if (root && iso != Isolation::kBwrap && chown(path.c_str(), uid, uid) < 0) return fail("chown file");
+  }
+
+  std::vector<std::string> argv = argv_in;
+  std::vector<std::string> env = {"PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8", "HOME=/tmp",
+                                  "PYTHONDONTWRITEBYTECODE=1", "PYTHONIOENCODING=utf-8"};
+  int bpf_fd = -1;
+  if (iso == Isolation::kBwrap) {
+    bpf_fd = memfd_create("zerorl-bpf", 0);
+    size_t bytes = seccomp_.size() * sizeof(struct sock_filter);
+    if (bpf_fd < 0 || write(bpf_fd, seccomp_.data(), bytes) != static_cast<ssize_t>(bytes)) return fail("bpf memfd");
+    lseek(bpf_fd, 0, SEEK_SET);
+    std::vector<std::string> bw = {"/usr/bin/bwrap", "--unshare-all", "--die-with-parent", "--new-session",
+                                   "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
+                                   "--bind", wd, wd, "--chdir", wd, "--clearenv", "--cap-drop", "ALL",
+                                   "--seccomp", std::to_string(bpf_fd)};
+    for (const auto& e : env) {
+      size_t eq = e.find('=');
+      bw.insert(bw.end(), {"--setenv", e.substr(0, eq), e.substr(eq + 1)});
+    }
+    bw.push_back("--");
+    argv.insert(argv.begin(), bw.begin(), bw.end());
+  }
+  std::vector<char*> argv_c = CStrings(argv), env_c = CStrings(env);
+  struct sock_fprog prog = {static_cast<unsigned short>(seccomp_.size()), seccomp_.data()};
+
+  int in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1}, ctl[2] = {-1, -1};
+  if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0 || pipe2(ctl, O_CLOEXEC) < 0) {
+    for (int fd : {in[0], in[1], out[0], out[1], err[0], err[1], ctl[0], ctl[1], bpf_fd}) {
+      if (fd >= 0) close(fd);
+    }
+    return fail("pipe");
+  }
+  ChildPlan plan;
+  plan.iso = iso;
+  plan.stdin_fd = in[0];
+  plan.stdout_fd = out[1];
+  plan.stderr_fd = err[1];
+  plan.ctl_fd = ctl[1];
+  plan.workdir = wd.c_str();
+  plan.argv = argv_c.data();
+  plan.envp = env_c.data();
+  plan.exe = argv[0].c_str();
+  plan.uid = uid;
+  rlim_t cpu = static_cast<rlim_t>(std::ceil(std::max(0.001, limits.cpu_seconds)));
+  plan.cpu = {cpu, cpu + 1};
+  plan.as = Limit(static_cast<rlim_t>(limits.memory_bytes));
+  plan.fsize = Limit(static_cast<rlim_t>(limits.max_file_bytes));
+  plan.nofile = Limit(static_cast<rlim_t>(limits.max_open_files));
+  plan.nproc = Limit(static_cast<rlim_t>(limits.max_processes));
+  plan.core = Limit(0);
+  plan.seccomp = &prog;
+  plan.keep_fd = bpf_fd;
+  if (iso == Isolation::kBwrap) {
+    // bwrap itself needs a few processes and more address space than the program.
+    plan.nproc = Limit(static_cast<rlim_t>(limits.max_processes + 4));
+  }
+
+  pid_t pid;
+  if (iso == Isolation::kNamespaces) {
+    pid = static_cast<pid_t>(syscall(SYS_clone, CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWNS | CLONE_NEWIPC |
+                                                    CLONE_NEWUTS | SIGCHLD, nullptr, nullptr, nullptr, 0));
+  } else {
+    pid = fork();
+  }
+  if (pid == 0) ChildMain(plan);
+  int fork_errno = errno;
+  for (int fd : {in[0], out[1], err[1], ctl[1]}) close(fd);
+  if (bpf_fd >= 0) close(bpf_fd);
+  if (pid < 0) {
+    for (int fd : {in[1], out[0], err[0], ctl[0]}) close(fd);
+    errno = fork_errno;
+    return fail("clone");
+  }
+  proc.pid = pid;
+  proc.stdin_fd = in[1];
+  proc.stdout_fd = out[0];
+  proc.stderr_fd = err[0];
+  // The control pipe closes at exec; a message means setup failed.
+  char buf[256];
+  ssize_t n;
+  do {
+    n = read(ctl[0], buf, sizeof buf);
+  } while (n < 0 && errno == EINTR);
+  close(ctl[0]);
+  if (n > 0) {
+    int child_errno = 0;
+    std::memcpy(&child_errno, buf, std::min<size_t>(sizeof child_errno, static_cast<size_t>(n)));
+    std::string step(buf + sizeof(int), n > static_cast<ssize_t>(sizeof(int)) ? n - sizeof(int) : 0);
+    Kill(&proc);
+    return absl::InternalError(absl::StrCat("sandbox setup failed at ", step, ": ", strerror(child_errno)));
+  }
+  return proc;
+}
+
+absl::StatusOr<SandboxProcess> Sandbox::Spawn(const std::vector<std::string>& argv, const SandboxLimits& limits,
+                                              const std::vector<SandboxFile>& files) {
+  return Start(isolation_, argv, limits, files);
+}
+
+void Sandbox::Kill(SandboxProcess* p) {
+  if (p->pid > 0) {
+    kill(-p->pid, SIGKILL);  // the whole process group (the leader's pid namespace dies with it)
+    kill(p->pid, SIGKILL);
+    while (waitpid(p->pid, nullptr, 0) < 0 && errno == EINTR) {
+    }
+    p->pid = -1;
+  }
+  for (int* fd : {&p->stdin_fd, &p->stdout_fd, &p->stderr_fd}) {
+    if (*fd >= 0) close(*fd);
+    *fd = -1;
+  }
+  if (!p->workdir.empty()) {
+    std::error_code ec;
+    std::filesystem::remove_all(p->workdir, ec);
+    p->workdir.clear();
+  }
+  if (p->slot >= 0) {
+    ReleaseSlot(p->slot);
+    p->slot = -1;
+  }
+}
+
+absl::StatusOr<SandboxResult> Sandbox::Run(const std::vector<std::string>& argv, const std::string& stdin_data,
+                                           const SandboxLimits& limits, const std::vector<SandboxFile>& files) {
+  auto t0 = std::chrono::steady_clock::now();
+  ZRL_ASSIGN_OR_RETURN(SandboxProcess p, Start(isolation_, argv, limits, files));
+  SandboxResult r;
+  int pidfd = static_cast<int>(syscall(SYS_pidfd_open, p.pid, 0));
+  fcntl(p.stdin_fd, F_SETFL, O_NONBLOCK);
+  size_t written = 0;
+  if (stdin_data.empty()) {
+    close(p.stdin_fd);
+    p.stdin_fd = -1;
+  }
+  bool timed_out = false, flooded = false, exited = false;
+  int status = 0;
+  auto deadline = t0 + std::chrono::milliseconds(limits.wall_ms);
+  while (p.stdout_fd >= 0 || p.stderr_fd >= 0 || !exited) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      timed_out = true;
+      break;
+    }
+    struct pollfd fds[4];
+    int nfds = 0;
+    auto add = [&](int fd, short ev) {
+      fds[nfds].fd = fd;
+      fds[nfds].events = ev;
+      fds[nfds].revents = 0;
+      ++nfds;
+    };
+    add(p.stdout_fd, POLLIN);
+    add(p.stderr_fd, POLLIN);
+    add(p.stdin_fd, POLLOUT);
+    add(exited ? -1 : pidfd, POLLIN);
+    int rc = poll(fds, nfds, static_cast<int>(std::min<int64_t>(left.count(), 1000)));
+    if (rc < 0 && errno != EINTR) break;
+    if (fds[2].revents != 0 && p.stdin_fd >= 0) {
+      ssize_t w = write(p.stdin_fd, stdin_data.data() + written, std::min<size_t>(65536, stdin_data.size() - written));
+      if (w > 0) written += static_cast<size_t>(w);
+      if (w < 0 && errno != EAGAIN) written = stdin_data.size();
+      if (written >= stdin_data.size()) {
+        close(p.stdin_fd);
+        p.stdin_fd = -1;
+      }
+    }
+    for (int k = 0; k < 2; ++k) {
+      int* fd = k == 0 ? &p.stdout_fd : &p.stderr_fd;
+      std::string* sink = k == 0 ? &r.stdout_data : &r.stderr_data;
+      if (*fd < 0 || fds[k].revents == 0) continue;
+      char buf[65536];
+      ssize_t n = read(*fd, buf, sizeof buf);
+      if (n > 0) {
+        size_t room = static_cast<size_t>(limits.max_output_bytes) - std::min(sink->size(),
+                                                                               static_cast<size_t>(limits.max_output_bytes));
+        sink->append(buf, std::min(room, static_cast<size_t>(n)));
+        if (static_cast<size_t>(n) > room) flooded = true;
+      } else if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN)) {
+        close(*fd);
+        *fd = -1;
+      }
+    }
+    if (flooded) break;
+    if (!exited && fds[3].revents != 0) {
+      if (waitpid(p.pid, &status, WNOHANG) == p.pid) {
+        exited = true;
+        kill(-p.pid, SIGKILL);  // stragglers in the group (rlimits mode); the pid ns is already gone
+        p.pid = -1;
+      }
+    }
+  }
+  if (!exited && p.pid > 0) {
+    kill(-p.pid, SIGKILL);
+    kill(p.pid, SIGKILL);
+    while (waitpid(p.pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    p.pid = -1;
+  }
+  if (pidfd >= 0) close(pidfd);
+  Kill(&p);
+  r.wall_ms = MsSince(t0);
+  if (WIFSIGNALED(status)) r.signal = WTERMSIG(status);
+  if (WIFEXITED(status)) r.exit_code = WEXITSTATUS(status);
+  if (timed_out) {
+    r.verdict = SandboxVerdict::kTimeout;
+  } else if (flooded) {
+    r.verdict = SandboxVerdict::kOutputLimit;
+  } else if (r.signal == SIGXCPU || r.signal == SIGKILL) {
+    r.verdict = SandboxVerdict::kTimeout;  // CPU soft limit (SIGXCPU) or hard limit (SIGKILL)
+  } else if (r.signal == SIGXFSZ) {
+    r.verdict = SandboxVerdict::kKilledByLimit;
+  } else if (r.signal == 0 && r.exit_code == 0) {
+    r.verdict = SandboxVerdict::kOk;
+  } else if (r.stderr_data.find("MemoryError") != std::string::npos) {
+    r.verdict = SandboxVerdict::kKilledByLimit;
+  } else {
+    r.verdict = SandboxVerdict::kRuntimeError;
+  }
+  return r;
+}
+
+}  // namespace zerorl::reward
