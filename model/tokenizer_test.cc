@@ -12,6 +12,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "absl/strings/str_cat.h"
 #include "model/tokenizer_pretok.h"
 #include "model/tokenizer_unicode.h"
 
@@ -150,7 +151,8 @@ TEST(TokenizerFixture, NfcComposesDecomposedInput) {
 
 TEST(TokenizerPreTokenizer, SplitBehaviorsFollowHuggingFace) {
   const auto pieces = [](const std::string& behavior) {
-    json j = {{"type", "Split"}, {"pattern", {{"String", "-"}}}, {"behavior", behavior}, {"invert", false}};
+    const json j = json::parse(absl::StrCat(R"({"type": "Split", "pattern": {"String": "-"}, "behavior": ")",
+                                            behavior, R"(", "invert": false})"));
     auto p = tokenizer_internal::PreTokenizer::FromJson(j);
     EXPECT_TRUE(p.ok()) << p.status();
     return p.ok() ? (*p)->Split("the-final--countdown") : std::vector<std::string>();
@@ -172,9 +174,9 @@ TEST(TokenizerPreTokenizer, DeepSeekV3Sequence) {
   auto p = tokenizer_internal::PreTokenizer::FromJson(j);
   ASSERT_TRUE(p.ok()) << p.status();
   const auto& a = tokenizer_internal::ByteAlphabet::Get();
-  EXPECT_THAT((*p)->Split("ab 12345 中文 .hello\n"),
+  EXPECT_THAT((*p)->Split("ab 12345 中文.hello ?!\n"),
               ElementsAre(a.Encode("ab"), a.Encode(" "), a.Encode("123"), a.Encode("45"), a.Encode(" "),
-                          a.Encode("中文"), a.Encode(" "), a.Encode(".hello"), a.Encode("\n")));
+                          a.Encode("中文"), a.Encode(".hello"), a.Encode(" ?!\n")));
 }
 
 TEST(TokenizerPreTokenizer, ByteLevelWithGpt2Regex) {
