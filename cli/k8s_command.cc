@@ -1,8 +1,109 @@
-// `zerorl k8s` — not landed yet.
+// `zerorl k8s render --config RUN.yaml [--image IMAGE] [--print-config]`
+//
+// Prints the Kubernetes manifests of one run (cli/k8s_render.h) as a YAML
+// stream, so `zerorl k8s render --config run.yaml | kubectl apply -f -`
+// launches it. The reward spec named by reward.spec_path (relative to the
+// working directory, else to the config file's directory or one above it) goes into the reward-spec
+// ConfigMap; an inline reward.spec goes there too. --print-config prints only
+// the run.yaml the pods load (how k8s/overlays/*/run.yaml are made).
+#include <cstdio>
+#include <filesystem>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "cli/k8s_config.h"
+#include "cli/k8s_render.h"
+#include "cli/k8s_yaml.h"
 #include "common/commands.h"
+#include "common/config.h"
+#include "zerorl/v1/reward.pb.h"
 
 namespace zerorl {
+namespace {
 
-int K8sCommand(int, char**) { return NotYetAvailable("k8s", "issue 9: Kubernetes"); }
+// The reward spec text for the ConfigMap, "" when the run uses its dataset's built-in spec.
+absl::StatusOr<std::string> RewardSpecText(const zerorl::v1::RunConfig& config, const std::string& config_path) {
+  const std::string& spec_path = config.reward().spec_path();
+  if (spec_path.empty()) {
+    return config.reward().has_spec() ? MessageToYaml(config.reward().spec()) : std::string();
+  }
+  // Relative paths: the working directory first (as the pods resolve them), then
+  // the config's directory and the directories above it (a repo checkout).
+  std::filesystem::path path(spec_path);
+  if (path.is_relative() && !std::filesystem::exists(path)) {
+    std::error_code ec;
+    std::filesystem::path dir = std::filesystem::absolute(config_path, ec).parent_path();
+    for (; !ec && !dir.empty(); dir = dir.parent_path()) {
+      if (std::filesystem::exists(dir / spec_path)) {
+        path = dir / spec_path;
+        break;
+      }
+      if (dir == dir.root_path()) break;
+    }
+  }
+  auto text = ReadFile(path.string());
+  if (!text.ok()) {
+    return absl::Status(text.status().code(), absl::StrCat("reward.spec_path: ", text.status().message()));
+  }
+  zerorl::v1::RewardSpec spec;
+  if (auto s = MergeYamlInto(*text, path.string(), &spec); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("reward.spec_path: ", s.message()));
+  }
+  return *text;
+}
+
+int Render(const std::string& config_path, const std::string& image, bool print_config) {
+  auto config = LoadRunConfig(config_path);
+  if (!config.ok()) {
+    std::fprintf(stderr, "zerorl k8s render: %s\n", std::string(config.status().message()).c_str());
+    return 2;
+  }
+  if (!image.empty()) config->mutable_kubernetes()->set_image(image);
+  auto spec = RewardSpecText(*config, config_path);
+  if (!spec.ok()) {
+    std::fprintf(stderr, "zerorl k8s render: %s\n", std::string(spec.status().message()).c_str());
+    return 2;
+  }
+  auto objects = RenderK8sObjects(*config, *spec);
+  if (!objects.ok()) {
+    std::fprintf(stderr, "zerorl k8s render: %s: %s\n", config_path.c_str(),
+                 std::string(objects.status().message()).c_str());
+    return objects.status().code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
+  }
+  std::string out;
+  if (print_config) {
+    for (const auto& obj : *objects) {
+      if (obj["kind"] == "ConfigMap" && obj["metadata"]["name"] == "zerorl-config") {
+        out = obj["data"]["run.yaml"].get<std::string>();
+      }
+    }
+  } else {
+    out = JsonToYamlStream(*objects);
+  }
+  std::fwrite(out.data(), 1, out.size(), stdout);
+  return std::fflush(stdout) == 0 ? 0 : 1;
+}
+
+}  // namespace
+
+int K8sCommand(int argc, char** argv) {
+  CLI::App app{"Kubernetes manifests for zerorl runs.", "zerorl k8s"};
+  app.require_subcommand(1);
+  std::string config_path, image;
+  bool print_config = false;
+  CLI::App* render = app.add_subcommand("render", "print the manifests of a run (pipe to kubectl apply -f -)");
+  render->add_option("--config", config_path, "RunConfig YAML; its kubernetes: section sizes the deployment")
+      ->required();
+  render->add_option("--image", image, "container image (overrides kubernetes.image)");
+  render->add_flag("--print-config", print_config, "print only the run.yaml the pods load");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  return Render(config_path, image, print_config);
+}
 
 }  // namespace zerorl

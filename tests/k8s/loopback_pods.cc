@@ -1,0 +1,193 @@
+// Pods of a rendered deployment as local processes (see loopback_pods.h).
+#include "tests/k8s/loopback_pods.h"
+
+#include <signal.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+
+namespace zerorl::testing {
+namespace {
+
+constexpr char kToken[] = "loopback-admin-token";
+
+struct Mount {
+  std::string path;   // inside the pod
+  std::string local;  // in the pod's directory
+};
+
+void WriteFile(const std::string& path, const std::string& text) {
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path());
+  std::ofstream(path, std::ios::binary) << text;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<LoopbackDeployment>> LoopbackDeployment::Create(
+    const std::string& rendered_yaml, const std::string& dir, const std::function<void(YAML::Node&)>& edit_config) {
+  std::vector<YAML::Node> docs;
+  try {
+    docs = YAML::LoadAll(rendered_yaml);
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat("rendered manifests are not YAML: ", e.what()));
+  }
+  std::string ns, domain = "cluster.local";
+  std::map<std::string, std::map<std::string, std::string>> config_maps;
+  std::vector<YAML::Node> workloads;
+  for (const YAML::Node& d : docs) {
+    const std::string kind = d["kind"].as<std::string>("");
+    if (kind == "Namespace") ns = d["metadata"]["name"].as<std::string>();
+    if (kind == "ConfigMap") {
+      auto& data = config_maps[d["metadata"]["name"].as<std::string>()];
+      for (const auto& kv : d["data"]) data[kv.first.as<std::string>()] = kv.second.as<std::string>();
+    }
+    if (kind == "Deployment" || kind == "StatefulSet") workloads.push_back(d);
+  }
+  if (config_maps.count("zerorl-config")) {
+    YAML::Node run = YAML::Load(config_maps["zerorl-config"]["run.yaml"]);
+    if (run["kubernetes"] && run["kubernetes"]["cluster_domain"]) domain = run["kubernetes"]["cluster_domain"].as<std::string>();
+  }
+
+  auto out = std::make_unique<LoopbackDeployment>();
+  std::vector<std::pair<std::string, std::string>> hosts;  // DNS name -> pod IP
+  int next_ip = 11;
+  for (const YAML::Node& w : workloads) {
+    const std::string name = w["metadata"]["name"].as<std::string>();
+    const bool sts = w["kind"].as<std::string>() == "StatefulSet";
+    const int replicas = w["spec"]["replicas"].as<int>(1);
+    const std::string service = sts ? w["spec"]["serviceName"].as<std::string>() : name;
+    const std::string service_host = absl::StrCat(service, ".", ns, ".svc.", domain);
+    for (int i = 0; i < replicas; ++i) {
+      LoopbackPod pod;
+      pod.name = sts || replicas > 1 ? absl::StrCat(name, "-", i) : name;
+      pod.ip = absl::StrCat("127.0.0.", next_ip++);
+      pod.root = absl::StrCat(dir, "/", pod.name);
+      if (i == 0) hosts.push_back({service_host, pod.ip});
+      if (sts) hosts.push_back({absl::StrCat(pod.name, ".", service_host), pod.ip});
+      out->pods_.push_back(std::move(pod));
+    }
+  }
+  // Longest first: pod names end with their service's name.
+  std::sort(hosts.begin(), hosts.end(), [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
+
+  size_t index = 0;
+  for (const YAML::Node& w : workloads) {
+    const int replicas = w["spec"]["replicas"].as<int>(1);
+    const YAML::Node spec = w["spec"]["template"]["spec"];
+    const YAML::Node c = spec["containers"][0];
+    for (int i = 0; i < replicas; ++i, ++index) {
+      LoopbackPod& pod = out->pods_[index];
+      std::filesystem::create_directories(pod.root);
+      pod.log = pod.root + "/stderr.log";
+      std::vector<Mount> mounts;
+      std::map<std::string, std::string> volume_cm, volume_secret;
+      for (const auto& v : spec["volumes"]) {
+        if (v["configMap"]) volume_cm[v["name"].as<std::string>()] = v["configMap"]["name"].as<std::string>();
+        if (v["secret"]) volume_secret[v["name"].as<std::string>()] = v["secret"]["secretName"].as<std::string>();
+      }
+      for (const auto& m : c["volumeMounts"]) {
+        const std::string path = m["mountPath"].as<std::string>();
+        Mount mount{path, pod.root + path};
+        std::filesystem::create_directories(mount.local);
+        if (path != "/tmp") mounts.push_back(mount);
+      }
+      std::sort(mounts.begin(), mounts.end(), [](const Mount& a, const Mount& b) { return a.path.size() > b.path.size(); });
+      auto localize = [&](std::string text) {
+        for (const auto& [host, ip] : hosts) text = absl::StrReplaceAll(text, {{host, ip}});
+        for (const Mount& m : mounts) text = absl::StrReplaceAll(text, {{m.path, m.local}});
+        return text;
+      };
+      for (const auto& m : c["volumeMounts"]) {
+        const std::string vol = m["name"].as<std::string>();
+        const std::string local = pod.root + m["mountPath"].as<std::string>();
+        if (volume_secret.count(vol)) WriteFile(local + "/token", std::string(kToken) + "\n");
+        if (!volume_cm.count(vol)) continue;
+        for (const auto& [key, text] : config_maps[volume_cm[vol]]) {
+          std::string body = localize(text);
+          if (key == "run.yaml") {
+            YAML::Node run = YAML::Load(body);
+            run["server"]["bind_host"] = pod.ip;  // the pod's own network namespace
+            if (edit_config) edit_config(run);
+            YAML::Emitter e;
+            e << run;
+            body = std::string(e.c_str()) + "\n";
+          }
+          WriteFile(local + "/" + key, body);
+        }
+      }
+      std::map<std::string, std::string> env;
+      for (const auto& e : c["env"]) {
+        const std::string field = e["valueFrom"]["fieldRef"]["fieldPath"].as<std::string>("");
+        env[e["name"].as<std::string>()] =
+            field == "metadata.name" ? pod.name : field == "status.podIP" ? pod.ip : e["value"].as<std::string>("");
+      }
+      pod.argv = {ZerorlBin()};
+      for (const auto& a : c["args"]) {
+        std::string arg = a.as<std::string>();
+        for (const auto& [k, v] : env) arg = absl::StrReplaceAll(arg, {{"$(" + k + ")", v}});
+        pod.argv.push_back(localize(arg));
+      }
+      if (pod.argv.size() > 2) pod.role = pod.argv[2];
+      for (const auto& p : c["ports"]) {
+        if (p["name"].as<std::string>("") == "grpc") pod.grpc_port = p["containerPort"].as<int>();
+        if (p["name"].as<std::string>("") == "health") pod.health_port = p["containerPort"].as<int>();
+      }
+    }
+  }
+  return out;
+}
+
+LoopbackPod* LoopbackDeployment::Find(const std::string& name) {
+  for (auto& p : pods_) {
+    if (p.name == name) return &p;
+  }
+  return nullptr;
+}
+
+std::string LoopbackDeployment::Address(const LoopbackPod& pod) const {
+  return absl::StrCat(pod.ip, ":", pod.grpc_port);
+}
+
+absl::Status LoopbackDeployment::Start(LoopbackPod& pod, std::chrono::milliseconds timeout) {
+  pod.process = std::make_unique<Subprocess>();
+  if (!pod.process->Start(pod.argv, pod.log)) return absl::InternalError("cannot start " + pod.name);
+  if (!pod.process->WaitForLine("listening ", timeout).has_value()) {
+    return absl::DeadlineExceededError(absl::StrCat(pod.name, " did not start listening; its log:\n", LogTail(pod)));
+  }
+  return absl::OkStatus();
+}
+
+void LoopbackDeployment::Kill(LoopbackPod& pod) {
+  if (!pod.process || !pod.process->running()) return;
+  pod.process->Signal(SIGKILL);
+  pod.process->Wait(std::chrono::seconds(10));
+}
+
+std::vector<std::string> LoopbackDeployment::StopAll() {
+  std::vector<std::string> bad;
+  for (auto& p : pods_) {
+    if (p.process && p.process->running()) p.process->Signal(SIGTERM);
+  }
+  for (auto& p : pods_) {
+    if (!p.process || !p.process->running()) continue;
+    const int rc = p.process->Wait(std::chrono::seconds(30));
+    if (rc != 0) bad.push_back(absl::StrCat(p.name, " exited ", rc));
+  }
+  return bad;
+}
+
+std::string LoopbackDeployment::LogTail(const LoopbackPod& pod, size_t bytes) const {
+  std::ifstream in(pod.log, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::string s = ss.str();
+  return s.size() > bytes ? s.substr(s.size() - bytes) : s;
+}
+
+}  // namespace zerorl::testing
