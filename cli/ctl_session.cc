@@ -142,8 +142,8 @@ absl::Status Session::CallError(const grpc::Status& status, absl::string_view se
                           4);
     case grpc::StatusCode::UNIMPLEMENTED:
       return WithExitCode(absl::UnimplementedError(absl::StrCat(
-                              where, " does not implement this call (", detail,
-                              "); is that the right address? see --addr, --buffer-addr, --reward-addr")),
+                              where, " does not implement this call", detail.empty() ? "" : " (" + detail + ")",
+                              "; is that the right address? see --addr, --buffer-addr, --reward-addr")),
                           1);
     default:
       return WithExitCode(absl::Status(static_cast<absl::StatusCode>(status.error_code()),
