@@ -99,8 +99,9 @@ class RegexSplit final : public PreTokenStep {
                                                           const std::string& where) {
     int err = 0;
     PCRE2_SIZE offset = 0;
-    uint32_t options = PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF;
-    if (literal) options |= PCRE2_LITERAL;
+    // PCRE2_LITERAL (a String pattern) does not accept PCRE2_UCP, and needs no classes.
+    const uint32_t options =
+        PCRE2_UTF | PCRE2_MATCH_INVALID_UTF | (literal ? PCRE2_LITERAL : PCRE2_UCP);
     pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
                                      options, &err, &offset, nullptr);
     if (code == nullptr) {
