@@ -1,4 +1,7 @@
-// The reward actor: what `zerorl serve reward` serves.
+// The reward actor: what `zerorl serve reward` serves (RewardService over the
+// rule-based checkers and the sandbox). The spec comes from
+// config.reward.spec_path (watched for changes when watch_spec), else the inline
+// config.reward.spec, else the dataset kind's built-in spec.
 #pragma once
 
 #include <memory>

@@ -1,0 +1,67 @@
+// RewardService handlers (contract in service.h).
+#include "reward/service.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/status.h"
+#include "reward/reward_spec.h"
+
+namespace zerorl::reward {
+
+grpc::Status RewardServiceImpl::Score(grpc::ServerContext*, const zerorl::v1::ScoreRequest* req,
+                                      zerorl::v1::ScoreResponse* resp) {
+  if (req->items_size() > kMaxItemsPerCall) {
+    return ToGrpcStatus(absl::ResourceExhaustedError(
+        absl::StrCat(req->items_size(), " items in one Score call; at most ", kMaxItemsPerCall)));
+  }
+  std::vector<zerorl::v1::ScoreItem> items(req->items().begin(), req->items().end());
+  const zerorl::v1::RewardSpec* candidate = req->candidate_spec().terms_size() > 0 ? &req->candidate_spec() : nullptr;
+  auto results = scorer_->Score(items, candidate);
+  if (!results.ok()) return ToGrpcStatus(results.status());
+  for (auto& r : *results) *resp->add_results() = std::move(r);
+  return grpc::Status::OK;
+}
+
+grpc::Status RewardServiceImpl::GetRewardSpec(grpc::ServerContext*, const zerorl::v1::GetRewardSpecRequest*,
+                                              zerorl::v1::RewardSpecVersion* resp) {
+  auto v = scorer_->registry().CurrentInfo();
+  if (!v.ok()) return ToGrpcStatus(v.status());
+  *resp = *v;
+  return grpc::Status::OK;
+}
+
+grpc::Status RewardServiceImpl::SetRewardSpec(grpc::ServerContext* ctx, const zerorl::v1::SetRewardSpecRequest* req,
+                                              zerorl::v1::RewardSpecVersion* resp) {
+  if (auto s = auth_->CheckAdmin(ctx); !s.ok()) return ToGrpcStatus(s);
+  bool has_spec = req->spec().terms_size() > 0 || !req->spec().name().empty();
+  if (has_spec == !req->yaml().empty()) {
+    return ToGrpcStatus(absl::InvalidArgumentError("SetRewardSpec: give exactly one of spec or yaml"));
+  }
+  zerorl::v1::RewardSpec spec = req->spec();
+  if (!has_spec) {
+    auto parsed = ParseRewardSpecYaml(req->yaml(), "SetRewardSpec.yaml");
+    if (!parsed.ok()) return ToGrpcStatus(parsed.status());
+    spec = *parsed;
+  }
+  auto v = scorer_->registry().Set(spec, "rpc", req->reason());
+  if (!v.ok()) return ToGrpcStatus(v.status());
+  *resp = *v;
+  return grpc::Status::OK;
+}
+
+grpc::Status RewardServiceImpl::ListSpecVersions(grpc::ServerContext*, const zerorl::v1::ListSpecVersionsRequest*,
+                                                 zerorl::v1::ListSpecVersionsResponse* resp) {
+  for (auto& v : scorer_->registry().History()) *resp->add_versions() = std::move(v);
+  resp->set_active_version(scorer_->registry().Current().version);
+  return grpc::Status::OK;
+}
+
+grpc::Status RewardServiceImpl::Rollback(grpc::ServerContext* ctx, const zerorl::v1::RollbackRequest* req,
+                                         zerorl::v1::RewardSpecVersion* resp) {
+  if (auto s = auth_->CheckAdmin(ctx); !s.ok()) return ToGrpcStatus(s);
+  auto v = scorer_->registry().Rollback(req->version(), req->reason());
+  if (!v.ok()) return ToGrpcStatus(v.status());
+  *resp = *v;
+  return grpc::Status::OK;
+}
+
+}  // namespace zerorl::reward
