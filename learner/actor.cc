@@ -1,24 +1,40 @@
-// Placeholder learner actor until issue 6 lands: it serves LearnerService with every
-// method answering UNIMPLEMENTED, so health and reflection already work.
+// The learner actor: a GrpoTrainer on the policy named by RunConfig.model,
+// served as LearnerService. It resumes from the newest complete checkpoint in
+// the checkpoint dir and reaches the buffer at buffer.address.
 #include "learner/actor.h"
 
-#include "zerorl/v1/learner.grpc.pb.h"
+#include "absl/strings/str_cat.h"
+#include "common/server.h"
+#include "common/status.h"
+#include "learner/learner_service.h"
+#include "rollout/model_source.h"
 
 namespace zerorl {
 namespace {
 
-class PlaceholderLearnerActor final : public Actor {
+class LearnerActor final : public Actor {
  public:
-  std::vector<grpc::Service*> Services() override { return {&service_}; }
+  explicit LearnerActor(std::unique_ptr<learner::LearnerServiceImpl> service) : service_(std::move(service)) {}
+  std::vector<grpc::Service*> Services() override { return {service_.get()}; }
+  std::string Describe() const override { return absl::StrCat("policy version ", service_->version()); }
 
  private:
-  zerorl::v1::LearnerService::Service service_;
+  std::unique_ptr<learner::LearnerServiceImpl> service_;
 };
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Actor>> NewLearnerActor(const ActorOptions&) {
-  return std::make_unique<PlaceholderLearnerActor>();
+absl::StatusOr<std::unique_ptr<Actor>> NewLearnerActor(const ActorOptions& options) {
+  const zerorl::v1::RunConfig& c = options.config;
+  ZRL_ASSIGN_OR_RETURN(auto model, rollout::LoadPolicyModel(c.model()));
+  ZRL_ASSIGN_OR_RETURN(auto tokenizer, rollout::LoadPolicyTokenizer(c.model()));
+  ZRL_ASSIGN_OR_RETURN(auto trainer,
+                       learner::GrpoTrainer::Create(std::move(model), std::move(tokenizer), learner::TrainerOptionsFromConfig(c)));
+  std::shared_ptr<grpc::Channel> buffer;
+  if (!c.buffer().address().empty()) buffer = MakeChannel(c.buffer().address(), c.server());
+  auto service = std::make_unique<learner::LearnerServiceImpl>(std::move(trainer), c, buffer);
+  ZRL_RETURN_IF_ERROR(service->ResumeFromLatest().status());
+  return std::make_unique<LearnerActor>(std::move(service));
 }
 
 }  // namespace zerorl

@@ -1,0 +1,94 @@
+// GrpoTrainer: one GRPO optimisation step over a step's trajectory groups, on
+// a policy model the trainer owns (plus a frozen reference when β > 0).
+// Usable in-process (the orchestrator) and behind LearnerService.Train.
+//
+// A step: build sequences (prompt ids + completion ids) from the groups,
+// optional DAPO overlong shaping and dynamic-sampling filter, group-normalised
+// advantages, then μ epochs; each epoch walks the sequences in seeded-shuffled
+// micro-batches, accumulating gradients, and ends with grad-norm clipping and
+// one AdamW update at the scheduled LR. The "old" logprobs are the policy's
+// own at the start of the step (the first epoch's forward, before any update);
+// their gap to the rollout's logprobs is reported. After the epochs the MoE
+// router biases move by γ·sign(mean_load − load) from the step's expert loads.
+//
+// Determinism: same weights, state and groups give bit-identical results on
+// CPU, so Save + Restore resumes exactly. Not thread-safe (callers serialise).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "model/model.h"
+#include "model/optimizer.h"
+#include "model/tokenizer.h"
+#include "rollout/weight_transfer.h"
+#include "zerorl/v1/common.pb.h"
+#include "zerorl/v1/config.pb.h"
+
+namespace zerorl::learner {
+
+struct TrainerOptions {
+  zerorl::v1::GrpoConfig grpo;            // as in RunConfig.learner.grpo (defaults filled)
+  zerorl::v1::OptimizerConfig optimizer;  // as in RunConfig.learner.optimizer
+  int32_t max_new_tokens = 256;           // rollout's limit: dr_grpo's max_len, overlong shaping
+  int64_t total_steps = 100;              // cosine schedule length
+  uint64_t seed = 0;                      // micro-batch shuffling
+};
+
+// From RunConfig: learner.grpo, learner.optimizer, rollout.sampling.max_new_tokens
+// (0 -> 256), orchestrator.total_steps (0 -> 100), seed.
+TrainerOptions TrainerOptionsFromConfig(const zerorl::v1::RunConfig& config);
+
+// Metrics of one step, keyed by name (see StepMetrics in common.proto).
+using Metrics = std::map<std::string, double>;
+
+class GrpoTrainer {
+ public:
+  // Takes the policy; copies it as the frozen reference when grpo.beta > 0.
+  static absl::StatusOr<std::unique_ptr<GrpoTrainer>> Create(std::unique_ptr<model::Model> policy,
+                                                             std::shared_ptr<const Tokenizer> tokenizer,
+                                                             const TrainerOptions& options);
+
+  // One optimisation step. INVALID_ARGUMENT on malformed groups (no samples,
+  // token ids outside the vocabulary, sequences longer than the model's
+  // positions); the model is untouched then. When dynamic sampling drops every
+  // group the step makes no update ("skipped" = 1) and the version stays.
+  absl::StatusOr<Metrics> Step(const std::vector<zerorl::v1::Group>& groups);
+
+  // Checkpoint files in `dir` (created by the caller): config.json +
+  // model.safetensors (HF names, F32), reference.safetensors (β > 0),
+  // optimizer.bin, trainer_state.json {step, policy_version, data_cursor, rng}.
+  absl::Status Save(const std::string& dir, const std::string& data_cursor) const;
+  // Loads what Save wrote; returns the data cursor. FAILED_PRECONDITION when
+  // the checkpoint's model config differs from the trainer's.
+  absl::StatusOr<std::string> Restore(const std::string& dir);
+
+  // The weights to publish, views into the live policy (valid until the next Step).
+  std::vector<WeightTensor> WeightTensors();
+  model::Model& policy() { return *policy_; }
+  int64_t step() const { return step_; }
+  int64_t version() const { return version_; }
+  const TrainerOptions& options() const { return options_; }
+  void set_total_steps(int64_t n) { options_.total_steps = n; }  // LR schedule length
+
+ private:
+  struct Seq;
+  GrpoTrainer() = default;
+  absl::Status BuildSequences(const std::vector<zerorl::v1::Group>& groups, std::vector<Seq>* seqs,
+                              Metrics* m) const;
+  void UpdateRouterBias(const std::vector<std::vector<int64_t>>& loads, Metrics* m);
+
+  TrainerOptions options_;
+  std::shared_ptr<const Tokenizer> tokenizer_;
+  std::unique_ptr<model::Model> policy_, reference_;
+  std::unique_ptr<model::AdamW> adam_;
+  std::mt19937_64 rng_;
+  int64_t step_ = 0, version_ = 0;
+};
+
+}  // namespace zerorl::learner

@@ -1,0 +1,249 @@
+// LearnerService over gRPC on loopback: Train leases groups from a
+// BufferService (a scripted in-test fake), steps, checkpoints and publishes to
+// two rollout workers in parallel; FetchWeights (pull path) brings a third
+// worker to the same weights; aborted and corrupt UpdateWeights streams leave
+// a worker on its old version with a clear status.
+#include "learner/learner_service.h"
+
+#include <filesystem>
+#include <random>
+
+#include <gtest/gtest.h>
+
+#include "common/config.h"
+#include "common/server.h"
+#include "model/safetensors.h"
+#include "rollout/rollout_service.h"
+#include "rollout/test_models.h"
+#include "tests/testing/subprocess.h"
+
+namespace zerorl::learner {
+namespace {
+
+using zerorl::v1::WeightChunk;
+
+// A scripted buffer: Lease hands out `groups` once; Ack counts.
+class FakeBuffer final : public zerorl::v1::BufferService::Service {
+ public:
+  std::vector<zerorl::v1::Group> groups;
+  int acks = 0;
+  grpc::Status Lease(grpc::ServerContext*, const zerorl::v1::LeaseRequest* req,
+                     zerorl::v1::LeaseResponse* resp) override {
+    for (const auto& g : groups)
+      if (g.id().step() == req->step()) *resp->add_groups() = g;
+    resp->set_lease_id("lease-" + std::to_string(req->step()));
+    return grpc::Status::OK;
+  }
+  grpc::Status Ack(grpc::ServerContext*, const zerorl::v1::AckRequest*, zerorl::v1::AckResponse* resp) override {
+    ++acks;
+    resp->set_consumed(1);
+    return grpc::Status::OK;
+  }
+};
+
+std::vector<zerorl::v1::Group> Groups(int64_t step) {
+  std::mt19937_64 rng(step);
+  std::vector<zerorl::v1::Group> out(2);
+  for (auto& g : out) {
+    g.mutable_id()->set_step(step);
+    g.mutable_prompt()->set_text("hi");
+    for (int s = 0; s < 4; ++s) {
+      auto* t = g.add_trajectories();
+      for (int i = 0; i < 6; ++i) t->mutable_sample()->add_token_ids(4 + rng() % 90);
+      t->mutable_reward()->set_reward(s % 2);
+    }
+  }
+  return out;
+}
+
+struct Worker {
+  std::unique_ptr<rollout::GenerationEngine> engine;
+  std::unique_ptr<rollout::RolloutServiceImpl> service;
+  ServerHandle server;
+  std::string address;
+};
+
+class LearnerServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    server_ = DefaultRunConfig().server();
+    for (int w = 0; w < 3; ++w) {
+      Worker k;
+      k.engine = std::make_unique<rollout::GenerationEngine>(zerorl::testing::TinyMoe(1), zerorl::testing::CharTokenizer(),
+                                                             rollout::GenerationEngine::Options{});
+      k.service = std::make_unique<rollout::RolloutServiceImpl>(k.engine.get(), "w" + std::to_string(w));
+      auto h = StartServer("127.0.0.1:0", {k.service.get()}, server_);
+      ASSERT_TRUE(h.ok()) << h.status();
+      k.server = std::move(*h);
+      k.address = "127.0.0.1:" + std::to_string(k.server.port);
+      workers_.push_back(std::move(k));
+    }
+    auto bh = StartServer("127.0.0.1:0", {&buffer_}, server_);
+    ASSERT_TRUE(bh.ok());
+    buffer_server_ = std::move(*bh);
+    config_ = DefaultRunConfig();
+    config_.set_run_id("t");
+    dir_ = zerorl::testing::MakeTempDir("learner_service");
+    config_.mutable_learner()->mutable_checkpoint()->set_dir(dir_ + "/checkpoints");
+    config_.mutable_learner()->mutable_checkpoint()->set_every_steps(1);
+    config_.mutable_learner()->mutable_checkpoint()->set_keep_last(2);
+    config_.mutable_learner()->set_weight_chunk_bytes(4096);
+    config_.mutable_rollout()->mutable_sampling()->set_max_new_tokens(6);
+    auto trainer = GrpoTrainer::Create(zerorl::testing::TinyMoe(1), zerorl::testing::CharTokenizer(),
+                                       TrainerOptionsFromConfig(config_));
+    ASSERT_TRUE(trainer.ok());
+    learner_ = std::make_unique<LearnerServiceImpl>(
+        std::move(*trainer), config_, MakeChannel("127.0.0.1:" + std::to_string(buffer_server_.port), server_));
+    auto lh = StartServer("127.0.0.1:0", {learner_.get()}, server_);
+    ASSERT_TRUE(lh.ok());
+    learner_server_ = std::move(*lh);
+    stub_ = zerorl::v1::LearnerService::NewStub(MakeChannel("127.0.0.1:" + std::to_string(learner_server_.port), server_));
+  }
+  void TearDown() override {
+    learner_server_.Shutdown();
+    buffer_server_.Shutdown();
+    for (auto& w : workers_) w.server.Shutdown();
+  }
+  std::vector<int32_t> GreedyTokens(Worker& w) {
+    rollout::GenerationParams p;
+    p.sampler.greedy = true;
+    p.max_new_tokens = 12;
+    auto r = w.engine->Generate({{1, 40, 41}}, 1, p);
+    EXPECT_TRUE(r.ok());
+    return r.ok() ? (*r)[0][0].tokens : std::vector<int32_t>{};
+  }
+
+  zerorl::v1::ServerConfig server_;
+  zerorl::v1::RunConfig config_;
+  std::string dir_;
+  FakeBuffer buffer_;
+  ServerHandle buffer_server_, learner_server_;
+  std::vector<Worker> workers_;
+  std::unique_ptr<LearnerServiceImpl> learner_;
+  std::unique_ptr<zerorl::v1::LearnerService::Stub> stub_;
+};
+
+TEST_F(LearnerServiceTest, TrainCheckpointsPublishesAndWorkersCanPull) {
+  for (int64_t s = 0; s < 3; ++s)
+    for (auto& g : Groups(s)) buffer_.groups.push_back(g);
+  for (int64_t s = 0; s < 3; ++s) {
+    zerorl::v1::TrainRequest req;
+    req.set_run_id("t");
+    req.set_step(s);
+    req.set_by_step(true);
+    req.set_data_cursor("cursor-" + std::to_string(s));
+    req.add_publish_to(workers_[0].address);
+    req.add_publish_to(workers_[1].address);
+    zerorl::v1::TrainResponse resp;
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(stub_->Train(&ctx, req, &resp).ok());
+    EXPECT_EQ(resp.policy().version(), s + 1);
+    EXPECT_TRUE(resp.publish_errors().empty()) << resp.publish_errors(0);
+    EXPECT_GT(resp.publish_mb_per_s(), 0.0);
+    for (const char* k : {"loss", "pg_loss", "kl", "clip_frac", "entropy", "grad_norm", "lr", "reward_mean",
+                          "reward_std", "accuracy", "completion_len_mean", "completion_len_max",
+                          "dynamic_sampling_dropped_frac", "expert_load_max_over_mean", "train_rollout_logprob_gap",
+                          "tokens_per_s"})
+      EXPECT_TRUE(resp.metrics().values().count(k)) << "missing metric " << k;
+  }
+  EXPECT_EQ(buffer_.acks, 3);
+  EXPECT_EQ(workers_[0].engine->version(), 3);
+  EXPECT_EQ(workers_[1].engine->version(), 3);
+  EXPECT_EQ(workers_[2].engine->version(), 0);
+  auto pulled = rollout::PullWeights(workers_[2].engine.get(), stub_.get(), 3, std::chrono::seconds(30));
+  ASSERT_TRUE(pulled.ok()) << pulled.status();
+  EXPECT_EQ(workers_[2].engine->version(), 3);
+  EXPECT_EQ(GreedyTokens(workers_[0]), GreedyTokens(workers_[2]));
+  EXPECT_EQ(GreedyTokens(workers_[1]), GreedyTokens(workers_[2]));
+  // Asking for a version the learner does not have yet.
+  EXPECT_EQ(rollout::PullWeights(workers_[2].engine.get(), stub_.get(), 9, std::chrono::seconds(10)).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+
+  // Checkpoints: keep-last 2, complete, loadable as an HF model directory.
+  zerorl::v1::LearnerState state;
+  grpc::ClientContext sctx;
+  ASSERT_TRUE(stub_->GetLearnerState(&sctx, {}, &state).ok());
+  EXPECT_EQ(state.step(), 3);
+  EXPECT_EQ(state.last_checkpoint().data_cursor(), "cursor-2");
+  const std::string ck = state.last_checkpoint().path();
+  EXPECT_TRUE(std::filesystem::exists(ck + "/COMPLETE"));
+  EXPECT_FALSE(std::filesystem::exists(dir_ + "/checkpoints/step-00000001"));
+  auto loaded = model::Model::Load(ck);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ((*loaded)->NumParams(), zerorl::testing::TinyMoe(1)->NumParams());
+}
+
+TEST_F(LearnerServiceTest, TrainWithoutGroupsIsFailedPrecondition) {
+  zerorl::v1::TrainRequest req;
+  req.set_step(7);
+  req.set_by_step(true);
+  zerorl::v1::TrainResponse resp;
+  grpc::ClientContext ctx;
+  grpc::Status s = stub_->Train(&ctx, req, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_NE(s.error_message().find("no groups"), std::string::npos);
+}
+
+std::vector<WeightChunk> ChunksOf(model::Model& m, int64_t version) {
+  std::vector<WeightTensor> ts;
+  for (const auto& t : m.Parameters()) ts.push_back({t.name, t.shape, t.data, t.size});
+  ChunkOptions o;
+  o.version = version;
+  o.config_json = m.config().ToJson();
+  o.chunk_bytes = 2048;
+  std::vector<WeightChunk> out;
+  EXPECT_TRUE(ForEachWeightChunk(ts, o, [&](const WeightChunk& c) {
+                out.push_back(c);
+                return true;
+              }).ok());
+  return out;
+}
+
+TEST_F(LearnerServiceTest, AbortedAndCorruptStreamsLeaveTheOldVersionServing) {
+  auto other = zerorl::testing::TinyMoe(2);
+  auto chunks = ChunksOf(*other, 5);
+  auto stub = zerorl::v1::RolloutService::NewStub(MakeChannel(workers_[0].address, server_));
+  const auto before = GreedyTokens(workers_[0]);
+  {  // the sender dies half way
+    grpc::ClientContext ctx;
+    zerorl::v1::UpdateWeightsResponse resp;
+    auto w = stub->UpdateWeights(&ctx, &resp);
+    for (size_t i = 0; i < chunks.size() / 2; ++i) ASSERT_TRUE(w->Write(chunks[i]));
+    ctx.TryCancel();
+    EXPECT_FALSE(w->Finish().ok());
+  }
+  {  // the sender closes early
+    grpc::ClientContext ctx;
+    zerorl::v1::UpdateWeightsResponse resp;
+    auto w = stub->UpdateWeights(&ctx, &resp);
+    for (size_t i = 0; i < chunks.size() / 2; ++i) ASSERT_TRUE(w->Write(chunks[i]));
+    w->WritesDone();
+    grpc::Status s = w->Finish();
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::ABORTED);
+    EXPECT_NE(s.error_message().find("tensors"), std::string::npos) << s.error_message();
+  }
+  {  // a flipped bit
+    auto bad = chunks;
+    std::string d = bad[3].data();
+    d[1] ^= 1;
+    bad[3].set_data(d);
+    grpc::ClientContext ctx;
+    zerorl::v1::UpdateWeightsResponse resp;
+    auto w = stub->UpdateWeights(&ctx, &resp);
+    for (const auto& c : bad)
+      if (!w->Write(c)) break;
+    w->WritesDone();
+    grpc::Status s = w->Finish();
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::DATA_LOSS);
+    EXPECT_NE(s.error_message().find("checksum"), std::string::npos) << s.error_message();
+  }
+  EXPECT_EQ(workers_[0].engine->version(), 0);
+  EXPECT_EQ(GreedyTokens(workers_[0]), before);
+  zerorl::v1::PolicyVersion pv;
+  grpc::ClientContext vctx;
+  ASSERT_TRUE(stub->GetPolicyVersion(&vctx, {}, &pv).ok());
+  EXPECT_EQ(pv.version(), 0);
+}
+
+}  // namespace
+}  // namespace zerorl::learner

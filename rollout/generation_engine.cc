@@ -1,0 +1,372 @@
+// GenerationEngine: continuous-batching decode loop and staged weight swaps
+// (see generation_engine.h).
+#include "rollout/generation_engine.h"
+
+#include <algorithm>
+#include <chrono>
+#include <map>
+
+#include "absl/strings/str_cat.h"
+#include "common/log.h"
+#include "common/status.h"
+
+namespace zerorl::rollout {
+
+struct GenerationEngine::Request {
+  const std::vector<std::vector<int32_t>>* prompts = nullptr;
+  int G = 1;
+  GenerationParams params;
+  std::vector<int32_t> stop_ids;  // sorted
+  std::vector<std::vector<GeneratedText>> out;  // [P][G], written by the loop
+  size_t next_prompt = 0;   // guarded by mu_
+  int64_t pending = 0;      // samples not final yet; guarded by mu_
+  bool done = false;        // guarded by mu_
+  absl::Status status;      // guarded by mu_
+};
+
+struct GenerationEngine::Seq {
+  Request* req = nullptr;
+  int p = 0, g = 0;
+  std::shared_ptr<model::Model> model;  // pinned at admission
+  int64_t version = 0;
+  model::KVCache cache;
+  std::unique_ptr<model::Sampler> sampler;
+  std::string raw_text;  // DecodeToken bytes so far, for stop strings
+  bool finished = false;  // no more tokens
+  bool counted = false;   // its request's `pending` already counts it as final
+  SampleFinish finish = SampleFinish::kLength;
+  GeneratedText& out() { return req->out[p][g]; }
+};
+
+GenerationEngine::GenerationEngine(std::unique_ptr<model::Model> model, std::shared_ptr<const Tokenizer> tokenizer,
+                                   const Options& options)
+    : tokenizer_(std::move(tokenizer)), options_(options) {
+  if (tokenizer_->eos_id() >= 0) default_stop_ids_.push_back(tokenizer_->eos_id());
+  for (int64_t id : model->config().eos_token_ids) default_stop_ids_.push_back(static_cast<int32_t>(id));
+  live_ = std::shared_ptr<model::Model>(std::move(model));
+  live_version_ = options.initial_version;
+  loop_ = std::thread([this] { Loop(); });
+}
+
+GenerationEngine::~GenerationEngine() {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    stop_ = true;
+    draining_ = true;
+    abort_ = true;
+  }
+  cv_.notify_all();
+  loop_.join();
+}
+
+std::vector<int32_t> GenerationEngine::PromptIds(const Tokenizer& tokenizer, const std::string& text) {
+  std::vector<int32_t> ids;
+  if (tokenizer.bos_id() >= 0) ids.push_back(tokenizer.bos_id());
+  const std::vector<int32_t> body = tokenizer.Encode(text);
+  ids.insert(ids.end(), body.begin(), body.end());
+  return ids;
+}
+
+int64_t GenerationEngine::version() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return live_version_;
+}
+
+model::ModelConfig GenerationEngine::config() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return live_->config();
+}
+
+absl::StatusOr<std::vector<std::vector<GeneratedText>>> GenerationEngine::Generate(
+    const std::vector<std::vector<int32_t>>& prompts, int G, const GenerationParams& params,
+    int64_t min_policy_version) {
+  const model::ModelConfig cfg = config();
+  if (prompts.empty()) return absl::InvalidArgumentError("generate: no prompts");
+  if (G < 1) return absl::InvalidArgumentError(absl::StrCat("generate: group_size must be >= 1, got ", G));
+  if (params.max_new_tokens < 1)
+    return absl::InvalidArgumentError(absl::StrCat("generate: max_new_tokens must be >= 1, got ", params.max_new_tokens));
+  if (!params.sampler.greedy && !(params.sampler.temperature > 0))
+    return absl::InvalidArgumentError("generate: temperature must be > 0 (0 means greedy)");
+  if (!(params.sampler.top_p > 0 && params.sampler.top_p <= 1))
+    return absl::InvalidArgumentError(absl::StrCat("generate: top_p must be in (0, 1], got ", params.sampler.top_p));
+  if (params.sampler.top_k < 0) return absl::InvalidArgumentError("generate: top_k must be >= 0");
+  for (size_t p = 0; p < prompts.size(); ++p) {
+    if (prompts[p].empty()) return absl::InvalidArgumentError(absl::StrCat("generate: prompt ", p, " is empty"));
+    for (int32_t t : prompts[p])
+      if (t < 0 || t >= cfg.vocab_size)
+        return absl::InvalidArgumentError(
+            absl::StrCat("generate: prompt ", p, " has token ", t, " outside the vocabulary of ", cfg.vocab_size));
+    if (static_cast<int64_t>(prompts[p].size()) + params.max_new_tokens > cfg.max_position_embeddings)
+      return absl::InvalidArgumentError(absl::StrCat("generate: prompt ", p, " (", prompts[p].size(),
+                                                     " tokens) + max_new_tokens ", params.max_new_tokens,
+                                                     " exceeds the model's ", cfg.max_position_embeddings,
+                                                     " positions"));
+  }
+  for (const std::string& s : params.stop)
+    if (s.empty()) return absl::InvalidArgumentError("generate: empty stop string");
+
+  Request req;
+  req.prompts = &prompts;
+  req.G = G;
+  req.params = params;
+  req.stop_ids = default_stop_ids_;
+  req.stop_ids.insert(req.stop_ids.end(), params.stop_token_ids.begin(), params.stop_token_ids.end());
+  std::sort(req.stop_ids.begin(), req.stop_ids.end());
+  req.out.assign(prompts.size(), std::vector<GeneratedText>(G));
+  req.pending = static_cast<int64_t>(prompts.size()) * G;
+  {
+    std::unique_lock<std::mutex> lk(mu_);
+    if (draining_) return absl::UnavailableError("rollout worker is draining");
+    if (live_version_ < min_policy_version)
+      return absl::FailedPreconditionError(absl::StrCat("rollout worker serves policy version ", live_version_,
+                                                        ", the request needs >= ", min_policy_version));
+    queue_.push_back(&req);
+    cv_.notify_all();
+    done_cv_.wait(lk, [&] { return req.done; });
+    if (!req.status.ok()) return req.status;
+  }
+  return std::move(req.out);
+}
+
+// Caller holds mu_ (bookkeeping of a final sample).
+void GenerationEngine::FinishSeq(Seq* s, SampleFinish f) {
+  GeneratedText& o = s->out();
+  o.finish = f;
+  o.policy_version = s->version;
+  o.text = tokenizer_->Decode(o.tokens, /*skip_special=*/true);
+  s->finished = true;
+  s->counted = true;
+  if (draining_) (f == SampleFinish::kAbort ? drain_counts_.aborted : drain_counts_.finished)++;
+  if (--s->req->pending == 0) s->req->done = true;
+}
+
+// Caller holds mu_.
+void GenerationEngine::FailRequest(Request* r, const absl::Status& st) {
+  if (r->status.ok()) r->status = st;
+  queue_.erase(std::remove(queue_.begin(), queue_.end(), r), queue_.end());
+  r->pending -= static_cast<int64_t>(r->prompts->size() - r->next_prompt) * r->G;
+  r->next_prompt = r->prompts->size();
+  for (auto& s : active_)
+    if (s->req == r && !s->counted) {
+      s->finished = s->counted = true;
+      --r->pending;
+    }
+  if (r->pending == 0) r->done = true;
+}
+
+void GenerationEngine::Advance(Seq* s, const model::TokenDraw& d) {
+  GeneratedText& o = s->out();
+  o.tokens.push_back(d.token);
+  o.logprobs.push_back(d.logprob);
+  o.sampling_logprobs.push_back(d.sampling_logprob);
+  const auto& stop_ids = s->req->stop_ids;
+  if (std::binary_search(stop_ids.begin(), stop_ids.end(), d.token)) {
+    s->finish = SampleFinish::kStop;
+    s->finished = true;
+    return;
+  }
+  if (!s->req->params.stop.empty()) {
+    const size_t before = s->raw_text.size();
+    if (!tokenizer_->is_special(d.token)) s->raw_text += tokenizer_->DecodeToken(d.token);
+    for (const std::string& stop : s->req->params.stop) {
+      const size_t from = before >= stop.size() ? before - stop.size() + 1 : 0;
+      if (s->raw_text.find(stop, from) != std::string::npos) {
+        s->finish = SampleFinish::kStop;
+        s->finished = true;
+        return;
+      }
+    }
+  }
+  if (static_cast<int32_t>(o.tokens.size()) >= s->req->params.max_new_tokens) {
+    s->finish = SampleFinish::kLength;
+    s->finished = true;
+  }
+}
+
+void GenerationEngine::AdmitAndPrefill(std::vector<std::unique_ptr<Seq>>* fresh) {
+  struct Admit {
+    Request* req;
+    int p;
+    std::shared_ptr<model::Model> model;
+    int64_t version;
+  };
+  std::vector<Admit> admits;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    int room = options_.max_batch_sequences - active_count_;
+    while (!queue_.empty()) {
+      Request* r = queue_.front();
+      // A prompt always fits into an empty batch, so a large G cannot starve.
+      if (r->G > room && !(active_count_ == 0 && admits.empty())) break;
+      admits.push_back({r, static_cast<int>(r->next_prompt), live_, live_version_});
+      room -= r->G;
+      active_count_ += r->G;  // counted as in flight from admission on (Drain waits for them)
+      if (++r->next_prompt == r->prompts->size()) queue_.pop_front();
+    }
+  }
+  std::vector<float> logits;
+  for (Admit& a : admits) {
+    model::KVCache cache;
+    absl::Status st = a.model->Prefill((*a.req->prompts)[a.p], &cache, &logits);
+    if (!st.ok()) {
+      std::lock_guard<std::mutex> lk(mu_);
+      a.req->pending -= a.req->G;  // this prompt's samples never became sequences
+      FailRequest(a.req, Annotate(st, absl::StrCat("prefill of prompt ", a.p)));
+      continue;
+    }
+    const int64_t V = a.model->config().vocab_size;
+    for (int g = 0; g < a.req->G; ++g) {
+      auto s = std::make_unique<Seq>();
+      s->req = a.req;
+      s->p = a.p;
+      s->g = g;
+      s->model = a.model;
+      s->version = a.version;
+      s->cache = g + 1 < a.req->G ? cache.Fork() : std::move(cache);
+      s->sampler = std::make_unique<model::Sampler>(
+          a.req->params.sampler,
+          model::MixSeed(a.req->params.seed, static_cast<uint64_t>(a.p) * a.req->G + g));
+      Advance(s.get(), s->sampler->Draw(logits.data(), V));
+      fresh->push_back(std::move(s));
+    }
+  }
+}
+
+void GenerationEngine::Loop() {
+  std::vector<float> logits;
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lk(mu_);
+      cv_.wait(lk, [&] { return stop_ || abort_ || !queue_.empty() || !active_.empty(); });
+      if (abort_) {
+        for (auto& s : active_)
+          if (!s->counted) FinishSeq(s.get(), s->finished ? s->finish : SampleFinish::kAbort);
+        active_.clear();
+        active_count_ = 0;
+        for (Request* r : queue_) {
+          for (size_t p = r->next_prompt; p < r->prompts->size(); ++p)
+            for (int g = 0; g < r->G; ++g) {
+              Seq s;
+              s.req = r;
+              s.p = static_cast<int>(p);
+              s.g = g;
+              s.version = live_version_;
+              FinishSeq(&s, SampleFinish::kAbort);
+            }
+          r->next_prompt = r->prompts->size();
+        }
+        queue_.clear();
+        done_cv_.notify_all();
+        if (stop_) return;
+        continue;
+      }
+      if (stop_ && queue_.empty() && active_.empty()) return;
+    }
+    std::vector<std::unique_ptr<Seq>> fresh;
+    AdmitAndPrefill(&fresh);
+    // One decode step over every live sequence, batched per pinned model.
+    std::map<model::Model*, std::vector<Seq*>> by_model;
+    for (auto& s : active_)
+      if (!s->finished) by_model[s->model.get()].push_back(s.get());
+    for (auto& [m, seqs] : by_model) {
+      std::vector<model::KVCache*> caches;
+      std::vector<int32_t> last;
+      for (Seq* s : seqs) {
+        caches.push_back(&s->cache);
+        last.push_back(s->out().tokens.back());
+      }
+      absl::Status st = m->DecodeStep(caches, last, &logits);
+      if (!st.ok()) {
+        std::lock_guard<std::mutex> lk(mu_);
+        for (Seq* s : seqs)
+          if (!s->finished) FailRequest(s->req, Annotate(st, "decode step"));
+        continue;
+      }
+      const int64_t V = m->config().vocab_size;
+      for (size_t i = 0; i < seqs.size(); ++i) Advance(seqs[i], seqs[i]->sampler->Draw(logits.data() + i * V, V));
+    }
+    std::lock_guard<std::mutex> lk(mu_);
+    for (auto& s : fresh) active_.push_back(std::move(s));
+    bool any_done = false;
+    std::vector<std::unique_ptr<Seq>> keep;
+    for (auto& s : active_) {
+      if (!s->counted && !s->req->status.ok()) {  // its request failed meanwhile
+        s->finished = s->counted = true;
+        if (--s->req->pending == 0) s->req->done = true;
+      } else if (s->finished && !s->counted) {
+        FinishSeq(s.get(), s->finish);
+      }
+      if (s->finished) {
+        any_done = true;
+      } else {
+        keep.push_back(std::move(s));
+      }
+    }
+    active_ = std::move(keep);
+    active_count_ = static_cast<int>(active_.size());
+    if (any_done) done_cv_.notify_all();
+  }
+}
+
+absl::StatusOr<UpdateResult> GenerationEngine::ReceiveWeights(
+    const std::function<bool(zerorl::v1::WeightChunk*)>& next, const std::function<bool()>& cancelled) {
+  std::lock_guard<std::mutex> one_at_a_time(update_mu_);
+  const auto t0 = std::chrono::steady_clock::now();
+  std::shared_ptr<model::Model> spare;
+  WeightReceiver rx([&](const zerorl::v1::WeightChunk& first) -> absl::StatusOr<WeightDestinations> {
+    model::ModelConfig cfg = config();
+    if (!first.config_json().empty()) {
+      auto parsed = model::ParseModelConfig(first.config_json());
+      if (!parsed.ok()) return Annotate(parsed.status(), "config_json of the weight transfer");
+      cfg = *parsed;
+    }
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      if (retired_ && retired_.use_count() == 1 && retired_->config().ToJson() == cfg.ToJson())
+        spare = std::move(retired_);
+      retired_.reset();
+    }
+    if (!spare) {
+      auto created = model::Model::Create(cfg, 0);
+      if (!created.ok()) return created.status();
+      spare = std::shared_ptr<model::Model>(std::move(*created));
+    }
+    WeightDestinations dest;
+    for (const model::TensorRef& t : spare->Parameters()) dest[t.name] = {t.shape, t.data, t.size};
+    return dest;
+  });
+  zerorl::v1::WeightChunk chunk;
+  absl::Status st;
+  while (st.ok() && next(&chunk)) {
+    if (cancelled && cancelled()) st = absl::CancelledError("weight transfer cancelled by the sender");
+    else st = rx.Add(chunk);
+  }
+  if (st.ok()) st = rx.Finish();
+  if (!st.ok()) {
+    ZLOG(WARNING) << "weight update rejected, still serving version " << version() << ": " << st.message();
+    std::lock_guard<std::mutex> lk(mu_);
+    if (spare && !retired_) retired_ = std::move(spare);
+    return st;
+  }
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    retired_ = std::move(live_);
+    live_ = std::move(spare);
+    live_version_ = rx.version();
+  }
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  ZLOG(INFO) << "serving policy version " << rx.version() << " (" << rx.bytes() / 1e6 << " MB in " << secs << " s)";
+  return UpdateResult{rx.version(), rx.bytes(), secs};
+}
+
+DrainCounts GenerationEngine::Drain(bool abort_in_flight) {
+  std::unique_lock<std::mutex> lk(mu_);
+  draining_ = true;
+  if (abort_in_flight) abort_ = true;
+  cv_.notify_all();
+  done_cv_.wait(lk, [&] { return queue_.empty() && active_count_ == 0 && !(abort_ && !active_.empty()); });
+  abort_ = false;
+  return drain_counts_;
+}
+
+}  // namespace zerorl::rollout

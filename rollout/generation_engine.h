@@ -1,0 +1,128 @@
+// GenerationEngine: the rollout worker's core, usable in-process without gRPC.
+//
+// One background decode loop serves every concurrent Generate call
+// (continuous batching): each iteration admits queued prompts while the batch
+// has room (max_batch_sequences), prefills each prompt ONCE and forks its KV
+// cache to its G samples, then runs one DecodeStep over all live sequences.
+// Finished sequences leave the batch at once, so new prompts join mid-flight.
+//
+// Weights: ReceiveWeights() stages a transfer into a spare model beside the
+// live one and swaps the live pointer under the engine lock, i.e. between
+// admissions/iterations. A sequence keeps the model it was admitted with until
+// it finishes, so every sample is produced by exactly one policy version (the
+// one it reports). An aborted or corrupt transfer leaves the live model and
+// version untouched and returns why.
+//
+// Thread-safety: every public method may be called from any thread.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "model/model.h"
+#include "model/tokenizer.h"
+#include "rollout/weight_transfer.h"
+
+namespace zerorl::rollout {
+
+enum class SampleFinish { kStop, kLength, kAbort };
+
+struct GenerationParams {
+  model::SamplerParams sampler;         // greedy when sampler.greedy
+  int32_t max_new_tokens = 256;         // > 0
+  std::vector<std::string> stop;        // stop strings, matched on the decoded text
+  std::vector<int32_t> stop_token_ids;  // besides the tokenizer's EOS and the config's eos ids
+  uint64_t seed = 0;                    // sample g of prompt p draws with MixSeed(seed, p*G+g)
+};
+
+struct GeneratedText {
+  std::vector<int32_t> tokens;           // new tokens; the stop token / stop string's tokens included
+  std::string text;                      // Decode(tokens) without special tokens
+  std::vector<float> logprobs;           // per token, raw policy (temperature 1)
+  std::vector<float> sampling_logprobs;  // per token, sampling distribution
+  SampleFinish finish = SampleFinish::kLength;
+  int64_t policy_version = 0;
+};
+
+struct UpdateResult {
+  int64_t version = 0;
+  int64_t bytes = 0;
+  double seconds = 0;
+};
+
+struct DrainCounts {
+  int finished = 0;  // samples that ran to stop/length after the drain began
+  int aborted = 0;   // samples cut short with finish kAbort
+};
+
+class GenerationEngine {
+ public:
+  struct Options {
+    int max_batch_sequences = 256;  // sequences decoded together (a prompt's G may exceed it alone)
+    int64_t initial_version = 0;    // policy version of the model given at construction
+  };
+  GenerationEngine(std::unique_ptr<model::Model> model, std::shared_ptr<const Tokenizer> tokenizer,
+                   const Options& options);
+  ~GenerationEngine();  // aborts in-flight work and joins the loop
+
+  // G samples for each prompt (token ids, non-empty); blocks until all are done.
+  // Result [P][G]. INVALID_ARGUMENT on bad prompts/params, FAILED_PRECONDITION
+  // when the serving version is older than min_policy_version, UNAVAILABLE while draining.
+  absl::StatusOr<std::vector<std::vector<GeneratedText>>> Generate(
+      const std::vector<std::vector<int32_t>>& prompts, int G, const GenerationParams& params,
+      int64_t min_policy_version = 0);
+
+  // Reads one transfer with `next` (false at the end of the stream) and swaps
+  // it in. `cancelled` (may be empty) is polled between chunks. One transfer at
+  // a time; a second waits. Errors leave the serving model as it was.
+  absl::StatusOr<UpdateResult> ReceiveWeights(const std::function<bool(zerorl::v1::WeightChunk*)>& next,
+                                              const std::function<bool()>& cancelled = nullptr);
+
+  // Stops taking work (Generate then answers UNAVAILABLE), then finishes or
+  // aborts what is in flight and returns the counts. Idempotent.
+  DrainCounts Drain(bool abort_in_flight);
+
+  int64_t version() const;
+  model::ModelConfig config() const;
+  const Tokenizer& tokenizer() const { return *tokenizer_; }
+  // Prompt text -> ids the way rollout and learner agree on: BOS (when the
+  // tokenizer has one) + Encode(text).
+  static std::vector<int32_t> PromptIds(const Tokenizer& tokenizer, const std::string& text);
+
+ private:
+  struct Request;
+  struct Seq;
+  void Loop();
+  void AdmitAndPrefill(std::vector<std::unique_ptr<Seq>>* fresh);
+  void Advance(Seq* s, const model::TokenDraw& d);
+  void FinishSeq(Seq* s, SampleFinish f);
+  void FailRequest(Request* r, const absl::Status& st);
+
+  std::shared_ptr<const Tokenizer> tokenizer_;
+  const Options options_;
+  std::vector<int32_t> default_stop_ids_;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;       // loop wakes on work / stop
+  std::condition_variable done_cv_;  // callers wake when requests finish
+  std::shared_ptr<model::Model> live_;     // guarded by mu_
+  int64_t live_version_ = 0;               // guarded by mu_
+  std::shared_ptr<model::Model> retired_;  // last replaced model, reused as a spare when free
+  std::deque<Request*> queue_;             // requests with prompts left to admit
+  std::vector<std::unique_ptr<Seq>> active_;  // loop thread only
+  int active_count_ = 0;                   // guarded by mu_ (mirror of active_.size())
+  bool stop_ = false, draining_ = false, abort_ = false;
+  DrainCounts drain_counts_;
+  std::mutex update_mu_;  // one weight transfer at a time
+  std::thread loop_;
+};
+
+}  // namespace zerorl::rollout

@@ -1,0 +1,257 @@
+// GenerationEngine on a tiny MoE: grouped sampling equals the model's own
+// Generate, stop strings/tokens, continuous batching across concurrent calls,
+// weight swaps during generation (each sample is exactly one version's
+// output), corrupt and aborted transfers, drain.
+#include "rollout/generation_engine.h"
+
+#include <algorithm>
+#include <atomic>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "rollout/test_models.h"
+
+namespace zerorl::rollout {
+namespace {
+
+using zerorl::v1::WeightChunk;
+
+std::vector<WeightChunk> ChunksOf(model::Model& m, int64_t version) {
+  std::vector<WeightTensor> ts;
+  for (const auto& t : m.Parameters()) ts.push_back({t.name, t.shape, t.data, t.size});
+  ChunkOptions o;
+  o.version = version;
+  o.config_json = m.config().ToJson();
+  o.chunk_bytes = 1024;
+  std::vector<WeightChunk> out;
+  EXPECT_TRUE(ForEachWeightChunk(ts, o, [&](const WeightChunk& c) {
+                out.push_back(c);
+                return true;
+              }).ok());
+  return out;
+}
+
+absl::StatusOr<UpdateResult> Push(GenerationEngine& e, const std::vector<WeightChunk>& chunks) {
+  size_t i = 0;
+  return e.ReceiveWeights([&](WeightChunk* c) {
+    if (i == chunks.size()) return false;
+    *c = chunks[i++];
+    return true;
+  });
+}
+
+std::unique_ptr<GenerationEngine> Engine(uint64_t seed, int max_batch = 256) {
+  GenerationEngine::Options o;
+  o.max_batch_sequences = max_batch;
+  return std::make_unique<GenerationEngine>(testing::TinyMoe(seed), testing::CharTokenizer(), o);
+}
+
+std::vector<std::vector<int32_t>> Prompts(const GenerationEngine& e, std::vector<std::string> texts) {
+  std::vector<std::vector<int32_t>> p;
+  for (auto& t : texts) p.push_back(GenerationEngine::PromptIds(e.tokenizer(), t));
+  return p;
+}
+
+GenerationParams Sampling(int max_new, uint64_t seed = 7) {
+  GenerationParams p;
+  p.max_new_tokens = max_new;
+  p.seed = seed;
+  return p;
+}
+
+GenerationParams Greedy(int max_new) {
+  GenerationParams p = Sampling(max_new);
+  p.sampler.greedy = true;
+  return p;
+}
+
+TEST(GenerationEngineTest, GroupsMatchTheModelsOwnGenerate) {
+  auto engine = Engine(1);
+  const auto prompts = Prompts(*engine, {"ab", "hello"});
+  auto out = engine->Generate(prompts, 3, Sampling(12));
+  ASSERT_TRUE(out.ok()) << out.status();
+  ASSERT_EQ(out->size(), 2u);
+  auto reference = testing::TinyMoe(1);
+  auto ref = reference->Generate(prompts, 3, {}, 7, {2}, 12);
+  ASSERT_TRUE(ref.ok()) << ref.status();
+  bool differ = false;
+  for (int p = 0; p < 2; ++p) {
+    ASSERT_EQ((*out)[p].size(), 3u);
+    for (int g = 0; g < 3; ++g) {
+      const GeneratedText& s = (*out)[p][g];
+      const auto& r = (*ref)[p * 3 + g];
+      EXPECT_EQ(s.tokens, r.tokens) << "prompt " << p << " sample " << g;
+      ASSERT_EQ(s.logprobs.size(), s.tokens.size());
+      for (size_t t = 0; t < s.tokens.size(); ++t) {
+        EXPECT_LE(s.logprobs[t], 0.f);
+        EXPECT_NEAR(s.logprobs[t], r.logprobs[t], 1e-4);
+      }
+      EXPECT_EQ(s.finish, s.tokens.back() == 2 ? SampleFinish::kStop : SampleFinish::kLength);
+      EXPECT_EQ(s.policy_version, 0);
+      if (s.tokens != (*out)[p][0].tokens) differ = true;
+    }
+  }
+  EXPECT_TRUE(differ) << "the G samples of a prompt should not all be equal";
+  auto again = engine->Generate(prompts, 3, Sampling(12));
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ((*again)[1][2].tokens, (*out)[1][2].tokens);  // seeded
+}
+
+TEST(GenerationEngineTest, StopStringsAndStopTokens) {
+  auto engine = Engine(3);
+  const auto prompts = Prompts(*engine, {"xyz"});
+  auto free_run = engine->Generate(prompts, 1, Greedy(20));
+  ASSERT_TRUE(free_run.ok());
+  const auto& toks = (*free_run)[0][0].tokens;
+  ASSERT_GE(toks.size(), 4u) << "greedy run stopped too early to test stops";
+  GenerationParams by_token = Greedy(20);
+  by_token.stop_token_ids = {toks[2]};
+  auto a = engine->Generate(prompts, 1, by_token);
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ((*a)[0][0].finish, SampleFinish::kStop);
+  const size_t first = std::find(toks.begin(), toks.end(), toks[2]) - toks.begin();
+  EXPECT_EQ((*a)[0][0].tokens, std::vector<int32_t>(toks.begin(), toks.begin() + first + 1));
+  const std::string piece = engine->tokenizer().DecodeToken(toks[3]);
+  if (!piece.empty() && !engine->tokenizer().is_special(toks[3])) {
+    GenerationParams by_string = Greedy(20);
+    by_string.stop = {piece};
+    auto b = engine->Generate(prompts, 1, by_string);
+    ASSERT_TRUE(b.ok());
+    EXPECT_EQ((*b)[0][0].finish, SampleFinish::kStop);
+    size_t first_piece = 0;
+    while (engine->tokenizer().DecodeToken(toks[first_piece]) != piece) ++first_piece;
+    EXPECT_EQ((*b)[0][0].tokens, std::vector<int32_t>(toks.begin(), toks.begin() + first_piece + 1));
+  }
+}
+
+TEST(GenerationEngineTest, ConcurrentCallsShareOneBatchAndMatchSequentialResults) {
+  auto engine = Engine(4, /*max_batch=*/4);
+  auto sequential = Engine(4);
+  const std::vector<std::vector<std::string>> texts = {{"a", "bb"}, {"ccc", "d"}, {"ee", "fff"}};
+  std::vector<std::vector<std::vector<GeneratedText>>> got(texts.size());
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < texts.size(); ++i)
+    threads.emplace_back([&, i] {
+      auto r = engine->Generate(Prompts(*engine, texts[i]), 3, Greedy(10));
+      ASSERT_TRUE(r.ok()) << r.status();
+      got[i] = *r;
+    });
+  for (auto& t : threads) t.join();
+  for (size_t i = 0; i < texts.size(); ++i) {
+    auto want = sequential->Generate(Prompts(*sequential, texts[i]), 3, Greedy(10));
+    ASSERT_TRUE(want.ok());
+    for (size_t p = 0; p < want->size(); ++p)
+      for (int g = 0; g < 3; ++g) EXPECT_EQ(got[i][p][g].tokens, (*want)[p][0].tokens) << i << "/" << p << "/" << g;
+  }
+}
+
+TEST(GenerationEngineTest, SwapDuringGenerationEachSampleIsOneVersion) {
+  auto engine = Engine(1, /*max_batch=*/4);
+  std::vector<std::unique_ptr<model::Model>> versions;
+  for (uint64_t s : {1, 2, 3}) versions.push_back(testing::TinyMoe(s));
+  const auto prompts = Prompts(*engine, {"ab", "cd"});
+  // What each version generates greedily, alone.
+  std::vector<std::vector<std::vector<int32_t>>> want;
+  for (uint64_t s : {1, 2, 3}) {
+    auto e = Engine(s);
+    auto r = e->Generate(prompts, 1, Greedy(16));
+    ASSERT_TRUE(r.ok());
+    want.push_back({(*r)[0][0].tokens, (*r)[1][0].tokens});
+  }
+  ASSERT_NE(want[0], want[1]);
+  ASSERT_NE(want[1], want[2]);
+  const auto chunks1 = ChunksOf(*versions[1], 1), chunks2 = ChunksOf(*versions[2], 2);
+  std::atomic<bool> pushed{false};
+  std::vector<std::vector<std::vector<GeneratedText>>> results;
+  std::thread gen([&] {
+    for (int i = 0; i < 200 && (i < 3 || !pushed.load()); ++i) {
+      auto r = engine->Generate(prompts, 2, Greedy(16));
+      ASSERT_TRUE(r.ok()) << r.status();
+      results.push_back(*r);
+    }
+    auto r = engine->Generate(prompts, 2, Greedy(16));
+    ASSERT_TRUE(r.ok());
+    results.push_back(*r);
+  });
+  ASSERT_TRUE(Push(*engine, chunks1).ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  auto r2 = Push(*engine, chunks2);
+  ASSERT_TRUE(r2.ok()) << r2.status();
+  EXPECT_EQ(r2->version, 2);
+  pushed = true;
+  gen.join();
+  EXPECT_EQ(engine->version(), 2);
+  int seen_last = 0;
+  for (const auto& res : results)
+    for (size_t p = 0; p < res.size(); ++p)
+      for (const GeneratedText& s : res[p]) {
+        ASSERT_GE(s.policy_version, 0);
+        ASSERT_LE(s.policy_version, 2);
+        EXPECT_EQ(s.tokens, want[s.policy_version][p]) << "sample reports version " << s.policy_version
+                                                       << " but was not generated by it alone";
+        seen_last += s.policy_version == 2;
+      }
+  EXPECT_GT(seen_last, 0);
+}
+
+TEST(GenerationEngineTest, CorruptOrAbortedTransferKeepsServingTheOldVersion) {
+  auto engine = Engine(1);
+  auto other = testing::TinyMoe(2);
+  const auto prompts = Prompts(*engine, {"ab"});
+  auto before = engine->Generate(prompts, 1, Greedy(8));
+  ASSERT_TRUE(before.ok());
+
+  auto corrupt = ChunksOf(*other, 1);
+  std::string d = corrupt[5].data();
+  d[0] ^= 0x10;
+  corrupt[5].set_data(d);
+  auto r = Push(*engine, corrupt);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kDataLoss) << r.status();
+  EXPECT_EQ(engine->version(), 0);
+
+  auto truncated = ChunksOf(*other, 1);
+  truncated.resize(truncated.size() / 2);
+  r = Push(*engine, truncated);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kAborted) << r.status();
+  EXPECT_EQ(engine->version(), 0);
+
+  auto after = engine->Generate(prompts, 1, Greedy(8));
+  ASSERT_TRUE(after.ok());
+  EXPECT_EQ((*after)[0][0].tokens, (*before)[0][0].tokens);
+  EXPECT_EQ((*after)[0][0].policy_version, 0);
+  ASSERT_TRUE(Push(*engine, ChunksOf(*other, 1)).ok());  // a good transfer after bad ones
+  EXPECT_EQ(engine->version(), 1);
+}
+
+TEST(GenerationEngineTest, RejectsBadRequests) {
+  auto engine = Engine(1);
+  EXPECT_EQ(engine->Generate({}, 1, Greedy(4)).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(engine->Generate({{}}, 1, Greedy(4)).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(engine->Generate({{1, 5}}, 0, Greedy(4)).status().code(), absl::StatusCode::kInvalidArgument);
+  auto oov = engine->Generate({{1, 500}}, 1, Greedy(4));
+  EXPECT_NE(oov.status().message().find("outside the vocabulary"), std::string::npos);
+  EXPECT_EQ(engine->Generate({{1, 5}}, 1, Greedy(1000)).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(engine->Generate({{1, 5}}, 1, Greedy(4), /*min_policy_version=*/3).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+TEST(GenerationEngineTest, DrainAbortsInFlightWithAClearReason) {
+  auto engine = Engine(5);
+  const auto prompts = Prompts(*engine, {"ab"});
+  absl::StatusOr<std::vector<std::vector<GeneratedText>>> out;
+  GenerationParams p = Sampling(250);
+  p.stop_token_ids = {};
+  std::thread gen([&] { out = engine->Generate(prompts, 4, p); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(30));
+  const DrainCounts c = engine->Drain(/*abort_in_flight=*/true);
+  gen.join();
+  ASSERT_TRUE(out.ok()) << out.status();
+  int aborted = 0;
+  for (const auto& s : (*out)[0]) aborted += s.finish == SampleFinish::kAbort;
+  EXPECT_EQ(c.aborted, aborted);
+  EXPECT_EQ(engine->Generate(prompts, 1, Greedy(4)).status().code(), absl::StatusCode::kUnavailable);
+}
+
+}  // namespace
+}  // namespace zerorl::rollout

@@ -1,0 +1,36 @@
+// Loading the policy model and tokenizer from RunConfig.model (see model_source.h).
+#include "rollout/model_source.h"
+
+#include <filesystem>
+
+#include "common/status.h"
+
+namespace zerorl::rollout {
+
+absl::StatusOr<std::unique_ptr<model::Model>> LoadPolicyModel(const zerorl::v1::ModelConfig& config) {
+  if (!config.path().empty()) {
+    auto m = model::Model::Load(config.path());
+    if (!m.ok()) return Annotate(m.status(), "model.path");
+    return m;
+  }
+  if (!config.init_config().empty()) {
+    auto cfg = model::LoadModelConfig(config.init_config());
+    if (!cfg.ok()) return Annotate(cfg.status(), "model.init_config");
+    return model::Model::Create(*cfg, config.init_seed());
+  }
+  return absl::InvalidArgumentError("model: set model.path (a checkpoint) or model.init_config (a config.json)");
+}
+
+absl::StatusOr<std::shared_ptr<const Tokenizer>> LoadPolicyTokenizer(const zerorl::v1::ModelConfig& config) {
+  std::string spec = config.tokenizer();
+  if (spec.empty() || spec == "auto") {
+    spec = !config.path().empty() && std::filesystem::exists(config.path() + "/tokenizer.json")
+               ? config.path() + "/tokenizer.json"
+               : "char";
+  }
+  auto t = Tokenizer::Load(spec);
+  if (!t.ok()) return Annotate(t.status(), "model.tokenizer");
+  return std::shared_ptr<const Tokenizer>(std::move(*t));
+}
+
+}  // namespace zerorl::rollout

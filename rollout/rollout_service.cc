@@ -1,0 +1,109 @@
+// RolloutServiceImpl: proto <-> GenerationEngine (see rollout_service.h).
+#include "rollout/rollout_service.h"
+
+#include <chrono>
+#include <functional>
+
+#include "absl/strings/str_cat.h"
+#include "common/server.h"
+#include "common/status.h"
+
+namespace zerorl::rollout {
+
+using zerorl::v1::FinishReason;
+
+absl::StatusOr<GenerationParams> ParamsFromRequest(const zerorl::v1::GenerateRequest& r) {
+  const zerorl::v1::SamplingParams& s = r.sampling();
+  GenerationParams p;
+  if (s.temperature() < 0) return absl::InvalidArgumentError("sampling.temperature must be >= 0");
+  p.sampler.greedy = s.temperature() == 0;
+  p.sampler.temperature = s.temperature() == 0 ? 1.0f : s.temperature();
+  p.sampler.top_p = s.top_p() == 0 ? 1.0f : s.top_p();
+  p.sampler.top_k = s.top_k();
+  p.max_new_tokens = s.max_new_tokens() == 0 ? 256 : s.max_new_tokens();
+  p.stop.assign(s.stop().begin(), s.stop().end());
+  p.stop_token_ids.assign(s.stop_token_ids().begin(), s.stop_token_ids().end());
+  p.seed = s.seed() != 0 ? s.seed() : std::hash<std::string>{}(r.request_id()) | 1;
+  return p;
+}
+
+grpc::Status RolloutServiceImpl::Generate(grpc::ServerContext*, const zerorl::v1::GenerateRequest* req,
+                                          zerorl::v1::GenerateResponse* resp) {
+  const auto t0 = std::chrono::steady_clock::now();
+  auto params = ParamsFromRequest(*req);
+  if (!params.ok()) return ToGrpcStatus(params.status());
+  std::vector<std::vector<int32_t>> prompts;
+  int64_t prompt_tokens = 0;
+  for (const zerorl::v1::Prompt& p : req->prompts()) {
+    prompts.emplace_back(p.token_ids().begin(), p.token_ids().end());
+    if (prompts.back().empty()) prompts.back() = GenerationEngine::PromptIds(engine_->tokenizer(), p.text());
+    prompt_tokens += static_cast<int64_t>(prompts.back().size());
+  }
+  const int G = req->group_size() == 0 ? 1 : req->group_size();
+  auto out = engine_->Generate(prompts, G, *params, req->min_policy_version());
+  if (!out.ok()) return ToGrpcStatus(out.status());
+  int64_t completion_tokens = 0;
+  for (size_t i = 0; i < out->size(); ++i) {
+    zerorl::v1::GeneratedGroup* g = resp->add_groups();
+    g->set_prompt_id(req->prompts(static_cast<int>(i)).id());
+    for (size_t j = 0; j < (*out)[i].size(); ++j) {
+      const GeneratedText& t = (*out)[i][j];
+      zerorl::v1::Sample* s = g->add_samples();
+      s->set_index(static_cast<int32_t>(j));
+      s->mutable_token_ids()->Add(t.tokens.begin(), t.tokens.end());
+      s->set_text(t.text);
+      s->mutable_logprobs()->Add(t.logprobs.begin(), t.logprobs.end());
+      s->mutable_sampling_logprobs()->Add(t.sampling_logprobs.begin(), t.sampling_logprobs.end());
+      s->set_finish_reason(t.finish == SampleFinish::kStop     ? zerorl::v1::FINISH_REASON_STOP
+                           : t.finish == SampleFinish::kLength ? zerorl::v1::FINISH_REASON_LENGTH
+                                                               : zerorl::v1::FINISH_REASON_ABORT);
+      s->set_policy_version(t.policy_version);
+      s->set_worker(worker_);
+      completion_tokens += static_cast<int64_t>(t.tokens.size());
+    }
+  }
+  resp->set_prompt_tokens(prompt_tokens);
+  resp->set_completion_tokens(completion_tokens);
+  resp->set_seconds(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  return grpc::Status::OK;
+}
+
+grpc::Status RolloutServiceImpl::UpdateWeights(grpc::ServerContext* ctx,
+                                               grpc::ServerReader<zerorl::v1::WeightChunk>* reader,
+                                               zerorl::v1::UpdateWeightsResponse* resp) {
+  auto r = engine_->ReceiveWeights([&](zerorl::v1::WeightChunk* c) { return reader->Read(c); },
+                                   [&] { return ctx->IsCancelled(); });
+  if (!r.ok()) return ToGrpcStatus(r.status());
+  resp->set_version(r->version);
+  resp->set_bytes(r->bytes);
+  resp->set_seconds(r->seconds);
+  return grpc::Status::OK;
+}
+
+grpc::Status RolloutServiceImpl::GetPolicyVersion(grpc::ServerContext*, const zerorl::v1::GetPolicyVersionRequest*,
+                                                  zerorl::v1::PolicyVersion* resp) {
+  resp->set_version(engine_->version());
+  return grpc::Status::OK;
+}
+
+grpc::Status RolloutServiceImpl::Drain(grpc::ServerContext*, const zerorl::v1::DrainRequest* req,
+                                       zerorl::v1::DrainResponse* resp) {
+  const DrainCounts c = engine_->Drain(req->abort_in_flight());
+  resp->set_finished(c.finished);
+  resp->set_aborted(c.aborted);
+  return grpc::Status::OK;
+}
+
+absl::StatusOr<UpdateResult> PullWeights(GenerationEngine* engine, zerorl::v1::LearnerService::StubInterface* learner,
+                                         int64_t min_version, std::chrono::milliseconds timeout) {
+  auto ctx = ContextWithDeadline(timeout);
+  zerorl::v1::FetchWeightsRequest req;
+  req.set_min_version(min_version);
+  auto reader = learner->FetchWeights(ctx.get(), req);
+  auto r = engine->ReceiveWeights([&](zerorl::v1::WeightChunk* c) { return reader->Read(c); });
+  const grpc::Status end = reader->Finish();
+  if (!end.ok()) return Annotate(FromGrpcStatus(end), "fetching weights from the learner");
+  return r;
+}
+
+}  // namespace zerorl::rollout

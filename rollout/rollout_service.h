@@ -1,0 +1,46 @@
+// RolloutServiceImpl: the gRPC face of a GenerationEngine (rollout.proto).
+// Request translation and status mapping only; the work is the engine's.
+//   Generate        prompts (token_ids, else BOS + Encode(text)) x group_size;
+//                   sampling: temperature 0 = greedy, top_p 0 = 1 (unset),
+//                   max_new_tokens 0 = 256, seed 0 = derived from request_id.
+//   UpdateWeights   client stream of WeightChunk, staged then swapped.
+//   Drain           stop taking work, finish or abort what is in flight.
+// Also PullWeights: the pull path, a worker fetching the learner's current
+// weights through LearnerService.FetchWeights.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "rollout/generation_engine.h"
+#include "zerorl/v1/learner.grpc.pb.h"
+#include "zerorl/v1/rollout.grpc.pb.h"
+
+namespace zerorl::rollout {
+
+class RolloutServiceImpl final : public zerorl::v1::RolloutService::Service {
+ public:
+  // `worker`: the name written into Sample.worker (usually host:port).
+  RolloutServiceImpl(GenerationEngine* engine, std::string worker) : engine_(engine), worker_(std::move(worker)) {}
+
+  grpc::Status Generate(grpc::ServerContext*, const zerorl::v1::GenerateRequest*,
+                        zerorl::v1::GenerateResponse*) override;
+  grpc::Status UpdateWeights(grpc::ServerContext*, grpc::ServerReader<zerorl::v1::WeightChunk>*,
+                             zerorl::v1::UpdateWeightsResponse*) override;
+  grpc::Status GetPolicyVersion(grpc::ServerContext*, const zerorl::v1::GetPolicyVersionRequest*,
+                                zerorl::v1::PolicyVersion*) override;
+  grpc::Status Drain(grpc::ServerContext*, const zerorl::v1::DrainRequest*, zerorl::v1::DrainResponse*) override;
+
+ private:
+  GenerationEngine* engine_;
+  std::string worker_;
+};
+
+// Request -> engine params (the defaults above). INVALID_ARGUMENT on bad values.
+absl::StatusOr<GenerationParams> ParamsFromRequest(const zerorl::v1::GenerateRequest& request);
+
+// Fetches the learner's weights (at least min_version) into the engine.
+absl::StatusOr<UpdateResult> PullWeights(GenerationEngine* engine, zerorl::v1::LearnerService::StubInterface* learner,
+                                         int64_t min_version, std::chrono::milliseconds timeout);
+
+}  // namespace zerorl::rollout

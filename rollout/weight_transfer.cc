@@ -1,0 +1,153 @@
+// WeightChunk sending and validated receiving (see weight_transfer.h).
+#include "rollout/weight_transfer.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "model/safetensors.h"
+#include "rollout/crc32c.h"
+
+namespace zerorl {
+
+using zerorl::v1::WeightChunk;
+
+absl::Status ForEachWeightChunk(const std::vector<WeightTensor>& tensors, const ChunkOptions& options,
+                                const std::function<bool(const WeightChunk&)>& emit) {
+  const int64_t elem = options.bf16 ? 2 : 4;
+  const int64_t chunk_elems = options.chunk_bytes / elem;
+  if (chunk_elems <= 0) return absl::InvalidArgumentError(absl::StrCat("weight chunk_bytes ", options.chunk_bytes, " is too small"));
+  WeightChunk c;
+  std::vector<uint16_t> bf;
+  bool first = true;
+  for (const WeightTensor& t : tensors) {
+    uint32_t crc = 0;
+    int64_t start = 0;
+    do {
+      const int64_t n = std::min(chunk_elems, t.numel - start);
+      c.Clear();
+      c.set_version(options.version);
+      c.set_tensor(t.name);
+      c.set_dtype(options.bf16 ? "BF16" : "F32");
+      c.set_offset(start * elem);
+      c.set_tensor_bytes(t.numel * elem);
+      if (first) {
+        c.set_tensor_count(static_cast<int32_t>(tensors.size()));
+        c.set_config_json(options.config_json);
+        first = false;
+      }
+      if (start == 0)
+        for (int64_t d : t.shape) c.add_shape(d);
+      const void* bytes = t.data + start;
+      if (options.bf16) {
+        bf.resize(n);
+        for (int64_t i = 0; i < n; ++i) bf[i] = model::F32ToBf16(t.data[start + i]);
+        bytes = bf.data();
+      }
+      c.set_data(bytes, n * elem);
+      crc = Crc32cExtend(crc, bytes, n * elem);
+      start += n;
+      if (start == t.numel) {
+        c.set_last_of_tensor(true);
+        c.set_crc32c(crc);
+      }
+      if (!emit(c)) return absl::UnavailableError(absl::StrCat("weight stream broke while sending ", t.name));
+    } while (start < t.numel);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status WeightReceiver::Add(const WeightChunk& chunk) {
+  if (!error_.ok()) return error_;
+  error_ = AddImpl(chunk);
+  return error_;
+}
+
+absl::Status WeightReceiver::AddImpl(const WeightChunk& c) {
+  if (!started_) {
+    started_ = true;
+    if (c.tensor_count() <= 0)
+      return absl::InvalidArgumentError("first weight chunk has no tensor_count");
+    version_ = c.version();
+    tensor_count_ = c.tensor_count();
+    config_json_ = c.config_json();
+    auto dest = prepare_(c);
+    if (!dest.ok()) return dest.status();
+    dest_ = std::move(*dest);
+    if (static_cast<int64_t>(dest_.size()) != tensor_count_)
+      return absl::InvalidArgumentError(absl::StrCat("transfer announces ", tensor_count_, " tensors, the model has ",
+                                                     dest_.size()));
+  }
+  if (c.version() != version_)
+    return absl::InvalidArgumentError(absl::StrCat("chunk of ", c.tensor(), " has version ", c.version(),
+                                                   ", the transfer is version ", version_));
+  if (current_.empty()) {  // a new tensor begins
+    auto it = dest_.find(c.tensor());
+    if (it == dest_.end()) return absl::InvalidArgumentError(absl::StrCat("unknown tensor \"", c.tensor(), "\""));
+    if (received_.count(c.tensor())) return absl::InvalidArgumentError(absl::StrCat("tensor ", c.tensor(), " sent twice"));
+    if (c.offset() != 0)
+      return absl::InvalidArgumentError(absl::StrCat("tensor ", c.tensor(), " starts at offset ", c.offset()));
+    const std::vector<int64_t> shape(c.shape().begin(), c.shape().end());
+    if (shape != it->second.shape)
+      return absl::InvalidArgumentError(absl::StrCat("tensor ", c.tensor(), " has shape [", absl::StrJoin(shape, ","),
+                                                     "], expected [", absl::StrJoin(it->second.shape, ","), "]"));
+    if (c.dtype() == "F32") elem_bytes_ = 4;
+    else if (c.dtype() == "BF16") elem_bytes_ = 2;
+    else return absl::InvalidArgumentError(absl::StrCat("tensor ", c.tensor(), " has unsupported dtype \"", c.dtype(), "\""));
+    if (c.tensor_bytes() != it->second.numel * elem_bytes_)
+      return absl::InvalidArgumentError(absl::StrCat("tensor ", c.tensor(), " announces ", c.tensor_bytes(),
+                                                     " bytes, expected ", it->second.numel * elem_bytes_));
+    current_ = c.tensor();
+    current_offset_ = 0;
+    current_bytes_ = c.tensor_bytes();
+    current_crc_ = 0;
+  } else if (c.tensor() != current_) {
+    return absl::InvalidArgumentError(absl::StrCat("chunk of ", c.tensor(), " arrived before ", current_, " was complete"));
+  }
+  const int64_t n = static_cast<int64_t>(c.data().size());
+  if (c.offset() != current_offset_)
+    return absl::InvalidArgumentError(absl::StrCat("tensor ", current_, ": chunk at offset ", c.offset(), ", expected ",
+                                                   current_offset_));
+  if (n % elem_bytes_ != 0 || current_offset_ + n > current_bytes_)
+    return absl::InvalidArgumentError(absl::StrCat("tensor ", current_, ": chunk of ", n, " bytes at offset ",
+                                                   c.offset(), " overruns its ", current_bytes_, " bytes"));
+  const WeightDestination& d = dest_[current_];
+  const int64_t first_elem = current_offset_ / elem_bytes_;
+  if (elem_bytes_ == 4) {
+    std::memcpy(d.data + first_elem, c.data().data(), n);
+  } else {
+    const auto* src = reinterpret_cast<const uint8_t*>(c.data().data());
+    for (int64_t i = 0; i < n / 2; ++i) {
+      uint16_t v;
+      std::memcpy(&v, src + 2 * i, 2);
+      d.data[first_elem + i] = model::Bf16ToF32(v);
+    }
+  }
+  current_crc_ = Crc32cExtend(current_crc_, c.data().data(), n);
+  current_offset_ += n;
+  bytes_ += n;
+  if (c.last_of_tensor()) {
+    if (current_offset_ != current_bytes_)
+      return absl::InvalidArgumentError(absl::StrCat("tensor ", current_, " ended after ", current_offset_, " of ",
+                                                     current_bytes_, " bytes"));
+    if (current_crc_ != c.crc32c())
+      return absl::DataLossError(absl::StrCat("tensor ", current_, " failed its checksum (crc32c ", current_crc_,
+                                              ", sender said ", c.crc32c(), ")"));
+    received_[current_] = true;
+    ++done_;
+    current_.clear();
+  }
+  return absl::OkStatus();
+}
+
+absl::Status WeightReceiver::Finish() {
+  if (!error_.ok()) return error_;
+  if (!started_) return absl::AbortedError("weight transfer ended before its first chunk");
+  if (!current_.empty() || done_ != tensor_count_)
+    return absl::AbortedError(absl::StrCat("weight transfer ended after ", done_, " of ", tensor_count_, " tensors",
+                                           current_.empty() ? "" : absl::StrCat(" (", current_, " incomplete)")));
+  return absl::OkStatus();
+}
+
+}  // namespace zerorl
