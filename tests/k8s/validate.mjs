@@ -137,7 +137,7 @@ function checkArgs(objects, owner, pod, container) {
   const expanded = argv.map((a) => localPath(a.replace(/\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g, (m, n) => env[n] ?? m)));
   const r = spawnSync(zerorl, [...expanded, "--check"], { cwd: root, encoding: "utf8" });
   if (r.status !== 0) {
-    problems.push(`${owner}: \`zerorl ${argv.join(" ")} --check\` exited ${r.status}: ${(r.stderr + r.stdout).trim()}`);
+    problems.push(`${owner}: \`zerorl ${expanded.join(" ")} --check\` exited ${r.status}: ${(r.stderr + r.stdout).trim()}`);
   } else {
     const grpc = (container.ports ?? []).find((p) => p.name === "grpc");
     const m = /would listen on (\S+):(\d+)/.exec(r.stdout);
