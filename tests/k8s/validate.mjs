@@ -10,7 +10,8 @@
 //      headless services of StatefulSets, the reward pods' no-egress policy
 //   4. args: each container's command line, run as `zerorl serve ROLE ... --check`
 //      against the ConfigMaps it mounts, exits 0 and listens on its containerPort
-// And: each kustomize set equals the render of its example config (see PAIRS).
+// And: each kustomize set equals the render of its example config (see PAIRS),
+// and every checker reports broken variants of a good set (selftest.mjs).
 //
 // usage: node validate.mjs --root SRC --zerorl BIN [--kubectl PATH|none]
 import { execFileSync, spawnSync } from "node:child_process";
@@ -20,6 +21,7 @@ import path from "node:path";
 import { parseAllDocuments, parse as parseYaml } from "yaml";
 import { checkPodSecurity, checkHardening } from "./pod_security.mjs";
 import { checkSchema } from "./schema.mjs";
+import { runSelfTest } from "./selftest.mjs";
 import { checkWiring } from "./wiring.mjs";
 
 const args = Object.fromEntries(
@@ -164,6 +166,15 @@ for (const set of sets) {
   report(`${set.name}: wiring`, checkWiring(objects));
   report(`${set.name}: container args (zerorl serve --check)`,
          pods.flatMap((p) => p.pod.spec.containers.flatMap((c) => checkArgs(objects, p.owner, p.pod, c))));
+}
+
+// ---- the checkers themselves catch broken manifests ----
+const good = sets.find((s) => s.example);
+if (good) {
+  report("checkers report every broken variant of " + good.example, runSelfTest(good.objects, (objs, name) => {
+    const w = podTemplates(objs).find((p) => p.workload.metadata.name === name);
+    return checkArgs(objs, w.owner, w.pod, w.pod.spec.containers[0]);
+  }));
 }
 
 // ---- kustomize == render ----
