@@ -3,7 +3,8 @@
 // Sets: `zerorl k8s render` of each examples/k8s/*.yaml (always), and k8s/base
 // plus each k8s/overlays/* rendered by `kubectl kustomize` (skipped, with the
 // reason printed, when kubectl is missing). For every set:
-//   1. schema: each object against the Kubernetes OpenAPI schema (kubernetes-models)
+//   1. schema: each object against the Kubernetes OpenAPI schema (kubernetes-models),
+//      and strictly: no unknown fields (its TypeScript types, strict.mjs)
 //   2. pod security: the Restricted Pod Security Standard, plus our hardening
 //      (read-only root, probes on the health port, resources, no SA token)
 //   3. wiring: namespaces, selectors, named ports, referenced ConfigMaps/PVCs,
@@ -22,6 +23,7 @@ import { parseAllDocuments, parse as parseYaml } from "yaml";
 import { checkPodSecurity, checkHardening } from "./pod_security.mjs";
 import { checkSchema } from "./schema.mjs";
 import { runSelfTest } from "./selftest.mjs";
+import { checkStrict } from "./strict.mjs";
 import { checkWiring } from "./wiring.mjs";
 
 const args = Object.fromEntries(
@@ -166,6 +168,21 @@ for (const set of sets) {
   report(`${set.name}: wiring`, checkWiring(objects));
   report(`${set.name}: container args (zerorl serve --check)`,
          pods.flatMap((p) => p.pod.spec.containers.flatMap((c) => checkArgs(objects, p.owner, p.pod, c))));
+}
+
+// ---- strict fields: no unknown or misplaced keys (one tsc run for all sets) ----
+{
+  const here = path.dirname(new URL(import.meta.url).pathname);
+  const probe = sets.find((s) => s.example);
+  const typo = probe ? JSON.parse(JSON.stringify(probe.objects)) : [];
+  const buffer = typo.find((o) => o.kind === "StatefulSet" && o.metadata.name === "buffer");
+  if (buffer) buffer.spec.template.spec.containers[0].imagePullPolice = "Always";
+  const strict = checkStrict([...sets, { name: "(misspelled field)", objects: typo }], here);
+  for (const set of sets) report(`${set.name}: strict fields`, strict.get(set.name));
+  if (probe) {
+    report("strict check reports a misspelled field",
+           strict.get("(misspelled field)").some((p) => p.includes("imagePullPolice")) ? [] : ["imagePullPolice was not reported"]);
+  }
 }
 
 // ---- the checkers themselves catch broken manifests ----
