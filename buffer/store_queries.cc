@@ -28,20 +28,33 @@ struct ScanPlan {
   std::string start, end;  // end "" = unbounded
 };
 
+// Index keys of prompt and version carry (step, group, sample) right after the
+// indexed value, so a step range narrows them too; the reward index is ordered
+// by reward and only used when no step bound narrows the primary keys better.
 ScanPlan PlanFor(const zerorl::v1::TrajectoryFilter& f) {
   ScanPlan p;
   const std::string& run = f.run_id();
   if (run.empty()) return p;  // every run: walk the primary keys
+  const bool step_bounded = f.step_min() > 0 || f.has_step_max();
+  auto step_range = [&](const std::string& prefix) {
+    p.start = prefix;
+    AppendBe64(&p.start, static_cast<uint64_t>(f.step_min()));
+    if (f.has_step_max()) {
+      p.end = prefix;
+      AppendBe64(&p.end, static_cast<uint64_t>(f.step_max()) + 1);
+    } else {
+      p.end = PrefixSuccessor(prefix);
+    }
+  };
   if (!f.prompt_id().empty()) {
     p.kind = 'q';
-    p.start = PromptIndexPrefix(run, f.prompt_id());
-    p.end = PrefixSuccessor(p.start);
+    step_range(PromptIndexPrefix(run, f.prompt_id()));
   } else if (f.has_policy_version()) {
     p.kind = 'v';
-    p.start = RunPrefix(run) + "t";
-    AppendBe64(&p.start, static_cast<uint64_t>(f.policy_version()));
-    p.end = PrefixSuccessor(p.start);
-  } else if (f.has_min_reward() || f.has_max_reward()) {
+    std::string prefix = RunPrefix(run) + "t";
+    AppendBe64(&prefix, static_cast<uint64_t>(f.policy_version()));
+    step_range(prefix);
+  } else if (!step_bounded && (f.has_min_reward() || f.has_max_reward())) {
     p.kind = 'r';
     p.start = RunPrefix(run);
     AppendOrderedDouble(&p.start, f.has_min_reward() ? f.min_reward() : -std::numeric_limits<double>::infinity());
@@ -53,8 +66,7 @@ ScanPlan PlanFor(const zerorl::v1::TrajectoryFilter& f) {
       p.end = PrefixSuccessor(RunPrefix(run));
     }
   } else {
-    p.start = StepPrefix(run, f.step_min());
-    p.end = f.has_step_max() ? StepPrefix(run, f.step_max() + 1) : PrefixSuccessor(RunPrefix(run));
+    step_range(RunPrefix(run));
   }
   return p;
 }

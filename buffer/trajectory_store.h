@@ -116,9 +116,11 @@ class TrajectoryStore {
   // count. Acking after expiry succeeds unless a group was re-leased meanwhile.
   absl::StatusOr<zerorl::v1::AckResponse> Ack(const zerorl::v1::AckRequest& request);
 
-  // One page of trajectories matching the filter. Order: (step, group, sample)
-  // for run/step filters; index order when the filter names prompt_id (then
-  // step order), policy_version (step order) or a reward range (reward order).
+  // One page of trajectories matching the filter (page_size 0 = 100, clamped to
+  // max_page_size). Order is (step, group, sample), except for a reward range
+  // without step bounds, which walks the reward index (ascending reward). The
+  // walk uses idx_prompt / idx_version / the primary keys / idx_reward, in that
+  // order of preference, each narrowed by the step range.
   // A page may be short while next_page_token is set (a page scans at most
   // 50 * page_size entries so selective filters stay fast).
   absl::StatusOr<zerorl::v1::ListTrajectoriesResponse> List(
