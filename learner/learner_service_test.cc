@@ -13,6 +13,7 @@
 #include "common/config.h"
 #include "common/server.h"
 #include "model/safetensors.h"
+#include "learner/weight_publisher.h"
 #include "rollout/rollout_service.h"
 #include "rollout/test_models.h"
 #include "tests/testing/subprocess.h"
@@ -243,6 +244,26 @@ TEST_F(LearnerServiceTest, AbortedAndCorruptStreamsLeaveTheOldVersionServing) {
   grpc::ClientContext vctx;
   ASSERT_TRUE(stub->GetPolicyVersion(&vctx, {}, &pv).ok());
   EXPECT_EQ(pv.version(), 0);
+}
+
+TEST_F(LearnerServiceTest, PublishReportsWorkersThatDidNotTakeTheWeights) {
+  auto other = zerorl::testing::TinyMoe(2);
+  std::vector<WeightTensor> ts;
+  for (const auto& t : other->Parameters()) ts.push_back({t.name, t.shape, t.data, t.size});
+  ChunkOptions o;
+  o.version = 4;
+  o.config_json = other->config().ToJson();
+  o.chunk_bytes = 1000;
+  const PublishResult r = PublishWeights(
+      {{workers_[0].address, MakeChannel(workers_[0].address, server_)},
+       {"127.0.0.1:1", MakeChannel("127.0.0.1:1", server_)},
+       {workers_[1].address, MakeChannel(workers_[1].address, server_)}},
+      ts, o, std::chrono::seconds(5));
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_NE(r.errors[0].find("127.0.0.1:1"), std::string::npos) << r.errors[0];
+  EXPECT_EQ(r.bytes, 2 * other->NumParams() * 4);
+  EXPECT_EQ(workers_[0].engine->version(), 4);
+  EXPECT_EQ(workers_[1].engine->version(), 4);
 }
 
 }  // namespace

@@ -1,43 +1,169 @@
 // Parallel UpdateWeights pushes (see weight_publisher.h).
+//
+// Each chunk is serialised ONCE (one fused copy + CRC pass) into a gRPC ByteBuffer (reference-counted
+// slices) and written by every worker's stream, so the sender's CPU cost does
+// not grow with the number of workers. A producer thread runs at most kWindow
+// chunks ahead of the slowest stream, which bounds the memory held.
 #include "learner/weight_publisher.h"
 
+#include <condition_variable>
+#include <deque>
+#include <limits>
+#include <mutex>
 #include <thread>
+
+#include <grpcpp/generic/generic_stub.h>
+#include <grpcpp/support/byte_buffer.h>
 
 #include "absl/strings/str_cat.h"
 #include "common/server.h"
 #include "common/status.h"
-#include "zerorl/v1/rollout.grpc.pb.h"
+#include "zerorl/v1/rollout.pb.h"
 
 namespace zerorl::learner {
+namespace {
+
+constexpr size_t kWindow = 16;  // chunks produced ahead of the slowest stream
+constexpr size_t kGone = std::numeric_limits<size_t>::max();
+
+class SharedChunks {
+ public:
+  explicit SharedChunks(size_t consumers) : next_(consumers, 0) {}
+
+  // Producer side: serialise and append; false when every consumer has gone.
+  bool Put(std::string&& serialized) {
+    auto* s = new std::string(std::move(serialized));
+    grpc::Slice slice(s->data(), s->size(), [](void* p) { delete static_cast<std::string*>(p); }, s);
+    grpc::ByteBuffer bb(&slice, 1);
+    std::unique_lock<std::mutex> lk(mu_);
+    cv_.wait(lk, [&] { return window_.size() < kWindow || AllGone(); });
+    if (AllGone()) return false;
+    window_.push_back(std::move(bb));
+    cv_.notify_all();
+    return true;
+  }
+  void Finish(const absl::Status& st) {
+    std::lock_guard<std::mutex> lk(mu_);
+    finished_ = true;
+    status_ = st;
+    cv_.notify_all();
+  }
+  // Consumer side: chunk i, or false at the end of the transfer.
+  bool Get(size_t consumer, size_t i, grpc::ByteBuffer* out) {
+    std::unique_lock<std::mutex> lk(mu_);
+    cv_.wait(lk, [&] { return i < base_ + window_.size() || finished_; });
+    if (i >= base_ + window_.size()) return false;
+    *out = window_[i - base_];
+    next_[consumer] = i + 1;
+    Trim();
+    return true;
+  }
+  void Leave(size_t consumer) {
+    std::lock_guard<std::mutex> lk(mu_);
+    next_[consumer] = kGone;
+    Trim();
+  }
+  absl::Status status() {
+    std::lock_guard<std::mutex> lk(mu_);
+    return status_;
+  }
+
+ private:
+  bool AllGone() const {
+    for (size_t n : next_)
+      if (n != kGone) return false;
+    return true;
+  }
+  void Trim() {  // holds mu_
+    size_t low = kGone;
+    for (size_t n : next_) low = std::min(low, n);
+    while (!window_.empty() && base_ < low) {
+      window_.pop_front();
+      ++base_;
+    }
+    cv_.notify_all();
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<grpc::ByteBuffer> window_;
+  size_t base_ = 0;            // index of window_.front()
+  std::vector<size_t> next_;   // per consumer: next index it will read, kGone when it left
+  bool finished_ = false;
+  absl::Status status_;
+};
+
+// One client stream of pre-serialised chunks; returns the server's verdict.
+absl::Status PushTo(const PublishTarget& target, SharedChunks* chunks, size_t k, std::chrono::milliseconds timeout,
+                    int64_t* bytes) {
+  grpc::GenericStub stub(target.channel);
+  grpc::CompletionQueue cq;
+  auto ctx = ContextWithDeadline(timeout);
+  auto await = [&cq] {
+    void* tag;
+    bool ok = false;
+    return cq.Next(&tag, &ok) && ok;
+  };
+  auto call = stub.PrepareCall(ctx.get(), "/zerorl.v1.RolloutService/UpdateWeights", &cq);
+  call->StartCall(nullptr);
+  bool alive = await();
+  grpc::ByteBuffer bb;
+  for (size_t i = 0; alive && chunks->Get(k, i, &bb); ++i) {
+    call->Write(bb, nullptr);
+    alive = await();
+  }
+  chunks->Leave(k);
+  if (alive) {
+    call->WritesDone(nullptr);
+    await();
+  }
+  grpc::ByteBuffer reply;
+  call->Read(&reply, nullptr);
+  const bool got_reply = await();
+  grpc::Status st;
+  call->Finish(&st, nullptr);
+  await();
+  cq.Shutdown();
+  void* tag;
+  bool ok;
+  while (cq.Next(&tag, &ok)) {
+  }
+  if (!st.ok()) return FromGrpcStatus(st);
+  if (!got_reply) return absl::UnavailableError("no reply to UpdateWeights");
+  std::vector<grpc::Slice> slices;
+  if (!reply.Dump(&slices).ok()) return absl::InternalError("unreadable UpdateWeights reply");
+  std::string text;
+  for (const auto& s : slices) text.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  zerorl::v1::UpdateWeightsResponse resp;
+  if (!resp.ParseFromString(text)) return absl::InternalError("malformed UpdateWeights reply");
+  *bytes = resp.bytes();
+  return absl::OkStatus();
+}
+
+}  // namespace
 
 PublishResult PublishWeights(const std::vector<PublishTarget>& targets, const std::vector<WeightTensor>& tensors,
                              const ChunkOptions& options, std::chrono::milliseconds timeout) {
   PublishResult result;
+  if (targets.empty()) return result;
+  SharedChunks chunks(targets.size());
   std::vector<absl::Status> status(targets.size());
   std::vector<int64_t> bytes(targets.size(), 0);
   const auto t0 = std::chrono::steady_clock::now();
-  std::vector<std::thread> threads;
-  for (size_t i = 0; i < targets.size(); ++i) {
-    threads.emplace_back([&, i] {
-      auto stub = zerorl::v1::RolloutService::NewStub(targets[i].channel);
-      auto ctx = ContextWithDeadline(timeout);
-      zerorl::v1::UpdateWeightsResponse resp;
-      auto writer = stub->UpdateWeights(ctx.get(), &resp);
-      absl::Status st = ForEachWeightChunk(tensors, options, [&](const zerorl::v1::WeightChunk& c) {
-        return writer->Write(c);
-      });
-      writer->WritesDone();
-      const grpc::Status end = writer->Finish();  // the server's verdict explains a broken stream
-      if (!end.ok()) st = FromGrpcStatus(end);
-      if (st.ok()) bytes[i] = resp.bytes();
-      status[i] = st;
-    });
-  }
-  for (auto& t : threads) t.join();
+  std::thread producer([&] {
+    chunks.Finish(ForEachSerializedWeightChunk(tensors, options, [&](std::string&& c) { return chunks.Put(std::move(c)); }));
+  });
+  std::vector<std::thread> streams;
+  for (size_t i = 0; i < targets.size(); ++i)
+    streams.emplace_back([&, i] { status[i] = PushTo(targets[i], &chunks, i, timeout, &bytes[i]); });
+  for (auto& t : streams) t.join();
+  producer.join();
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const absl::Status produced = chunks.status();
   for (size_t i = 0; i < targets.size(); ++i) {
-    result.bytes += bytes[i];
-    if (!status[i].ok()) result.errors.push_back(absl::StrCat(targets[i].address, ": ", status[i].ToString()));
+    absl::Status st = status[i];
+    if (!produced.ok() && !absl::IsUnavailable(produced)) st = produced;  // our own error explains the abort
+    if (st.ok()) result.bytes += bytes[i];
+    else result.errors.push_back(absl::StrCat(targets[i].address, ": ", st.ToString()));
   }
   result.mb_per_s = result.seconds > 0 ? result.bytes / result.seconds / 1e6 : 0;
   return result;

@@ -56,9 +56,37 @@ __attribute__((target("sse4.2"))) uint32_t Hardware(uint32_t crc, const uint8_t*
   while (n--) c32 = _mm_crc32_u8(c32, *p++);
   return c32;
 }
+__attribute__((target("sse4.2"))) uint32_t HardwareCopy(uint32_t crc, uint8_t* d, const uint8_t* p, size_t n) {
+  uint64_t c = crc;
+  while (n >= 8) {
+    uint64_t w;
+    std::memcpy(&w, p, 8);
+    std::memcpy(d, &w, 8);
+    c = _mm_crc32_u64(c, w);
+    p += 8;
+    d += 8;
+    n -= 8;
+  }
+  uint32_t c32 = static_cast<uint32_t>(c);
+  while (n--) {
+    *d++ = *p;
+    c32 = _mm_crc32_u8(c32, *p++);
+  }
+  return c32;
+}
 #endif
 
 }  // namespace
+
+uint32_t Crc32cExtendCopy(uint32_t crc, void* dst, const void* src, size_t n) {
+#if defined(__x86_64__)
+  static const bool has_sse42 = __builtin_cpu_supports("sse4.2");
+  if (has_sse42)
+    return ~HardwareCopy(~crc, static_cast<uint8_t*>(dst), static_cast<const uint8_t*>(src), n);
+#endif
+  std::memcpy(dst, src, n);
+  return Crc32cExtend(crc, dst, n);
+}
 
 uint32_t Crc32cExtend(uint32_t crc, const void* data, size_t n) {
   const auto* p = static_cast<const uint8_t*>(data);

@@ -58,6 +58,64 @@ absl::Status ForEachWeightChunk(const std::vector<WeightTensor>& tensors, const 
   return absl::OkStatus();
 }
 
+absl::Status ForEachSerializedWeightChunk(const std::vector<WeightTensor>& tensors, const ChunkOptions& options,
+                                          const std::function<bool(std::string&&)>& emit) {
+  const int64_t elem = options.bf16 ? 2 : 4;
+  const int64_t chunk_elems = options.chunk_bytes / elem;
+  if (chunk_elems <= 0) return absl::InvalidArgumentError(absl::StrCat("weight chunk_bytes ", options.chunk_bytes, " is too small"));
+  WeightChunk header;
+  std::vector<uint16_t> bf;
+  bool first = true;
+  for (const WeightTensor& t : tensors) {
+    uint32_t crc = 0;
+    int64_t start = 0;
+    do {
+      const int64_t n = std::min(chunk_elems, t.numel - start);
+      header.Clear();
+      header.set_version(options.version);
+      header.set_tensor(t.name);
+      header.set_dtype(options.bf16 ? "BF16" : "F32");
+      header.set_offset(start * elem);
+      header.set_tensor_bytes(t.numel * elem);
+      if (first) {
+        header.set_tensor_count(static_cast<int32_t>(tensors.size()));
+        header.set_config_json(options.config_json);
+        first = false;
+      }
+      if (start == 0)
+        for (int64_t d : t.shape) header.add_shape(d);
+      const void* src = t.data + start;
+      if (options.bf16) {
+        bf.resize(n);
+        for (int64_t i = 0; i < n; ++i) bf[i] = model::F32ToBf16(t.data[start + i]);
+        src = bf.data();
+      }
+      const uint64_t nbytes = static_cast<uint64_t>(n * elem);
+      std::string s;
+      s.reserve(nbytes + 64 + t.name.size() + (header.config_json().size()));
+      s.push_back(static_cast<char>((WeightChunk::kDataFieldNumber << 3) | 2));  // length-delimited
+      for (uint64_t v = nbytes; ; v >>= 7) {
+        if (v < 0x80) {
+          s.push_back(static_cast<char>(v));
+          break;
+        }
+        s.push_back(static_cast<char>((v & 0x7f) | 0x80));
+      }
+      const size_t at = s.size();
+      s.resize(at + nbytes);
+      crc = Crc32cExtendCopy(crc, &s[at], src, nbytes);
+      start += n;
+      if (start == t.numel) {
+        header.set_last_of_tensor(true);
+        header.set_crc32c(crc);
+      }
+      header.AppendToString(&s);
+      if (!emit(std::move(s))) return absl::UnavailableError(absl::StrCat("weight stream broke while sending ", t.name));
+    } while (start < t.numel);
+  }
+  return absl::OkStatus();
+}
+
 absl::Status WeightReceiver::Add(const WeightChunk& chunk) {
   if (!error_.ok()) return error_;
   error_ = AddImpl(chunk);
@@ -115,8 +173,9 @@ absl::Status WeightReceiver::AddImpl(const WeightChunk& c) {
   const WeightDestination& d = dest_[current_];
   const int64_t first_elem = current_offset_ / elem_bytes_;
   if (elem_bytes_ == 4) {
-    std::memcpy(d.data + first_elem, c.data().data(), n);
+    current_crc_ = Crc32cExtendCopy(current_crc_, d.data + first_elem, c.data().data(), n);
   } else {
+    current_crc_ = Crc32cExtend(current_crc_, c.data().data(), n);
     const auto* src = reinterpret_cast<const uint8_t*>(c.data().data());
     for (int64_t i = 0; i < n / 2; ++i) {
       uint16_t v;
@@ -124,7 +183,6 @@ absl::Status WeightReceiver::AddImpl(const WeightChunk& c) {
       d.data[first_elem + i] = model::Bf16ToF32(v);
     }
   }
-  current_crc_ = Crc32cExtend(current_crc_, c.data().data(), n);
   current_offset_ += n;
   bytes_ += n;
   if (c.last_of_tensor()) {

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include <gtest/gtest.h>
+#include <google/protobuf/util/message_differencer.h>
 
 #include "rollout/crc32c.h"
 
@@ -87,6 +88,26 @@ TEST(WeightTransferTest, ChunksAreBoundedAndRoundTrip) {
   ASSERT_TRUE(f.Feed(rx, chunks).ok());
   EXPECT_EQ(rx.version(), 5);
   EXPECT_EQ(f.dst, f.src);
+}
+
+TEST(WeightTransferTest, SerializedChunksEqualTheProtoChunks) {
+  Fixture f;
+  for (bool bf16 : {false, true}) {
+    const auto want = f.Chunks(256, bf16);
+    ChunkOptions o;
+    o.version = 5;
+    o.chunk_bytes = 256;
+    o.bf16 = bf16;
+    o.config_json = "{}";
+    std::vector<WeightChunk> got;
+    ASSERT_TRUE(ForEachSerializedWeightChunk(f.Tensors(), o, [&](std::string&& s) {
+                  got.emplace_back();
+                  return got.back().ParseFromString(s);
+                }).ok());
+    ASSERT_EQ(got.size(), want.size());
+    for (size_t i = 0; i < got.size(); ++i)
+      EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(got[i], want[i])) << "chunk " << i;
+  }
 }
 
 TEST(WeightTransferTest, Bf16RoundTripIsClose) {
