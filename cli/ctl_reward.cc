@@ -127,7 +127,7 @@ absl::Status Rollback(Session& s, const RewardFlags& f) {
   ZRL_ASSIGN_OR_RETURN(RewardTarget r, Reward(s, f.run));
   v1::RollbackRequest req;
   req.set_version(f.version);
-  req.set_reason(f.reason.empty() ? absl::StrCat("zerorlctl reward rollback ", f.version) : f.reason);
+  req.set_reason(f.reason);  // the server records "rollback to N" itself
   v1::RewardSpecVersion v;
   grpc::Status st = r.stub->Rollback(ctx.get(), req, &v);
   if (!st.ok()) return s.CallError(st, "reward", r.address);
