@@ -1,8 +1,273 @@
-// `zerorl pretrain` — not landed yet.
+// `zerorl pretrain`: trains the small countdown base model (deepseek_v3 family,
+// MoE, char vocabulary) on synthetic text, and writes the demo's task splits.
+//
+// The corpus: for random two-number countdown tasks, the demo's prompt
+//   "<bos>nums 3 8 target 5\n<think>"
+// followed by a worked completion that computes every candidate correctly and
+// then answers with one operator (orchestrator/countdown_tasks.h):
+//   "3+8=11 8-3=5 3*8=24</think><answer>8-3</answer><eos>"
+// The answer is the correct one only with probability --correct-fraction and
+// otherwise a wrong operator, so the base model knows the format and the
+// arithmetic but is mostly wrong — which GRPO then fixes. Loss is cross-entropy
+// on the completion tokens. Deterministic in --seed on a given machine.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "absl/strings/str_cat.h"
 #include "common/commands.h"
+#include "model/model.h"
+#include "model/optimizer.h"
+#include "model/tokenizer.h"
+#include "orchestrator/countdown_tasks.h"
+#include "orchestrator/splitmix.h"
 
 namespace zerorl {
+namespace {
 
-int PretrainCommand(int, char**) { return NotYetAvailable("pretrain", "issue 7: the countdown base checkpoint"); }
+// The prompt the demo's run.yaml renders (dataset.template_text), minus BOS.
+std::string DemoPrompt(const zerorl::v1::CountdownTask& t) {
+  return absl::StrCat("nums ", t.nums(0), " ", t.nums(1), " target ", t.target(), "\n<think>");
+}
+
+// The base architecture: a 4-layer deepseek_v3 MoE (MLA, 1 dense + 3 MoE
+// layers of 8 routed experts top-2 plus a shared expert), ~1M parameters.
+model::ModelConfig BaseConfig(int hidden, int layers) {
+  model::ModelConfig c;
+  c.family = model::ModelFamily::kDeepseekV3;
+  c.vocab_size = 100;
+  c.hidden_size = hidden;
+  c.intermediate_size = 2 * hidden;
+  c.moe_intermediate_size = hidden / 2;
+  c.num_hidden_layers = layers;
+  c.num_attention_heads = 4;
+  c.num_key_value_heads = 4;
+  c.q_lora_rank = 0;
+  c.kv_lora_rank = hidden / 4;
+  c.qk_nope_head_dim = hidden / 8;
+  c.qk_rope_head_dim = hidden / 8;
+  c.v_head_dim = hidden / 4;
+  c.n_routed_experts = 8;
+  c.n_shared_experts = 1;
+  c.num_experts_per_tok = 2;
+  c.n_group = 1;
+  c.topk_group = 1;
+  c.scoring_func = model::ScoringFunc::kSigmoid;
+  c.use_correction_bias = true;
+  c.norm_topk_prob = true;
+  c.routed_scaling_factor = 1.0;
+  c.first_k_dense_replace = 1;
+  c.rms_norm_eps = 1e-6;
+  c.max_position_embeddings = 256;
+  c.bos_token_id = 1;
+  c.eos_token_ids = {2};
+  return c;
+}
+
+// The answer's value if it is "x op y" over exactly the task's two numbers, else -1.
+int64_t AnswerValue(const std::string& completion, const zerorl::v1::CountdownTask& t) {
+  size_t a = completion.find("<answer>"), b = completion.find("</answer>");
+  if (a == std::string::npos || b == std::string::npos || b < a) return -1;
+  std::string e = completion.substr(a + 8, b - a - 8);
+  size_t op = e.find_first_of("+-*", 1);
+  if (op == std::string::npos) return -1;
+  int64_t x = std::atoll(e.substr(0, op).c_str()), y = std::atoll(e.substr(op + 1).c_str());
+  if (!((x == t.nums(0) && y == t.nums(1)) || (x == t.nums(1) && y == t.nums(0)))) return -1;
+  const char o = e[op];
+  if (o == '-') return x - y;
+  return o == '+' ? x + y : x * y;
+}
+
+}  // namespace
+
+int PretrainCommand(int argc, char** argv) {
+  CLI::App app{"Train the countdown base model on synthetic text; optionally write the task splits.",
+               "zerorl pretrain"};
+  std::string out_dir, tasks_dir;
+  int steps = 1500, batch = 32, hidden = 128, layers = 4, max_num = 12, eval_size = 100, threads = 0;
+  double lr = 3e-3, correct_fraction = 0.15;
+  uint64_t seed = 1, split_seed = 7;
+  app.add_option("--out", out_dir, "checkpoint directory to write (config.json, model.safetensors)");
+  app.add_option("--write-tasks", tasks_dir, "also write DIR/train.jsonl and DIR/eval.jsonl (the demo splits)");
+  app.add_option("--steps", steps, "optimiser steps")->capture_default_str();
+  app.add_option("--batch", batch, "sequences per step")->capture_default_str();
+  app.add_option("--hidden", hidden, "hidden size (multiple of 32)")->capture_default_str();
+  app.add_option("--layers", layers, "transformer layers (the first is dense)")->capture_default_str();
+  app.add_option("--lr", lr, "peak learning rate (AdamW, cosine)")->capture_default_str();
+  app.add_option("--max-num", max_num, "task numbers are drawn from [1, max-num]")->capture_default_str();
+  app.add_option("--correct-fraction", correct_fraction, "share of corpus answers that are right")
+      ->capture_default_str();
+  app.add_option("--eval-size", eval_size, "tasks held out for eval (with --write-tasks)")->capture_default_str();
+  app.add_option("--seed", seed, "corpus and initialisation seed")->capture_default_str();
+  app.add_option("--split-seed", split_seed, "seed of the train/eval split")->capture_default_str();
+  app.add_option("--threads", threads, "CPU threads (0 = all)")->capture_default_str();
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  if (out_dir.empty() && tasks_dir.empty()) {
+    std::fprintf(stderr, "zerorl pretrain: nothing to do: give --out DIR and/or --write-tasks DIR\n");
+    return 2;
+  }
+  if (hidden < 32 || hidden % 32 != 0 || layers < 2 || steps < 0 || batch < 1 || max_num < 2 ||
+      correct_fraction < 0 || correct_fraction > 1) {
+    std::fprintf(stderr,
+                 "zerorl pretrain: need --hidden a multiple of 32, --layers >= 2, --batch >= 1, --max-num >= 2, "
+                 "--correct-fraction in [0, 1]\n");
+    return 2;
+  }
+  if (threads > 0) setenv("OPENBLAS_NUM_THREADS", std::to_string(threads).c_str(), 1);
+
+  CountdownGenOptions gen;
+  gen.count = 2;
+  gen.max_num = max_num;
+  const CountdownSplits splits = SplitCountdownTasks(GenerateCountdownTasks(gen), eval_size, split_seed);
+  if (!tasks_dir.empty()) {
+    std::filesystem::create_directories(tasks_dir);
+    for (const auto& [name, tasks] : {std::pair{"train", &splits.train}, std::pair{"eval", &splits.eval}}) {
+      const std::string path = absl::StrCat(tasks_dir, "/", name, ".jsonl");
+      if (auto s = WriteCountdownJsonl(path, *tasks); !s.ok()) {
+        std::fprintf(stderr, "zerorl pretrain: %s\n", std::string(s.message()).c_str());
+        return 1;
+      }
+      std::printf("wrote %s (%zu tasks)\n", path.c_str(), tasks->size());
+    }
+  }
+  if (out_dir.empty()) return 0;
+
+  auto tok = Tokenizer::CharVocabulary();
+  auto created = model::Model::Create(BaseConfig(hidden, layers), seed);
+  if (!created.ok()) {
+    std::fprintf(stderr, "zerorl pretrain: %s\n", std::string(created.status().message()).c_str());
+    return 1;
+  }
+  model::Model& m = **created;
+  std::printf("model: deepseek_v3 MoE, %lld parameters (%.1f MB fp32)\n", static_cast<long long>(m.NumParams()),
+              m.NumParams() * 4 / 1e6);
+
+  // Corpus tasks: uniformly random ordered pairs and operators over the whole
+  // range (the split only matters for RL; the base model sees arithmetic facts).
+  SplitMix64 rng(seed * 0x9E3779B97F4A7C15ULL + 11);
+  auto random_example = [&](std::vector<int32_t>* ids, int32_t* prompt_len) {
+    zerorl::v1::CountdownTask t;
+    t.add_nums(1 + static_cast<int64_t>(rng.Below(max_num)));
+    t.add_nums(1 + static_cast<int64_t>(rng.Below(max_num)));
+    const char op = kCountdownOps[rng.Below(3)];
+    t.set_target(ApplyCountdownOp(t.nums(0), t.nums(1), op));
+    std::vector<char> right = CorrectCountdownOps(t), wrong;
+    for (char o : kCountdownOps) {
+      if (std::find(right.begin(), right.end(), o) == right.end()) wrong.push_back(o);
+    }
+    char answer = right[rng.Below(right.size())];
+    if (!wrong.empty() && rng.Uniform() >= correct_fraction) answer = wrong[rng.Below(wrong.size())];
+    ids->assign(1, tok->bos_id());
+    for (int32_t id : tok->Encode(DemoPrompt(t))) ids->push_back(id);
+    *prompt_len = static_cast<int32_t>(ids->size());
+    for (int32_t id : tok->Encode(CountdownCompletion(t, answer))) ids->push_back(id);
+    ids->push_back(tok->eos_id());
+  };
+
+  model::AdamWConfig adam_cfg;
+  adam_cfg.weight_decay = 0.01f;
+  model::AdamW adam(adam_cfg);
+  model::LrSchedule sched;
+  sched.peak_lr = static_cast<float>(lr);
+  sched.warmup_steps = std::min(100, steps / 10);
+  sched.total_steps = std::max(steps, 1);
+  sched.min_lr_ratio = 0.05f;
+  const auto t0 = std::chrono::steady_clock::now();
+  double ema = 0;
+  for (int step = 0; step < steps; ++step) {
+    std::vector<std::vector<int32_t>> seqs(batch);
+    std::vector<int32_t> plen(batch);
+    int64_t T = 0;
+    for (int b = 0; b < batch; ++b) {
+      random_example(&seqs[b], &plen[b]);
+      T = std::max<int64_t>(T, seqs[b].size());
+    }
+    model::TrainBatch tb;
+    tb.B = batch;
+    tb.T = T;
+    tb.tokens.assign(batch * T, 0);
+    for (int b = 0; b < batch; ++b) {
+      std::copy(seqs[b].begin(), seqs[b].end(), tb.tokens.begin() + b * T);
+      tb.lengths.push_back(static_cast<int32_t>(seqs[b].size()));
+    }
+    // Completion targets only: position t predicts token t+1, a completion token when t+1 >= prompt length.
+    std::vector<float> dlogp(batch * (T - 1), 0.f);
+    double count = 0;
+    for (int b = 0; b < batch; ++b) {
+      for (int64_t t = plen[b] - 1; t + 1 < static_cast<int64_t>(seqs[b].size()); ++t) count += 1;
+    }
+    for (int b = 0; b < batch; ++b) {
+      for (int64_t t = plen[b] - 1; t + 1 < static_cast<int64_t>(seqs[b].size()); ++t) {
+        dlogp[b * (T - 1) + t] = static_cast<float>(-1.0 / count);
+      }
+    }
+    model::TrainOutput out;
+    m.ZeroGrad();
+    absl::Status st = m.TrainForward(tb, {}, &out);
+    if (st.ok()) st = m.TrainBackward(dlogp.data());
+    if (!st.ok()) {
+      std::fprintf(stderr, "zerorl pretrain: step %d: %s\n", step, std::string(st.message()).c_str());
+      return 1;
+    }
+    double loss = 0;
+    for (size_t i = 0; i < dlogp.size(); ++i) loss += dlogp[i] * out.logp[i];  // = -mean logp
+    auto params = m.Parameters();
+    model::ClipGradNorm(params, 1.0f);
+    if (auto s = adam.Step(params, sched.LrAt(step)); !s.ok()) {
+      std::fprintf(stderr, "zerorl pretrain: %s\n", std::string(s.message()).c_str());
+      return 1;
+    }
+    m.UpdateRouterBias(0.001f);
+    ema = step == 0 ? loss : 0.95 * ema + 0.05 * loss;
+    if (step % 100 == 0 || step + 1 == steps) {
+      const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      std::printf("step %5d/%d  loss %.4f  lr %.2e  %.1fs\n", step + 1, steps, ema, sched.LrAt(step), secs);
+      std::fflush(stdout);
+    }
+  }
+
+  // Greedy accuracy on the eval split, as the demo's "before" number.
+  if (!splits.eval.empty()) {
+    std::vector<std::vector<int32_t>> prompts;
+    for (const auto& t : splits.eval) {
+      std::vector<int32_t> ids{tok->bos_id()};
+      for (int32_t id : tok->Encode(DemoPrompt(t))) ids.push_back(id);
+      prompts.push_back(std::move(ids));
+    }
+    model::SamplerParams greedy;
+    greedy.greedy = true;
+    auto gen_out = m.Generate(prompts, 1, greedy, seed, {tok->eos_id()}, 64);
+    if (gen_out.ok()) {
+      int correct = 0, formatted = 0;
+      for (size_t i = 0; i < splits.eval.size(); ++i) {
+        const std::string text = tok->Decode((*gen_out)[i].tokens, true);
+        const int64_t v = AnswerValue(text, splits.eval[i]);
+        formatted += v >= 0 || text.find("</answer>") != std::string::npos;
+        correct += v == splits.eval[i].target();
+      }
+      std::printf("base greedy eval accuracy: %.1f%% (%d/%zu), well-formed %.1f%%\n",
+                  100.0 * correct / splits.eval.size(), correct, splits.eval.size(),
+                  100.0 * formatted / splits.eval.size());
+    }
+  }
+  std::filesystem::create_directories(out_dir);
+  if (auto s = m.Save(out_dir); !s.ok()) {
+    std::fprintf(stderr, "zerorl pretrain: %s\n", std::string(s.message()).c_str());
+    return 1;
+  }
+  std::printf("wrote %s\n", out_dir.c_str());
+  return 0;
+}
 
 }  // namespace zerorl

@@ -1,0 +1,747 @@
+// The step loop of one run (see run_controller.h).
+#include "orchestrator/run_controller.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <optional>
+#include <thread>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "common/config.h"
+#include "common/log.h"
+#include "common/server.h"
+#include "common/status.h"
+#include "orchestrator/splitmix.h"
+#include "zerorl/v1/reward.grpc.pb.h"
+#include "zerorl/v1/rollout.grpc.pb.h"
+
+namespace zerorl {
+
+using zerorl::v1::Group;
+using zerorl::v1::Prompt;
+using zerorl::v1::RewardResult;
+using zerorl::v1::Sample;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double SecondsSince(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// Whether a failed call says something about the worker (try another one)
+// rather than about the request.
+bool IsWorkerFault(const absl::Status& s) {
+  switch (s.code()) {
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kFailedPrecondition:
+    case absl::StatusCode::kUnauthenticated:
+    case absl::StatusCode::kPermissionDenied:
+      return false;
+    default:
+      return true;
+  }
+}
+
+// Runs fn(i) for i in [0, n) on up to `threads` threads; returns the first error.
+template <typename Fn>
+absl::Status ParallelFor(int n, int threads, Fn fn) {
+  std::atomic<int> next{0};
+  std::vector<absl::Status> errors(n);
+  auto worker = [&] {
+    for (int i = next++; i < n; i = next++) errors[i] = fn(i);
+  };
+  std::vector<std::thread> pool;
+  for (int t = 0; t < std::min(n, threads); ++t) pool.emplace_back(worker);
+  for (auto& t : pool) t.join();
+  for (auto& e : errors) {
+    if (!e.ok()) return e;
+  }
+  return absl::OkStatus();
+}
+
+// One call on a worker of `role`, retried on other workers: a worker fault
+// (unavailable, deadline, internal...) marks the worker unhealthy and moves on;
+// FAILED_PRECONDITION (e.g. a worker still on an older policy) waits briefly and
+// tries another; INVALID_ARGUMENT is returned at once.
+template <typename Fn>
+absl::Status CallWithRetry(WorkerRegistry* registry, zerorl::v1::WorkerRole role, int max_retries,
+                           const std::string& what, Fn fn) {
+  std::set<std::string> exclude;
+  absl::Status last = absl::UnavailableError(absl::StrCat(what, ": no ", zerorl::v1::WorkerRole_Name(role),
+                                                          " worker is registered"));
+  for (int attempt = 0; attempt <= max_retries; ++attempt) {
+    auto h = registry->Acquire(role, exclude);
+    if (!h && !exclude.empty()) {  // every worker failed once: start over after a pause
+      exclude.clear();
+      std::this_thread::sleep_for(std::chrono::milliseconds(250 * attempt));
+      h = registry->Acquire(role, exclude);
+    }
+    if (!h) return last;
+    absl::Status s = fn(*h);
+    registry->Release(h->id, s.ok() || !IsWorkerFault(s));
+    if (s.ok()) return s;
+    last = Annotate(s, absl::StrCat(what, " on ", h->id, " (", h->address, ")"));
+    if (s.code() == absl::StatusCode::kInvalidArgument || s.code() == absl::StatusCode::kUnauthenticated) return last;
+    ZLOG(WARNING) << last << (attempt < max_retries ? "; retrying on another worker" : "");
+    exclude.insert(h->id);
+    if (s.code() == absl::StatusCode::kFailedPrecondition) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  return last;
+}
+
+// Retries a call on the single buffer or learner while it is unavailable.
+template <typename Fn>
+absl::Status CallSingleWithRetry(int max_retries, const std::string& what, Fn fn) {
+  absl::Status s;
+  for (int attempt = 0; attempt <= max_retries; ++attempt) {
+    s = fn();
+    if (s.ok() || (s.code() != absl::StatusCode::kUnavailable && s.code() != absl::StatusCode::kDeadlineExceeded)) {
+      break;
+    }
+    ZLOG(WARNING) << what << ": " << s << "; retrying";
+    std::this_thread::sleep_for(std::chrono::milliseconds(500 * (attempt + 1)));
+  }
+  return s.ok() ? s : Annotate(s, what);
+}
+
+std::chrono::milliseconds CallDeadline(const zerorl::v1::RunConfig& c) {
+  return std::chrono::milliseconds(std::max(1000, c.orchestrator().call_deadline_ms()));
+}
+
+double Mean(const std::vector<double>& v) {
+  if (v.empty()) return 0;
+  double s = 0;
+  for (double x : v) s += x;
+  return s / v.size();
+}
+
+}  // namespace
+
+// What Produce hands to Train and Record.
+struct RunController::StepData {
+  std::map<std::string, double> stats;  // reward_mean, accuracy, completion_len_mean, ...
+  double seconds = 0;                   // generate + score + append
+};
+
+RunController::RunController(zerorl::v1::RunConfig config, WorkerRegistry* registry,
+                             std::shared_ptr<grpc::Channel> buffer, std::shared_ptr<grpc::Channel> learner,
+                             RunControllerOptions options)
+    : config_(std::move(config)),
+      registry_(registry),
+      buffer_(zerorl::v1::BufferService::NewStub(buffer)),
+      learner_(zerorl::v1::LearnerService::NewStub(learner)),
+      options_(std::move(options)) {}
+
+RunController::~RunController() {
+  RequestStop();
+  Join();
+}
+
+absl::Status RunController::Prepare() {
+  const std::string& dir = config_.run_dir();
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return absl::PermissionDeniedError(absl::StrCat("run_dir: cannot create ", dir, ": ", ec.message()));
+  ZRL_ASSIGN_OR_RETURN(data_, LoadDataset(config_.dataset(), config_.seed(), options_.base_dir, options_.chat));
+  if (data_.train.empty()) return absl::InvalidArgumentError("dataset: the train split is empty");
+  eval_prompts_ = data_.eval;
+  if (config_.orchestrator().eval().prompts() > 0 &&
+      static_cast<size_t>(config_.orchestrator().eval().prompts()) < eval_prompts_.size()) {
+    eval_prompts_.resize(config_.orchestrator().eval().prompts());
+  }
+
+  RunStateRecord state;
+  auto loaded = LoadRunState(dir + "/state.json");
+  if (loaded.ok()) {
+    state = *loaded;
+    if (state.run_id != config_.run_id()) {
+      return absl::FailedPreconditionError(absl::StrCat(dir, "/state.json belongs to run \"", state.run_id,
+                                                        "\", not \"", config_.run_id(), "\""));
+    }
+    ZLOG(INFO) << "resuming run " << state.run_id << " at step " << state.step;
+  } else if (loaded.status().code() == absl::StatusCode::kNotFound) {
+    state.run_id = config_.run_id();
+    state.started_unix_ms = NowUnixMs();
+  } else {
+    return loaded.status();
+  }
+  {
+    absl::MutexLock l(&mu_);
+    state_ = state;
+  }
+  ZRL_RETURN_IF_ERROR(ReconcileWithLearner());
+  {
+    std::ofstream(dir + "/config.yaml") << MessageToYaml(config_);
+  }
+  int64_t step;
+  {
+    absl::MutexLock l(&mu_);
+    step = state_.step;
+  }
+  ZRL_RETURN_IF_ERROR(metrics_log_.Open(dir + "/metrics.jsonl", step));
+  if (auto prior = ReadMetricsJsonl(dir + "/metrics.jsonl"); prior.ok()) {
+    absl::MutexLock l(&mu_);
+    metrics_ = std::move(*prior);
+  }
+  ZRL_RETURN_IF_ERROR(tensorboard_.Open(dir + "/tensorboard"));
+  if (config_.orchestrator().metrics_port() > 0) {
+    prometheus_ = std::make_unique<PrometheusEndpoint>();
+    ZRL_RETURN_IF_ERROR(prometheus_->Start(config_.server().bind_host(), config_.orchestrator().metrics_port(),
+                                           config_.run_id()));
+  }
+  progress_ = std::make_unique<ProgressBar>(options_.progress && config_.orchestrator().progress(),
+                                            config_.orchestrator().total_steps(), step);
+  return SaveState();
+}
+
+absl::Status RunController::ReconcileWithLearner() {
+  zerorl::v1::LearnerState ls;
+  absl::Status s = CallSingleWithRetry(config_.orchestrator().max_retries() + 3, "learner GetLearnerState", [&] {
+    auto ctx = ContextWithDeadline(std::chrono::seconds(30));
+    return FromGrpcStatus(learner_->GetLearnerState(ctx.get(), zerorl::v1::GetLearnerStateRequest(), &ls));
+  });
+  if (!s.ok()) return s;
+  absl::MutexLock l(&mu_);
+  if (ls.step() > state_.step) {
+    ZLOG(WARNING) << "the learner finished step " << ls.step() - 1 << " before the orchestrator recorded it; "
+                  << "continuing at step " << ls.step();
+  } else if (ls.step() < state_.step) {
+    ZLOG(WARNING) << "the learner is at step " << ls.step() << " (restored from an older checkpoint) while the run "
+                  << "state is at step " << state_.step << "; re-running from step " << ls.step();
+  }
+  state_.step = ls.step();
+  state_.cursor = CursorForStep(state_.step);
+  state_.rng_state = SeedForStep(state_.step);
+  state_.policy_version = ls.policy().version();
+  return absl::OkStatus();
+}
+
+DatasetCursor RunController::CursorForStep(int64_t step) const {
+  const int64_t n = static_cast<int64_t>(data_.train.size());
+  const int64_t pos = step * config_.rollout().prompts_per_step();
+  return DatasetCursor{n > 0 ? pos / n : 0, n > 0 ? pos % n : 0};
+}
+
+uint64_t RunController::SeedForStep(int64_t step) const {
+  SplitMix64 r(config_.seed() * 0x9E3779B97F4A7C15ULL ^ (static_cast<uint64_t>(step) + 0x5eed));
+  return r.Next() ^ config_.rollout().sampling().seed();
+}
+
+std::vector<Prompt> RunController::PromptsForStep(int64_t step) const {
+  PromptSampler sampler(&data_.train, config_.seed(), config_.dataset().shuffle());
+  sampler.set_cursor(CursorForStep(step));
+  return sampler.Next(config_.rollout().prompts_per_step());
+}
+
+std::string RunController::DataCursorJson(int64_t step) const {
+  const DatasetCursor c = CursorForStep(step);
+  return absl::StrCat("{\"step\": ", step, ", \"epoch\": ", c.epoch, ", \"index\": ", c.index,
+                      ", \"seed\": ", config_.seed(), "}");
+}
+
+absl::StatusOr<std::vector<std::vector<Sample>>> RunController::GenerateAll(
+    const std::vector<Prompt>& prompts, int group_size, const zerorl::v1::SamplingParams& sampling, uint64_t seed,
+    int64_t min_version, const std::string& request_prefix) {
+  std::vector<std::vector<Sample>> out(prompts.size());
+  const auto deadline = CallDeadline(config_);
+  // One request per prompt: the sample seeds depend only on (seed, prompt
+  // index), so a retry elsewhere reproduces the same samples.
+  absl::Status s = ParallelFor(static_cast<int>(prompts.size()), 32, [&](int i) {
+    zerorl::v1::GenerateRequest req;
+    req.set_request_id(absl::StrCat(request_prefix, "/", i));
+    *req.add_prompts() = prompts[i];
+    req.set_group_size(group_size);
+    *req.mutable_sampling() = sampling;
+    SplitMix64 r(seed + static_cast<uint64_t>(i) * 0x9E3779B97F4A7C15ULL);
+    req.mutable_sampling()->set_seed(r.Next());
+    req.set_min_policy_version(min_version);
+    return CallWithRetry(registry_, zerorl::v1::WORKER_ROLE_ROLLOUT, config_.orchestrator().max_retries(),
+                         absl::StrCat("Generate ", req.request_id()), [&](const WorkerHandle& h) -> absl::Status {
+                           auto ctx = ContextWithDeadline(deadline);
+                           zerorl::v1::GenerateResponse resp;
+                           ZRL_RETURN_IF_ERROR(FromGrpcStatus(
+                               zerorl::v1::RolloutService::NewStub(h.channel)->Generate(ctx.get(), req, &resp)));
+                           if (resp.groups_size() != 1 || resp.groups(0).samples_size() != group_size) {
+                             return absl::InternalError(absl::StrCat("Generate returned ", resp.groups_size(),
+                                                                     " groups; expected 1 of ", group_size));
+                           }
+                           out[i].assign(resp.groups(0).samples().begin(), resp.groups(0).samples().end());
+                           for (auto& smp : out[i]) {
+                             if (smp.worker().empty()) smp.set_worker(h.address);
+                           }
+                           return absl::OkStatus();
+                         });
+  });
+  if (!s.ok()) return s;
+  return out;
+}
+
+absl::StatusOr<std::vector<std::vector<RewardResult>>> RunController::ScoreAll(
+    const std::vector<Prompt>& prompts, const std::vector<std::vector<Sample>>& samples) {
+  std::vector<std::vector<RewardResult>> out(prompts.size());
+  const auto deadline = CallDeadline(config_);
+  absl::Status s = ParallelFor(static_cast<int>(prompts.size()), 8, [&](int i) {
+    zerorl::v1::ScoreRequest req;
+    for (size_t g = 0; g < samples[i].size(); ++g) {
+      auto* item = req.add_items();
+      item->set_id(absl::StrCat(prompts[i].id(), "/", g));
+      item->set_prompt(prompts[i].text());
+      item->set_completion(samples[i][g].text());
+      *item->mutable_answer() = prompts[i].answer();
+      item->set_completion_tokens(samples[i][g].token_ids_size());
+      item->set_finish_reason(samples[i][g].finish_reason());
+    }
+    return CallWithRetry(registry_, zerorl::v1::WORKER_ROLE_REWARD, config_.orchestrator().max_retries(),
+                         absl::StrCat("Score ", prompts[i].id()), [&](const WorkerHandle& h) -> absl::Status {
+                           auto ctx = ContextWithDeadline(deadline);
+                           zerorl::v1::ScoreResponse resp;
+                           ZRL_RETURN_IF_ERROR(FromGrpcStatus(
+                               zerorl::v1::RewardService::NewStub(h.channel)->Score(ctx.get(), req, &resp)));
+                           if (resp.results_size() != req.items_size()) {
+                             return absl::InternalError(absl::StrCat("Score returned ", resp.results_size(),
+                                                                     " results for ", req.items_size(), " items"));
+                           }
+                           out[i].assign(resp.results().begin(), resp.results().end());
+                           return absl::OkStatus();
+                         });
+  });
+  if (!s.ok()) return s;
+  return out;
+}
+
+absl::StatusOr<RunController::StepData> RunController::Produce(int64_t step, int64_t min_version) {
+  const auto t0 = Clock::now();
+  const std::vector<Prompt> prompts = PromptsForStep(step);
+  const int G = config_.rollout().group_size();
+  ZRL_ASSIGN_OR_RETURN(auto samples, GenerateAll(prompts, G, config_.rollout().sampling(), SeedForStep(step),
+                                                 min_version, absl::StrCat(config_.run_id(), "/", step)));
+  const double gen_s = SecondsSince(t0);
+  const auto t1 = Clock::now();
+  ZRL_ASSIGN_OR_RETURN(auto rewards, ScoreAll(prompts, samples));
+  const double score_s = SecondsSince(t1);
+
+  zerorl::v1::AppendRequest append;
+  std::vector<double> r, acc, len;
+  int64_t tokens = 0, truncated = 0, spec_version = 0, min_pv = INT64_MAX, max_pv = 0;
+  const int64_t now = NowUnixMs();
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    Group* g = append.add_groups();
+    g->mutable_id()->set_run_id(config_.run_id());
+    g->mutable_id()->set_step(step);
+    g->mutable_id()->set_group(static_cast<int32_t>(i));
+    *g->mutable_prompt() = prompts[i];
+    for (int k = 0; k < G; ++k) {
+      auto* t = g->add_trajectories();
+      *t->mutable_id() = g->id();
+      t->mutable_id()->set_sample(k);
+      *t->mutable_prompt() = prompts[i];
+      *t->mutable_sample() = samples[i][k];
+      *t->mutable_reward() = rewards[i][k];
+      t->set_created_unix_ms(now);
+      r.push_back(rewards[i][k].reward());
+      acc.push_back(rewards[i][k].correct() ? 1 : 0);
+      len.push_back(samples[i][k].token_ids_size());
+      tokens += samples[i][k].token_ids_size();
+      truncated += samples[i][k].finish_reason() == zerorl::v1::FINISH_REASON_LENGTH;
+      spec_version = std::max(spec_version, rewards[i][k].spec_version());
+      min_pv = std::min(min_pv, samples[i][k].policy_version());
+      max_pv = std::max(max_pv, samples[i][k].policy_version());
+    }
+  }
+  const auto t2 = Clock::now();
+  zerorl::v1::AppendResponse appended;
+  ZRL_RETURN_IF_ERROR(CallSingleWithRetry(config_.orchestrator().max_retries(),
+                                          absl::StrCat("buffer Append of step ", step), [&] {
+                                            auto ctx = ContextWithDeadline(CallDeadline(config_));
+                                            return FromGrpcStatus(buffer_->Append(ctx.get(), append, &appended));
+                                          }));
+  StepData d;
+  double var = 0;
+  const double mean = Mean(r);
+  for (double x : r) var += (x - mean) * (x - mean);
+  d.stats["reward_mean"] = mean;
+  d.stats["reward_std"] = r.empty() ? 0 : std::sqrt(var / r.size());
+  d.stats["accuracy"] = Mean(acc);
+  d.stats["completion_len_mean"] = Mean(len);
+  d.stats["completion_len_max"] = len.empty() ? 0 : *std::max_element(len.begin(), len.end());
+  d.stats["truncated_fraction"] = r.empty() ? 0 : static_cast<double>(truncated) / r.size();
+  d.stats["completion_tokens"] = static_cast<double>(tokens);
+  d.stats["tokens_per_s"] = gen_s > 0 ? tokens / gen_s : 0;
+  d.stats["generate_seconds"] = gen_s;
+  d.stats["score_seconds"] = score_s;
+  d.stats["append_seconds"] = SecondsSince(t2);
+  d.stats["reward_spec_version"] = static_cast<double>(spec_version);
+  d.stats["sample_policy_version_min"] = static_cast<double>(min_pv == INT64_MAX ? 0 : min_pv);
+  d.stats["sample_policy_version_max"] = static_cast<double>(max_pv);
+  d.stats["appended_groups"] = appended.appended();
+  d.stats["duplicate_groups"] = appended.duplicates();
+  d.seconds = SecondsSince(t0);
+  return d;
+}
+
+absl::StatusOr<zerorl::v1::TrainResponse> RunController::Train(int64_t step) {
+  zerorl::v1::TrainRequest req;
+  req.set_run_id(config_.run_id());
+  req.set_step(step);
+  req.set_by_step(true);
+  req.set_expected_groups(config_.rollout().prompts_per_step());
+  for (const auto& a : registry_->Addresses(zerorl::v1::WORKER_ROLE_ROLLOUT)) req.add_publish_to(a);
+  req.set_total_steps(config_.orchestrator().total_steps());
+  req.set_data_cursor(DataCursorJson(step + 1));
+  zerorl::v1::TrainResponse resp;
+  absl::Status s;
+  for (int attempt = 0; attempt <= config_.orchestrator().max_retries(); ++attempt) {
+    auto ctx = ContextWithDeadline(CallDeadline(config_));
+    s = FromGrpcStatus(learner_->Train(ctx.get(), req, &resp));
+    if (s.ok()) break;
+    // The call may have failed after the learner finished the step: ask it.
+    zerorl::v1::LearnerState ls;
+    auto sctx = ContextWithDeadline(std::chrono::seconds(30));
+    if (learner_->GetLearnerState(sctx.get(), zerorl::v1::GetLearnerStateRequest(), &ls).ok() && ls.step() > step) {
+      ZLOG(WARNING) << "learner Train of step " << step << " answered " << s << " but the learner finished it";
+      resp.Clear();
+      *resp.mutable_policy() = ls.policy();
+      return resp;
+    }
+    if (s.code() != absl::StatusCode::kUnavailable && s.code() != absl::StatusCode::kDeadlineExceeded) break;
+    ZLOG(WARNING) << "learner Train of step " << step << ": " << s << "; retrying";
+    std::this_thread::sleep_for(std::chrono::milliseconds(500 * (attempt + 1)));
+  }
+  if (!s.ok()) return Annotate(s, absl::StrCat("learner Train of step ", step));
+  for (const auto& e : resp.publish_errors()) ZLOG(WARNING) << "weights not published: " << e;
+  return resp;
+}
+
+absl::StatusOr<RunController::EvalResult> RunController::Evaluate(int64_t version) {
+  EvalResult res;
+  if (eval_prompts_.empty()) return res;
+  const auto& ec = config_.orchestrator().eval();
+  zerorl::v1::SamplingParams greedy = config_.rollout().sampling();
+  greedy.set_temperature(0);
+  ZRL_ASSIGN_OR_RETURN(auto samples, GenerateAll(eval_prompts_, 1, greedy, config_.seed(), version,
+                                                 absl::StrCat(config_.run_id(), "/eval-v", version)));
+  ZRL_ASSIGN_OR_RETURN(auto rewards, ScoreAll(eval_prompts_, samples));
+  std::vector<double> acc, r, len;
+  for (size_t i = 0; i < eval_prompts_.size(); ++i) {
+    acc.push_back(rewards[i][0].correct() ? 1 : 0);
+    r.push_back(rewards[i][0].reward());
+    len.push_back(samples[i][0].token_ids_size());
+  }
+  res.greedy_accuracy = Mean(acc);
+  res.reward_mean = Mean(r);
+  res.completion_len_mean = Mean(len);
+  if (ec.pass_k() > 0) {
+    zerorl::v1::SamplingParams sampled = config_.rollout().sampling();
+    sampled.set_temperature(ec.temperature());
+    ZRL_ASSIGN_OR_RETURN(auto ks, GenerateAll(eval_prompts_, ec.pass_k(), sampled, config_.seed() + 1, version,
+                                              absl::StrCat(config_.run_id(), "/eval-pass-v", version)));
+    ZRL_ASSIGN_OR_RETURN(auto kr, ScoreAll(eval_prompts_, ks));
+    int solved = 0;
+    for (const auto& group : kr) {
+      solved += std::any_of(group.begin(), group.end(), [](const RewardResult& x) { return x.correct(); });
+    }
+    res.pass_at_k = static_cast<double>(solved) / eval_prompts_.size();
+  }
+  return res;
+}
+
+absl::Status RunController::Record(int64_t step, const StepData& data, const zerorl::v1::TrainResponse& train,
+                                   double step_seconds, double learner_idle_fraction, const EvalResult* eval) {
+  zerorl::v1::StepMetrics m;
+  m.set_run_id(config_.run_id());
+  m.set_step(step);
+  m.set_unix_ms(NowUnixMs());
+  auto& v = *m.mutable_values();
+  for (const auto& [k, x] : train.metrics().values()) v[k] = x;  // the learner's view first...
+  for (const auto& [k, x] : data.stats) v[k] = x;                // ...the rollout's numbers win on overlap
+  if (!v.count("kl")) v["kl"] = 0;  // no reference model (beta = 0): KL is not measured
+  v["policy_version"] = static_cast<double>(train.policy().version());
+  v["step_seconds"] = step_seconds;
+  v["learner_idle_fraction"] = learner_idle_fraction;
+  v["publish_mb_per_s"] = train.publish_mb_per_s();
+  if (eval != nullptr) {
+    v["eval_accuracy"] = eval->greedy_accuracy;
+    v["eval_reward_mean"] = eval->reward_mean;
+    v["eval_completion_len_mean"] = eval->completion_len_mean;
+    if (eval->pass_at_k >= 0) v[absl::StrCat("eval_pass_at_", config_.orchestrator().eval().pass_k())] = eval->pass_at_k;
+  }
+  ZRL_RETURN_IF_ERROR(metrics_log_.Append(m));
+  std::map<std::string, double> sorted(v.begin(), v.end());
+  ZRL_RETURN_IF_ERROR(tensorboard_.WriteScalars(step, sorted));
+  if (prometheus_) {
+    sorted["step"] = static_cast<double>(step);
+    prometheus_->Update(sorted);
+  }
+  {
+    absl::MutexLock l(&mu_);
+    metrics_.push_back(m);
+    state_.step = step + 1;
+    state_.cursor = CursorForStep(step + 1);
+    state_.rng_state = SeedForStep(step + 1);
+    state_.policy_version = train.policy().version();
+    state_.reward_spec_version = static_cast<int64_t>(data.stats.at("reward_spec_version"));
+    if (summary_.steps_done == 0) summary_.reward_first = data.stats.at("reward_mean");
+    summary_.reward_last = data.stats.at("reward_mean");
+    ++summary_.steps_done;
+  }
+  progress_->Update(step, sorted);
+  return SaveState();
+}
+
+absl::Status RunController::RecordFinalEval(int64_t step, const EvalResult& eval) {
+  zerorl::v1::StepMetrics m;
+  m.set_run_id(config_.run_id());
+  m.set_step(step);
+  m.set_unix_ms(NowUnixMs());
+  auto& v = *m.mutable_values();
+  {
+    absl::MutexLock l(&mu_);
+    v["policy_version"] = static_cast<double>(state_.policy_version);
+    v["reward_spec_version"] = static_cast<double>(state_.reward_spec_version);
+  }
+  v["eval_accuracy"] = eval.greedy_accuracy;
+  v["eval_reward_mean"] = eval.reward_mean;
+  v["eval_completion_len_mean"] = eval.completion_len_mean;
+  if (eval.pass_at_k >= 0) v[absl::StrCat("eval_pass_at_", config_.orchestrator().eval().pass_k())] = eval.pass_at_k;
+  ZRL_RETURN_IF_ERROR(metrics_log_.Append(m));
+  ZRL_RETURN_IF_ERROR(tensorboard_.WriteScalars(step, std::map<std::string, double>(v.begin(), v.end())));
+  absl::MutexLock l(&mu_);
+  metrics_.push_back(m);
+  return absl::OkStatus();
+}
+
+absl::Status RunController::SaveState() {
+  RunStateRecord copy;
+  {
+    absl::MutexLock l(&mu_);
+    state_.workers = registry_->List();
+    copy = state_;
+    updated_unix_ms_ = NowUnixMs();
+  }
+  return SaveRunState(config_.run_dir() + "/state.json", copy);
+}
+
+absl::Status RunController::Checkpoint() {
+  int64_t step;
+  {
+    absl::MutexLock l(&mu_);
+    step = state_.step;
+  }
+  zerorl::v1::SaveCheckpointRequest req;
+  req.set_step(step);
+  req.set_data_cursor(DataCursorJson(step));
+  zerorl::v1::CheckpointInfo info;
+  auto ctx = ContextWithDeadline(CallDeadline(config_));
+  ZRL_RETURN_IF_ERROR(Annotate(FromGrpcStatus(learner_->SaveCheckpoint(ctx.get(), req, &info)), "learner checkpoint"));
+  ZLOG(INFO) << "checkpoint of step " << step << " at " << info.path();
+  return absl::OkStatus();
+}
+
+void RunController::SetState(zerorl::v1::RunState s, const std::string& error) {
+  absl::MutexLock l(&mu_);
+  state_.state = s;
+  state_.error = error;
+}
+
+bool RunController::WaitWhilePaused() {
+  absl::MutexLock l(&mu_);
+  if (paused_ && !stop_) {
+    state_.state = zerorl::v1::RUN_STATE_PAUSED;
+    auto wake = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !paused_ || stop_.load(); };
+    mu_.Await(absl::Condition(&wake));
+    if (!stop_) state_.state = zerorl::v1::RUN_STATE_RUNNING;
+  }
+  return !stop_;
+}
+
+void RunController::Pause() {
+  absl::MutexLock l(&mu_);
+  paused_ = true;
+}
+
+void RunController::Resume() {
+  absl::MutexLock l(&mu_);
+  paused_ = false;
+  if (state_.state == zerorl::v1::RUN_STATE_PAUSED) state_.state = zerorl::v1::RUN_STATE_RUNNING;
+}
+
+void RunController::RequestStop() {
+  absl::MutexLock l(&mu_);
+  stop_ = true;
+}
+
+void RunController::StartInBackground() {
+  thread_ = std::thread([this] {
+    absl::Status s = Run();
+    if (!s.ok()) {
+      ZLOG(ERROR) << "run " << config_.run_id() << " failed: " << s;
+    }
+  });
+}
+
+void RunController::Join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+absl::Status RunController::Run() {
+  {
+    absl::MutexLock l(&mu_);
+    if (state_.state == zerorl::v1::RUN_STATE_FINISHED && state_.step >= config_.orchestrator().total_steps()) {
+      ZLOG(INFO) << "run " << config_.run_id() << " already finished";
+      return absl::OkStatus();
+    }
+  }
+  SetState(zerorl::v1::RUN_STATE_RUNNING);
+  absl::Status s = RunLoop();
+  progress_->Finish();
+  if (!s.ok()) {
+    SetState(zerorl::v1::RUN_STATE_FAILED, std::string(s.message()));
+    (void)SaveState();
+  }
+  return s;
+}
+
+absl::Status RunController::RunLoop() {
+  const auto& oc = config_.orchestrator();
+  const int64_t total = oc.total_steps();
+  const int every = oc.eval().every_steps();
+  const bool async = oc.mode() == zerorl::v1::RUN_MODE_ASYNC;
+  const auto t_start = Clock::now();
+  int64_t step;
+  {
+    absl::MutexLock l(&mu_);
+    step = state_.step;
+  }
+  std::optional<StepData> pending;  // async: the next step's data, produced while training
+  auto last_train_end = Clock::now();
+  while (step < total) {
+    if (!WaitWhilePaused()) break;
+    std::optional<EvalResult> eval;
+    int64_t version;
+    {
+      absl::MutexLock l(&mu_);
+      version = state_.policy_version;
+    }
+    if (every > 0 && step % every == 0) {
+      ZRL_ASSIGN_OR_RETURN(eval, Evaluate(version));
+      if (step == 0) {
+        absl::MutexLock l(&mu_);
+        state_.has_base_eval = true;
+        state_.base_eval_accuracy = eval->greedy_accuracy;
+      }
+    }
+    const auto step_start = Clock::now();
+    const int64_t min_version = std::max<int64_t>(0, version - std::max(0, oc.max_staleness() - 1));
+    StepData data;
+    if (pending) {
+      data = std::move(*pending);
+      pending.reset();
+    } else {
+      ZRL_ASSIGN_OR_RETURN(data, Produce(step, async ? min_version : version));
+    }
+    absl::StatusOr<zerorl::v1::TrainResponse> train;
+    double train_s = 0;
+    const auto train_start = Clock::now();
+    if (async && step + 1 < total && !stop_) {
+      // Rollout of step+1 (current weights) overlaps training of step.
+      auto fut = std::async(std::launch::async, [this, step] { return Train(step); });
+      auto next = Produce(step + 1, min_version);
+      train = fut.get();
+      if (next.ok()) {
+        pending = std::move(*next);
+      } else if (train.ok()) {
+        return next.status();
+      }
+    } else {
+      train = Train(step);
+    }
+    train_s = train.ok() ? SecondsSince(train_start) : 0;
+    if (!train.ok()) return train.status();
+    const auto train_end = Clock::now();
+    const double wall = std::chrono::duration<double>(train_end - std::min(last_train_end, step_start)).count();
+    const double idle = wall > 0 ? std::max(0.0, 1.0 - train_s / wall) : 0;
+    last_train_end = train_end;
+    ZRL_RETURN_IF_ERROR(Record(step, data, *train, SecondsSince(step_start), idle, eval ? &*eval : nullptr));
+    ++step;
+  }
+  {
+    absl::MutexLock l(&mu_);
+    summary_.seconds = SecondsSince(t_start);
+    summary_.has_before = state_.has_base_eval;
+    summary_.eval_before = state_.base_eval_accuracy;
+  }
+  if (step < total) {  // stopped
+    absl::Status ck = Checkpoint();
+    if (!ck.ok()) {
+      ZLOG(WARNING) << ck;
+    }
+    SetState(zerorl::v1::RUN_STATE_STOPPED);
+    return SaveState();
+  }
+  int64_t version;
+  {
+    absl::MutexLock l(&mu_);
+    version = state_.policy_version;
+  }
+  if (every > 0 || oc.eval().prompts() > 0) {
+    ZRL_ASSIGN_OR_RETURN(EvalResult final_eval, Evaluate(version));
+    ZRL_RETURN_IF_ERROR(RecordFinalEval(total, final_eval));
+    absl::MutexLock l(&mu_);
+    summary_.has_after = true;
+    summary_.eval_after = final_eval.greedy_accuracy;
+  }
+  absl::Status ck = Checkpoint();
+  if (!ck.ok()) {
+    ZLOG(WARNING) << ck;
+  }
+  SetState(zerorl::v1::RUN_STATE_FINISHED);
+  return SaveState();
+}
+
+zerorl::v1::RunInfo RunController::Info() const {
+  zerorl::v1::RunInfo info;
+  absl::MutexLock l(&mu_);
+  info.set_run_id(config_.run_id());
+  info.set_state(state_.state);
+  info.set_step(state_.step);
+  info.set_total_steps(config_.orchestrator().total_steps());
+  info.set_policy_version(state_.policy_version);
+  info.set_reward_spec_version(state_.reward_spec_version);
+  *info.mutable_config() = config_;
+  info.set_started_unix_ms(state_.started_unix_ms);
+  info.set_updated_unix_ms(updated_unix_ms_);
+  info.set_run_dir(config_.run_dir());
+  info.set_error(state_.error);
+  if (!metrics_.empty()) {
+    for (const auto& [k, v] : metrics_.back().values()) (*info.mutable_last_metrics())[k] = v;
+  }
+  info.set_buffer_address(config_.buffer().address());
+  for (const auto& a : config_.reward().workers()) {
+    info.set_reward_address(a);
+    break;
+  }
+  info.set_learner_address(config_.learner().address());
+  return info;
+}
+
+std::vector<zerorl::v1::StepMetrics> RunController::Metrics(int last) const {
+  absl::MutexLock l(&mu_);
+  if (last <= 0 || static_cast<size_t>(last) >= metrics_.size()) return metrics_;
+  return std::vector<zerorl::v1::StepMetrics>(metrics_.end() - last, metrics_.end());
+}
+
+RunSummary RunController::Summary() const {
+  absl::MutexLock l(&mu_);
+  RunSummary s = summary_;
+  s.has_before = state_.has_base_eval;
+  s.eval_before = state_.base_eval_accuracy;
+  return s;
+}
+
+}  // namespace zerorl

@@ -1,0 +1,149 @@
+// RunController: drives one GRPO run through the actors' gRPC services.
+//
+// One step (synchronous mode): take prompts_per_step prompts from the train
+// split, Generate G samples each on the rollout workers, Score them on the
+// reward workers, Append the groups to the buffer, Train on the learner (which
+// leases exactly this step's groups and publishes the new weights to the
+// rollout workers), then record metrics and the run state. Asynchronous mode
+// overlaps the rollout of step k+1 with the training of step k (staleness 1,
+// bounded by orchestrator.max_staleness).
+//
+// Reliability: every call has a deadline (orchestrator.call_deadline_ms); a
+// failed or timed-out Generate or Score is retried on another worker, up to
+// max_retries times. IDs are deterministic — trajectory RUN/STEP/GROUP/SAMPLE,
+// sampling seeds from (seed, step, prompt) — so a retried or re-run step
+// writes the same trajectories and the buffer stores each exactly once.
+//
+// Durability: RUN_DIR/state.json (run_state.h) is written after every step.
+// The prompts of step k are a pure function of (seed, k), so the state's cursor
+// can always be re-derived; on start the learner's step count is authoritative
+// (a step the learner finished before a crash is not trained again).
+//
+// Thread-safety: Pause/Resume/RequestStop/Info/Metrics may be called from any
+// thread while Run() executes on one.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <grpcpp/channel.h>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "orchestrator/dataset.h"
+#include "orchestrator/metrics_log.h"
+#include "orchestrator/progress.h"
+#include "orchestrator/prometheus.h"
+#include "orchestrator/run_state.h"
+#include "orchestrator/tensorboard.h"
+#include "orchestrator/worker_registry.h"
+#include "zerorl/v1/buffer.grpc.pb.h"
+#include "zerorl/v1/learner.grpc.pb.h"
+#include "zerorl/v1/orchestrator.pb.h"
+
+namespace zerorl {
+
+struct RunControllerOptions {
+  std::string base_dir;    // resolves relative dataset paths (the config file's directory)
+  ChatRenderer chat;       // for dataset.template: chat (may be empty)
+  bool progress = true;    // progress bar on stderr (also needs orchestrator.progress)
+};
+
+// Before/after numbers of a run, for the closing table.
+struct RunSummary {
+  bool has_before = false, has_after = false;
+  double eval_before = 0, eval_after = 0;          // greedy eval accuracy
+  double reward_first = 0, reward_last = 0;        // train reward mean, first and last recorded step
+  int64_t steps_done = 0;
+  double seconds = 0;                              // wall time of this invocation's steps
+};
+
+class RunController {
+ public:
+  RunController(zerorl::v1::RunConfig config, WorkerRegistry* registry, std::shared_ptr<grpc::Channel> buffer,
+                std::shared_ptr<grpc::Channel> learner, RunControllerOptions options);
+  ~RunController();
+
+  // Loads the dataset and any saved state, opens the metrics files, and
+  // reconciles the step with the learner. Errors name the bad file or key.
+  absl::Status Prepare();
+  // Runs steps until total_steps (FINISHED), RequestStop (STOPPED) or a
+  // failure (FAILED, returned). Blocking.
+  absl::Status Run();
+  void StartInBackground();
+  void Join();
+
+  void Pause();
+  void Resume();
+  // Stops after the step in flight; the learner checkpoints; state says STOPPED.
+  void RequestStop();
+
+  zerorl::v1::RunInfo Info() const;
+  std::vector<zerorl::v1::StepMetrics> Metrics(int last) const;
+  RunSummary Summary() const;
+  const zerorl::v1::RunConfig& config() const { return config_; }
+
+ private:
+  struct StepData;
+  struct EvalResult {
+    double greedy_accuracy = 0;
+    double pass_at_k = -1;  // -1 when not measured
+    double reward_mean = 0;
+    double completion_len_mean = 0;
+  };
+
+  absl::Status RunLoop();
+  absl::Status ReconcileWithLearner();
+  absl::StatusOr<StepData> Produce(int64_t step, int64_t min_version);
+  absl::StatusOr<zerorl::v1::TrainResponse> Train(int64_t step);
+  absl::StatusOr<EvalResult> Evaluate(int64_t version);
+  absl::Status Record(int64_t step, const StepData& data, const zerorl::v1::TrainResponse& train,
+                      double step_seconds, double learner_idle_fraction, const EvalResult* eval);
+  absl::Status RecordFinalEval(int64_t step, const EvalResult& eval);
+  absl::Status SaveState();
+  absl::Status Checkpoint();
+
+  // Generate with retries on other workers; returns one group of samples per prompt.
+  absl::StatusOr<std::vector<std::vector<zerorl::v1::Sample>>> GenerateAll(
+      const std::vector<zerorl::v1::Prompt>& prompts, int group_size, const zerorl::v1::SamplingParams& sampling,
+      uint64_t seed, int64_t min_version, const std::string& request_prefix);
+  absl::StatusOr<std::vector<std::vector<zerorl::v1::RewardResult>>> ScoreAll(
+      const std::vector<zerorl::v1::Prompt>& prompts, const std::vector<std::vector<zerorl::v1::Sample>>& samples);
+
+  std::vector<zerorl::v1::Prompt> PromptsForStep(int64_t step) const;
+  DatasetCursor CursorForStep(int64_t step) const;
+  uint64_t SeedForStep(int64_t step) const;
+  std::string DataCursorJson(int64_t step) const;
+  bool WaitWhilePaused();  // false when a stop was requested
+  void SetState(zerorl::v1::RunState s, const std::string& error = "");
+
+  zerorl::v1::RunConfig config_;
+  WorkerRegistry* registry_;
+  std::unique_ptr<zerorl::v1::BufferService::Stub> buffer_;
+  std::unique_ptr<zerorl::v1::LearnerService::Stub> learner_;
+  RunControllerOptions options_;
+
+  DatasetSplits data_;
+  std::vector<zerorl::v1::Prompt> eval_prompts_;
+  MetricsLog metrics_log_;
+  TensorBoardWriter tensorboard_;
+  std::unique_ptr<PrometheusEndpoint> prometheus_;
+  std::unique_ptr<ProgressBar> progress_;
+  std::thread thread_;
+  std::atomic<bool> stop_{false};
+
+  mutable absl::Mutex mu_;
+  RunStateRecord state_ ABSL_GUARDED_BY(mu_);
+  std::vector<zerorl::v1::StepMetrics> metrics_ ABSL_GUARDED_BY(mu_);
+  bool paused_ ABSL_GUARDED_BY(mu_) = false;
+  RunSummary summary_ ABSL_GUARDED_BY(mu_);
+  int64_t updated_unix_ms_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace zerorl

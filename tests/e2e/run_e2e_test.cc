@@ -1,0 +1,92 @@
+// `zerorl run` end to end, every actor in one process: a short seeded countdown
+// run whose mean reward rises; Ctrl-C stops it cleanly and the same command
+// resumes at the right step, each step recorded once.
+#include <signal.h>
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <set>
+
+#include "tests/e2e/e2e_util.h"
+#include "tests/testing/subprocess.h"
+
+namespace zerorl {
+namespace {
+
+using testing::Subprocess;
+using testing::ZerorlBin;
+
+double MeanReward(const std::vector<zerorl::v1::StepMetrics>& m, size_t from, size_t to) {
+  double s = 0;
+  int n = 0;
+  for (size_t i = from; i < to && i < m.size(); ++i) {
+    auto it = m[i].values().find("reward_mean");
+    if (it != m[i].values().end()) {
+      s += it->second;
+      ++n;
+    }
+  }
+  return n ? s / n : 0;
+}
+
+TEST(RunE2eTest, CountdownRewardRises) {
+  const std::string dir = testing::MakeTempDir("e2e-learn");
+  const int steps = 24;
+  e2e::WriteText(dir + "/run.yaml", e2e::CountdownConfig(dir + "/run", steps, 16, 8, /*eval_every=*/12, /*eval_prompts=*/50));
+  std::string out;
+  const int rc =
+      testing::RunCommand({ZerorlBin(), "run", dir + "/run.yaml", "--port", "0", "--no-progress"}, &out,
+                          std::chrono::seconds(600));
+  ASSERT_EQ(rc, 0) << out;
+  auto m = e2e::Metrics(dir + "/run");
+  ASSERT_EQ(m.size(), static_cast<size_t>(steps + 1)) << out;  // + the final eval's line
+  EXPECT_TRUE(m.back().values().count("eval_accuracy"));
+  EXPECT_TRUE(m[0].values().count("eval_accuracy"));
+  for (int s = 0; s < steps; ++s) {
+    EXPECT_EQ(m[s].step(), s);
+    for (const char* const* k = kRequiredMetrics; *k != nullptr; ++k) {
+      EXPECT_TRUE(m[s].values().count(*k)) << "step " << s << " lacks " << *k;
+    }
+  }
+  const double first = MeanReward(m, 0, 4), last = MeanReward(m, steps - 4, steps);
+  EXPECT_GT(last, first + 0.15) << "reward did not rise: first steps " << first << ", last steps " << last;
+  EXPECT_NE(out.find("before"), std::string::npos);
+  EXPECT_TRUE(std::filesystem::exists(dir + "/run/curves.png"));
+  EXPECT_TRUE(std::filesystem::exists(dir + "/run/tensorboard"));
+}
+
+TEST(RunE2eTest, InterruptCheckpointsAndRerunResumes) {
+  const std::string dir = testing::MakeTempDir("e2e-resume");
+  const int steps = 6;
+  e2e::WriteText(dir + "/run.yaml", e2e::CountdownConfig(dir + "/run", steps, 4, 4, 0, 0));
+  Subprocess p;
+  ASSERT_TRUE(p.Start({ZerorlBin(), "run", dir + "/run.yaml", "--port", "0", "--no-progress"}));
+  // Wait for two steps on disk, then interrupt.
+  for (int i = 0; i < 600 && e2e::Metrics(dir + "/run").size() < 2; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  ASSERT_GE(e2e::Metrics(dir + "/run").size(), 2u);
+  p.Signal(SIGINT);
+  ASSERT_EQ(p.Wait(std::chrono::seconds(120)), 0);
+  const size_t done = e2e::Metrics(dir + "/run").size();
+  ASSERT_LT(done, static_cast<size_t>(steps)) << "the run finished before the interrupt";
+
+  std::string out;
+  ASSERT_EQ(testing::RunCommand({ZerorlBin(), "run", dir + "/run.yaml", "--port", "0", "--no-progress"}, &out,
+                                std::chrono::seconds(300)),
+            0)
+      << out;
+  auto m = e2e::Metrics(dir + "/run");
+  ASSERT_EQ(m.size(), static_cast<size_t>(steps));
+  double version = 0;
+  for (int s = 0; s < steps; ++s) {
+    EXPECT_EQ(m[s].step(), s);
+    EXPECT_GE(m[s].values().at("policy_version"), version) << "step " << s;
+    version = m[s].values().at("policy_version");
+  }
+  EXPECT_NE(out.find("FINISHED"), std::string::npos) << out;
+}
+
+}  // namespace
+}  // namespace zerorl
