@@ -1,9 +1,213 @@
-// `zerorl bench model` — not landed yet.
+// `zerorl bench model`: train tokens/s (forward + backward + AdamW on a B x T
+// batch) and decode tokens/s (G samples of one prompt with a KV cache) for any
+// config, against the same workloads in PyTorch (bench/peers/moe_bench_torch.py
+// under /usr/bin/python3, same thread count) measured in the same run, plus the
+// machine's sgemm GFLOP/s as the roof and the model FLOP utilisation against it.
+#include <CLI/CLI.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
 #include "bench/bench.h"
-#include "common/commands.h"
+#include "model/cuda_bench.h"
+#include "model/model.h"
+#include "model/optimizer.h"
 
 namespace zerorl::bench {
+namespace {
 
-int BenchModel(int, char**) { return NotYetAvailable("bench model", "issue 3"); }
+using model::ModelConfig;
+using Clock = std::chrono::steady_clock;
+
+double Seconds(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
+
+// Multiply-accumulates per token in the matmuls (no attention core).
+double MatmulMacsPerToken(const ModelConfig& c) {
+  const double D = c.hidden_size, H = c.num_attention_heads;
+  double m = 0;
+  if (c.is_mla()) {
+    const double dq = c.qk_head_dim();
+    m += c.q_lora_rank > 0 ? D * c.q_lora_rank + c.q_lora_rank * H * dq : D * H * dq;
+    m += D * (c.kv_lora_rank + c.qk_rope_head_dim) + c.kv_lora_rank * H * (c.qk_nope_head_dim + c.v_head_dim);
+    m *= c.num_hidden_layers;
+  } else {
+    m += c.num_hidden_layers * D * (H + 2.0 * c.num_key_value_heads) * c.head_dim;
+  }
+  m += c.num_hidden_layers * H * c.v_dim() * D;  // o_proj
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    if (c.IsMoeLayer(l))
+      m += D * c.n_routed_experts + 3.0 * D * c.moe_intermediate_size * (c.num_experts_per_tok + c.n_shared_experts);
+    else
+      m += 3.0 * D * c.intermediate_size;
+  }
+  return m + D * c.vocab_size;
+}
+// Attention-core MACs per token attending over `ctx` positions.
+double AttnMacs(const ModelConfig& c, double ctx) {
+  return c.num_hidden_layers * c.num_attention_heads * (c.qk_head_dim() + c.v_dim()) * ctx;
+}
+
+double SgemmGflops() {
+  const int64_t n = 1024;
+  std::vector<float> a(n * n, 0.5f), b(n * n, 0.25f), cm(n * n);
+  auto* ops = model::ops::CpuBackend();
+  ops->Gemm(false, true, n, n, n, 1.f, a.data(), n, b.data(), n, 0.f, cm.data(), n);
+  const int reps = 6;
+  auto t0 = Clock::now();
+  for (int r = 0; r < reps; ++r) ops->Gemm(false, true, n, n, n, 1.f, a.data(), n, b.data(), n, 0.f, cm.data(), n);
+  return 2.0 * n * n * n * reps / Seconds(t0, Clock::now()) / 1e9;
+}
+
+struct PeerResult {
+  double train = 0, decode = 0;
+  bool ok = false;
+  std::string error;
+};
+
+PeerResult RunPeer(const std::string& cmd) {
+  PeerResult r;
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) {
+    r.error = "cannot start python";
+    return r;
+  }
+  char line[512];
+  while (std::fgets(line, sizeof line, p)) {
+    std::istringstream in(line);
+    std::string key;
+    double v;
+    if (!(in >> key >> v)) continue;
+    if (key == "train_tokens_per_s") r.train = v;
+    if (key == "decode_tokens_per_s") r.decode = v;
+  }
+  const int rc = pclose(p);
+  r.ok = rc == 0 && (r.train > 0 || r.decode > 0);
+  if (!r.ok) r.error = "the PyTorch peer failed (exit " + std::to_string(rc) + ")";
+  return r;
+}
+
+}  // namespace
+
+int BenchModel(int argc, char** argv) {
+  CLI::App app{"Model train and decode tokens/s against PyTorch on the same threads.", "zerorl bench model"};
+  std::string config_path = "../shared/bench/moe-bench.config.json";
+  std::string peer_script = "bench/peers/moe_bench_torch.py";
+  int threads = 2, batch = 16, seq = 128, train_steps = 4, samples = 16, prompt_len = 32, new_tokens = 64;
+  bool no_peer = false;
+  app.add_option("--config", config_path, "HF config.json of the model to benchmark")->capture_default_str();
+  app.add_option("--threads", threads, "CPU threads for us and for PyTorch")->capture_default_str();
+  app.add_option("--batch", batch, "train: sequences per step")->capture_default_str();
+  app.add_option("--seq", seq, "train: tokens per sequence")->capture_default_str();
+  app.add_option("--train-steps", train_steps, "train: timed steps (after one warm-up step)")->capture_default_str();
+  app.add_option("--samples", samples, "decode: samples of the one prompt")->capture_default_str();
+  app.add_option("--prompt", prompt_len, "decode: prompt tokens")->capture_default_str();
+  app.add_option("--new", new_tokens, "decode: new tokens per sample")->capture_default_str();
+  app.add_option("--peer-script", peer_script, "the PyTorch peer")->capture_default_str();
+  app.add_flag("--no-peer", no_peer, "skip the PyTorch peer");
+  std::string device = "cpu";  // cuda: op-level GPU numbers (model/cuda_bench.h); exit 2 without a device
+  app.add_option("--device", device, "cpu, or cuda")->capture_default_str();
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  if (threads < 1 || batch < 1 || seq < 2 || train_steps < 1 || samples < 1 || prompt_len < 1 || new_tokens < 1) {
+    std::fprintf(stderr, "zerorl bench model: every size must be positive (seq >= 2)\n");
+    return 2;
+  }
+  auto config = model::LoadModelConfig(config_path);
+  if (!config.ok()) {
+    std::fprintf(stderr, "zerorl bench model: %s\n", std::string(config.status().message()).c_str());
+    return 1;
+  }
+  if (device == "cuda") return model::BenchModelCuda(*config, int64_t{batch} * seq, samples, prompt_len + new_tokens);
+  if (device != "cpu") {
+    std::fprintf(stderr, "zerorl bench model: --device must be cpu or cuda, got \"%s\"\n", device.c_str());
+    return 2;
+  }
+  model::ops::SetCpuThreads(threads);
+  const ModelConfig& c = *config;
+  auto created = model::Model::Create(c, 1);
+  if (!created.ok()) {
+    std::fprintf(stderr, "zerorl bench model: %s\n", std::string(created.status().message()).c_str());
+    return 1;
+  }
+  model::Model& m = **created;
+  std::printf("zerorl bench model: %s, %.2fM params, %d threads\n", config_path.c_str(), m.NumParams() / 1e6, threads);
+  const double roof = SgemmGflops();
+  std::printf("sgemm roof (OpenBLAS 1024^3, %d threads): %.1f GFLOP/s\n", threads, roof);
+  std::printf("sgemm_gflops %.2f\n", roof);
+
+  // ---- train: forward + backward + clip + AdamW ----
+  std::mt19937 rng(5);
+  model::TrainBatch b;
+  b.B = batch;
+  b.T = seq;
+  b.lengths.assign(batch, seq);
+  for (int64_t i = 0; i < b.B * b.T; ++i) b.tokens.push_back(static_cast<int32_t>(rng() % c.vocab_size));
+  std::vector<float> dlogp(b.B * (b.T - 1), -1.f / static_cast<float>(b.B * (b.T - 1)));
+  model::AdamW opt({0.9f, 0.95f, 1e-8f, 0.01f});
+  auto params = m.Parameters();
+  model::TrainOutput out;
+  auto step = [&] {
+    m.ZeroGrad();
+    if (!m.TrainForward(b, {}, &out).ok() || !m.TrainBackward(dlogp.data()).ok()) std::abort();
+    model::ClipGradNorm(params, 1.f);
+    if (!opt.Step(params, 1e-4f).ok()) std::abort();
+  };
+  step();
+  auto t0 = Clock::now();
+  for (int s = 0; s < train_steps; ++s) step();
+  const double train_s = Seconds(t0, Clock::now());
+  const double train_tps = static_cast<double>(batch) * seq * train_steps / train_s;
+  const double train_flops_per_tok = 3 * 2 * (MatmulMacsPerToken(c) + AttnMacs(c, (seq + 1) / 2.0));
+  const double train_gflops = train_tps * train_flops_per_tok / 1e9;
+  std::printf("train  %dx%d, %d steps: %.0f tokens/s, %.1f GFLOP/s model, MFU %.0f%% of sgemm roof\n", batch, seq,
+              train_steps, train_tps, train_gflops, 100 * train_gflops / roof);
+
+  // ---- decode: G samples of one prompt, shared prefill, KV cache ----
+  std::vector<int32_t> prompt;
+  for (int i = 0; i < prompt_len; ++i) prompt.push_back(static_cast<int32_t>(rng() % c.vocab_size));
+  model::SamplerParams sp;
+  auto decode = [&] {
+    auto r = m.Generate({prompt}, samples, sp, 7, {}, new_tokens);
+    if (!r.ok()) std::abort();
+  };
+  decode();
+  const int reps = 3;
+  t0 = Clock::now();
+  for (int r = 0; r < reps; ++r) decode();
+  const double dec_s = Seconds(t0, Clock::now()) / reps;
+  const double dec_tps = static_cast<double>(samples) * new_tokens / dec_s;
+  const double dec_flops_per_tok = 2 * (MatmulMacsPerToken(c) + AttnMacs(c, prompt_len + new_tokens / 2.0));
+  const double dec_gflops = dec_tps * dec_flops_per_tok / 1e9;
+  std::printf("decode %d samples x %d new (prompt %d): %.0f tokens/s, %.1f GFLOP/s model, MFU %.0f%%\n", samples,
+              new_tokens, prompt_len, dec_tps, dec_gflops, 100 * dec_gflops / roof);
+  std::printf("train_tokens_per_s %.1f\n", train_tps);
+  std::printf("decode_tokens_per_s %.1f\n", dec_tps);
+  std::printf("train_mfu %.3f\ndecode_mfu %.3f\n", train_gflops / roof, dec_gflops / roof);
+  std::fflush(stdout);
+
+  if (no_peer) return 0;
+  std::ostringstream cmd;
+  cmd << "/usr/bin/python3 " << peer_script << " --config " << config_path << " --threads " << threads
+      << " --batch " << batch << " --seq " << seq << " --train-steps " << train_steps << " --samples " << samples
+      << " --prompt " << prompt_len << " --new " << new_tokens;
+  PeerResult peer = RunPeer(cmd.str());
+  if (!peer.ok) {
+    std::printf("peer: %s (command: %s)\n", peer.error.c_str(), cmd.str().c_str());
+    return 1;
+  }
+  std::printf("PyTorch (same workloads, %d threads): train %.0f tokens/s, decode %.0f tokens/s\n", threads,
+              peer.train, peer.decode);
+  std::printf("peer_train_tokens_per_s %.1f\npeer_decode_tokens_per_s %.1f\n", peer.train, peer.decode);
+  std::printf("train_ratio_vs_pytorch %.2f\ndecode_ratio_vs_pytorch %.2f\n", train_tps / peer.train,
+              dec_tps / peer.decode);
+  return 0;
+}
 
 }  // namespace zerorl::bench
