@@ -25,8 +25,6 @@
 #include "reward/math_checker.h"
 #include "reward/sandbox.h"
 
-extern char** environ;
-
 namespace zerorl::bench {
 namespace {
 
@@ -128,8 +126,14 @@ bool BareSpawn(const std::string& python) {
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
+  // The same scrubbed environment the sandbox gives its children, so both start the same interpreter work.
+  std::vector<std::string> env_s = {"PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8", "HOME=/tmp",
+                                    "PYTHONDONTWRITEBYTECODE=1", "PYTHONIOENCODING=utf-8"};
+  std::vector<char*> env;
+  for (auto& e : env_s) env.push_back(e.data());
+  env.push_back(nullptr);
   pid_t pid;
-  int rc = posix_spawn(&pid, python.c_str(), &fa, nullptr, argv.data(), environ);
+  int rc = posix_spawn(&pid, python.c_str(), &fa, nullptr, argv.data(), env.data());
   posix_spawn_file_actions_destroy(&fa);
   close(out[1]);
   if (rc != 0) {
