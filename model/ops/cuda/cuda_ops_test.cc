@@ -343,7 +343,7 @@ TEST_F(CudaOps, AdamWMatchesHostOptimizer) {
   AdamW host(cfg);
   TensorRef ref;
   ref.name = "w";
-  ref.shape = {n / 1, 1};
+  ref.shape = {n, 1};  // a matrix: weight decay applies
   ref.data = w_host.data();
   ref.grad = g.data();
   ref.size = n;
