@@ -22,6 +22,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -37,7 +38,8 @@
 namespace zerorl::reward {
 namespace {
 
-constexpr int kUidBase = 61000;
+constexpr int kMaxSlots = 64;
+constexpr uid_t kUidFirst = 100000;
 constexpr int kWorkdirFd = 200;
 constexpr const char* kWorkdirFdPath = "/proc/self/fd/200";
 
@@ -202,7 +204,10 @@ SandboxLimits SandboxLimits::FromConfig(const zerorl::v1::SandboxConfig& c) {
 absl::StatusOr<std::unique_ptr<Sandbox>> Sandbox::Create(const Options& options) {
   signal(SIGPIPE, SIG_IGN);  // a child closing stdin early must not kill us
   std::unique_ptr<Sandbox> sb(new Sandbox(options));
-  sb->slot_busy_.assign(std::max(1, options.max_parallel), false);
+  sb->slot_busy_.assign(std::clamp(options.max_parallel, 1, kMaxSlots), false);
+  // Each sandbox (one per process, usually) gets its own block of uids, so two
+  // processes on one host do not share RLIMIT_NPROC counts or kill(-1) reach.
+  sb->uid_base_ = kUidFirst + static_cast<uid_t>(getpid() % 10000) * kMaxSlots;
   ZRL_ASSIGN_OR_RETURN(sb->seccomp_, BuildSeccomp());
   std::string base = options.base_dir;
   if (base.empty()) base = getenv("TMPDIR") != nullptr ? getenv("TMPDIR") : "/tmp";
@@ -299,7 +304,7 @@ absl::StatusOr<SandboxProcess> Sandbox::Start(Isolation iso, const std::vector<s
   if (argv_in.empty()) return absl::InvalidArgumentError("sandbox: empty argv");
   SandboxProcess proc;
   proc.slot = AcquireSlot();
-  uid_t uid = static_cast<uid_t>(kUidBase + proc.slot);
+  uid_t uid = static_cast<uid_t>(uid_base_ + proc.slot);
   bool root = geteuid() == 0;
   auto fail = [&](const std::string& what) {
     std::string msg = absl::StrCat("sandbox: ", what, ": ", strerror(errno));

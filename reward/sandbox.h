@@ -8,8 +8,9 @@
 //     mount remounted read-only (mount_setattr, recursive) except a bind mount
 //     of the work dir, seen at /tmp/work; fresh tmpfs on /tmp, /var/tmp and /dev/shm; a fresh /proc
 //     (the host's processes are invisible); privileges dropped to a per-slot uid
-//     (61000 + slot, so RLIMIT_NPROC is per execution and kill(-1) reaches only
-//     the execution itself); rlimits; no_new_privs + seccomp; scrubbed env.
+//     (uid_base() + slot, a block of 64 per process, so RLIMIT_NPROC is per
+//     execution and kill(-1) reaches only the execution itself); rlimits;
+//     no_new_privs + seccomp; scrubbed env.
 //     The PID namespace dies with its first process, taking every descendant.
 //   kBwrap — bubblewrap (--unshare-all --die-with-parent --ro-bind / / --tmpfs
 //     /tmp --proc /proc --bind WORKDIR) with the same rlimits and seccomp filter
@@ -97,7 +98,7 @@ class Sandbox {
     std::string isolation = "auto";  // "auto", "namespaces", "bwrap", "rlimits"
     std::string python = "/usr/bin/python3";
     std::string base_dir;            // where work dirs live; default: $TMPDIR or /tmp
-    int max_parallel = 32;           // uid slots
+    int max_parallel = 32;           // uid slots, at most 64
   };
 
   // Probes the requested isolation (once; "auto" tries namespaces, bwrap, rlimits
@@ -109,6 +110,7 @@ class Sandbox {
   Isolation isolation() const { return isolation_; }
   std::string Describe() const;  // e.g. "namespaces (pid,net,mnt,ipc,uts; ro root; uid drop; seccomp)"
   const std::string& python() const { return options_.python; }
+  uid_t uid_base() const { return uid_base_; }  // executions run as uid_base() + slot (when root)
 
   // Runs argv[0] (absolute path) in a fresh work dir holding `files`, feeding
   // `stdin_data`. Errors only when the sandbox itself fails (INTERNAL); what the
@@ -134,6 +136,7 @@ class Sandbox {
   Options options_;
   Isolation isolation_ = Isolation::kRlimits;
   std::string base_dir_;
+  uid_t uid_base_ = 0;
   std::vector<struct sock_filter> seccomp_;  // compiled once, installed in each child
   std::mutex mu_;
   std::condition_variable slot_free_;

@@ -42,12 +42,13 @@ class SandboxTest : public ::testing::Test {
     EXPECT_TRUE(r.ok()) << r.status();
     return r.ok() ? *r : SandboxResult{};
   }
-  // Processes still owned by sandbox uids (61000..61999).
+  // Processes still owned by this sandbox's uids.
   static int StrayProcesses() {
+    uid_t lo = sandbox_->uid_base(), hi = lo + 64;
     int n = 0;
     for (const auto& e : std::filesystem::directory_iterator("/proc")) {
       struct stat st;
-      if (stat(e.path().c_str(), &st) == 0 && st.st_uid >= 61000 && st.st_uid < 62000) ++n;
+      if (stat(e.path().c_str(), &st) == 0 && st.st_uid >= lo && st.st_uid < hi) ++n;
     }
     return n;
   }
