@@ -12,6 +12,7 @@
 #include <gtest/gtest.h>
 
 #include "common/server.h"
+#include "reward/actor.h"
 #include "reward/spec_watcher.h"
 
 namespace zerorl::reward {
@@ -215,3 +216,29 @@ TEST(SpecFileWatcher, ReloadsValidAndRefusesInvalid) {
 
 }  // namespace
 }  // namespace zerorl::reward
+
+namespace zerorl {
+namespace {
+
+TEST(RewardActor, LoadsSpecFromConfigAndRefusesBadOnes) {
+  ActorOptions o;
+  o.auth = std::make_shared<AdminAuth>();
+  o.config.mutable_reward()->set_spec_path(std::string(ZERORL_SOURCE_DIR) + "/examples/rewards/countdown.yaml");
+  o.config.mutable_reward()->set_watch_spec(true);
+  auto actor = NewRewardActor(o);
+  ASSERT_TRUE(actor.ok()) << actor.status();
+  EXPECT_EQ((*actor)->Services().size(), 1u);
+  EXPECT_EQ((*actor)->Describe(), "reward spec v1 (countdown)");
+  (*actor)->Shutdown();
+  ActorOptions d;
+  d.auth = o.auth;
+  d.config.mutable_dataset()->set_kind(zerorl::v1::DATASET_KIND_GSM8K);
+  auto builtin = NewRewardActor(d);
+  ASSERT_TRUE(builtin.ok()) << builtin.status();
+  EXPECT_EQ((*builtin)->Describe(), "reward spec v1 (r1zero-math)");
+  o.config.mutable_reward()->set_spec_path("/nonexistent/spec.yaml");
+  EXPECT_EQ(NewRewardActor(o).status().code(), absl::StatusCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace zerorl
