@@ -31,7 +31,9 @@ void CausalSoftmax(float* S, int64_t n_q, int64_t n_kv, int64_t q_pos0) {
 void CpuBackend::AttentionForward(const AttnSeq* seqs, int64_t n, const AttnShape& s) {
   const int64_t group = s.H / s.Hkv;
   const int64_t tasks = n * s.H;
-#pragma omp parallel if (tasks > 1)
+  int64_t work = 0;  // multiply-adds, to keep tiny decode steps off the thread pool
+  for (int64_t i = 0; i < n; ++i) work += seqs[i].n_q * seqs[i].n_kv * (s.dk + s.dv) * s.H;
+#pragma omp parallel if (tasks > 1 && work > (1 << 20))
   {
     std::vector<float> tmp;
 #pragma omp for schedule(dynamic, 1)

@@ -56,7 +56,9 @@ void CpuBackend::Gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float a
   };
   const int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
   const double flops = 2.0 * M * N * K;
-  if (nt == 1 || flops < 2e5) {
+  // Small GEMMs (decode steps: a few rows) run on the calling thread: a
+  // parallel region costs more than it saves there.
+  if (nt == 1 || flops < 8e6 || std::max(M, N) < 64) {
     call(0, M, 0, N);
     return;
   }
