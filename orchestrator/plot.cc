@@ -97,7 +97,8 @@ void DrawPanel(cairo_t* cr, const Panel& panel, const std::vector<zerorl::v1::St
     cairo_move_to(cr, x0 + 5, Y(yv) + 4);
     cairo_show_text(cr, Tick(yv).c_str());
     cairo_move_to(cr, X(xv) - 8, py + ph + 15);
-    cairo_show_text(cr, absl::StrCat(static_cast<int64_t>(std::llround(xv))).c_str());
+    const std::string xl = xmax - xmin >= 8 ? absl::StrCat(static_cast<int64_t>(std::llround(xv))) : Tick(xv);
+    cairo_show_text(cr, xl.c_str());
   }
   cairo_move_to(cr, px + pw / 2 - 12, py + ph + 30);
   cairo_show_text(cr, "step");
@@ -182,8 +183,11 @@ absl::StatusOr<PlotOutputs> PlotMetrics(const std::vector<zerorl::v1::StepMetric
 absl::StatusOr<PlotOutputs> PlotRunDir(const std::string& run_dir) {
   ZRL_ASSIGN_OR_RETURN(auto metrics, ReadMetricsJsonl(run_dir + "/metrics.jsonl"));
   if (metrics.empty()) return absl::FailedPreconditionError(absl::StrCat(run_dir, "/metrics.jsonl has no steps yet"));
-  const std::string name = std::filesystem::path(run_dir).filename().string();
-  return PlotMetrics(metrics, absl::StrCat("zerorl run ", name, " (", metrics.size(), " steps)"), run_dir + "/curves");
+  std::string name = metrics.front().run_id();
+  if (name.empty()) name = std::filesystem::path(run_dir).filename().string();
+  int64_t steps = 0;
+  for (const auto& m : metrics) steps += m.values().count("reward_mean") > 0;
+  return PlotMetrics(metrics, absl::StrCat("zerorl run ", name, " (", steps, " steps)"), run_dir + "/curves");
 }
 
 }  // namespace zerorl
