@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "model/cuda_bench.h"
 #include "model/model.h"
 #include "model/ops/cuda/adamw.h"
 #include "model/ops/cuda/cuda_backend.h"
@@ -107,6 +108,16 @@ TEST(CudaDevice, NoDeviceErrorsAreClear) {
   auto buf = DeviceBuffer::Allocate(1024, 0, "weights");
   ASSERT_FALSE(buf.ok());
   EXPECT_EQ(std::string(buf.status().message()).rfind("no CUDA device", 0), 0u) << buf.status();
+}
+
+// `zerorl bench model --device cuda` without a device: a clear message and exit code 2.
+TEST(CudaDevice, BenchWithoutDeviceExits2) {
+  if (CudaDeviceStatus(0).ok()) GTEST_SKIP() << "a CUDA device is present; the no-device path is not reachable";
+  ::testing::internal::CaptureStderr();
+  const int rc = BenchModelCuda(ModelConfig{}, 128, 4, 64);
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(rc, 2);
+  EXPECT_NE(err.find("--device cuda: no CUDA device"), std::string::npos) << err;
 }
 
 TEST(CudaDevice, NegativeAllocationIsInvalidArgument) {
