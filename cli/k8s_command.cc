@@ -80,7 +80,11 @@ int Render(const std::string& config_path, const std::string& image, bool print_
       }
     }
   } else {
-    out = JsonToYamlStream(*objects);
+    const std::string ns = config->kubernetes().namespace_();
+    out = absl::StrCat("# zerorl run ", config->run_id(), " in namespace ", ns, " (zerorl k8s render --config ", config_path,
+                       ")\n# The pods start once the admin token Secret exists:\n#   kubectl -n ", ns,
+                       " create secret generic zerorl-admin-token --from-literal=token=\"$(openssl rand -hex 32)\"\n",
+                       JsonToYamlStream(*objects));
   }
   std::fwrite(out.data(), 1, out.size(), stdout);
   return std::fflush(stdout) == 0 ? 0 : 1;
