@@ -27,10 +27,26 @@ void WriteFile(const std::string& path, const std::string& text) {
   std::ofstream(path, std::ios::binary) << text;
 }
 
+// A ConfigMap volume as the kubelet lays it out: every key a symlink into ..data,
+// ..data a symlink to the current timestamped directory. Rewrites ..data atomically.
+void WriteAtomicVolume(const std::string& dir, const std::map<std::string, std::string>& files) {
+  static int generation = 0;
+  const std::string stamp = absl::StrCat("..gen_", ++generation);
+  std::filesystem::create_directories(dir + "/" + stamp);
+  for (const auto& [key, text] : files) WriteFile(dir + "/" + stamp + "/" + key, text);
+  std::filesystem::remove(dir + "/..data_tmp");
+  std::filesystem::create_directory_symlink(stamp, dir + "/..data_tmp");
+  std::filesystem::rename(dir + "/..data_tmp", dir + "/..data");
+  for (const auto& [key, text] : files) {
+    if (!std::filesystem::is_symlink(dir + "/" + key)) std::filesystem::create_symlink("..data/" + key, dir + "/" + key);
+  }
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<LoopbackDeployment>> LoopbackDeployment::Create(
-    const std::string& rendered_yaml, const std::string& dir, const std::function<void(YAML::Node&)>& edit_config) {
+    const std::string& rendered_yaml, const std::string& dir, int first_ip,
+    const std::function<void(YAML::Node&)>& edit_config) {
   std::vector<YAML::Node> docs;
   try {
     docs = YAML::LoadAll(rendered_yaml);
@@ -56,7 +72,7 @@ absl::StatusOr<std::unique_ptr<LoopbackDeployment>> LoopbackDeployment::Create(
 
   auto out = std::make_unique<LoopbackDeployment>();
   std::vector<std::pair<std::string, std::string>> hosts;  // DNS name -> pod IP
-  int next_ip = 11;
+  int next_ip = first_ip;
   for (const YAML::Node& w : workloads) {
     const std::string name = w["metadata"]["name"].as<std::string>();
     const bool sts = w["kind"].as<std::string>() == "StatefulSet";
@@ -98,16 +114,16 @@ absl::StatusOr<std::unique_ptr<LoopbackDeployment>> LoopbackDeployment::Create(
         if (path != "/tmp") mounts.push_back(mount);
       }
       std::sort(mounts.begin(), mounts.end(), [](const Mount& a, const Mount& b) { return a.path.size() > b.path.size(); });
-      auto localize = [&](std::string text) {
-        for (const auto& [host, ip] : hosts) text = absl::StrReplaceAll(text, {{host, ip}});
-        for (const Mount& m : mounts) text = absl::StrReplaceAll(text, {{m.path, m.local}});
-        return text;
-      };
+      // One pass over both kinds of name, so an inserted path is never rewritten again.
+      std::vector<std::pair<std::string, std::string>> rewrites = hosts;
+      for (const Mount& m : mounts) rewrites.push_back({m.path, m.local});
+      auto localize = [&](const std::string& text) { return absl::StrReplaceAll(text, rewrites); };
       for (const auto& m : c["volumeMounts"]) {
         const std::string vol = m["name"].as<std::string>();
         const std::string local = pod.root + m["mountPath"].as<std::string>();
         if (volume_secret.count(vol)) WriteFile(local + "/token", std::string(kToken) + "\n");
         if (!volume_cm.count(vol)) continue;
+        std::map<std::string, std::string> files;
         for (const auto& [key, text] : config_maps[volume_cm[vol]]) {
           std::string body = localize(text);
           if (key == "run.yaml") {
@@ -118,8 +134,9 @@ absl::StatusOr<std::unique_ptr<LoopbackDeployment>> LoopbackDeployment::Create(
             e << run;
             body = std::string(e.c_str()) + "\n";
           }
-          WriteFile(local + "/" + key, body);
+          files[key] = body;
         }
+        WriteAtomicVolume(local, files);
       }
       std::map<std::string, std::string> env;
       for (const auto& e : c["env"]) {
@@ -180,6 +197,22 @@ std::vector<std::string> LoopbackDeployment::StopAll() {
     if (rc != 0) bad.push_back(absl::StrCat(p.name, " exited ", rc));
   }
   return bad;
+}
+
+absl::Status LoopbackDeployment::UpdateConfigMapFile(const LoopbackPod& pod, const std::string& mount_path,
+                                                      const std::string& key, const std::string& text) {
+  const std::string dir = pod.root + mount_path;
+  if (!std::filesystem::is_symlink(dir + "/..data")) return absl::NotFoundError(dir + " is not a ConfigMap volume");
+  std::map<std::string, std::string> files;
+  for (const auto& e : std::filesystem::directory_iterator(dir + "/..data/")) {
+    std::ifstream in(e.path(), std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    files[e.path().filename().string()] = ss.str();
+  }
+  files[key] = text;
+  WriteAtomicVolume(dir, files);
+  return absl::OkStatus();
 }
 
 std::string LoopbackDeployment::LogTail(const LoopbackPod& pod, size_t bytes) const {
