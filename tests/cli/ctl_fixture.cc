@@ -104,7 +104,8 @@ std::vector<v1::Group> CraftedGroups(const std::string& run, int64_t step_begin,
   return out;
 }
 
-std::unique_ptr<Deployment> Deployment::Start(const std::string& name) {
+std::unique_ptr<Deployment> Deployment::Start(const std::string& name, const std::string& tls_cert,
+                                              const std::string& tls_key) {
   auto d = std::unique_ptr<Deployment>(new Deployment());
   d->dir_ = zerorl::testing::MakeTempDir(name);
   d->token_file_ = d->dir_ + "/token";
@@ -113,6 +114,8 @@ std::unique_ptr<Deployment> Deployment::Start(const std::string& name) {
   config.set_run_id(name);
   config.set_run_dir(d->dir_ + "/run");
   config.mutable_server()->set_token_file(d->token_file_);
+  config.mutable_server()->mutable_tls()->set_cert_file(tls_cert);
+  config.mutable_server()->mutable_tls()->set_key_file(tls_key);
   if (!FinalizeRunConfig(&config).ok()) return nullptr;
   ActorOptions opts;
   opts.config = config;

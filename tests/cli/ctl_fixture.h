@@ -37,13 +37,15 @@ std::vector<zerorl::v1::Group> CraftedGroups(const std::string& run, int64_t ste
 // Buffer and reward actors served together on one loopback port, admin token set.
 class Deployment {
  public:
-  static std::unique_ptr<Deployment> Start(const std::string& name);
+  // `tls_cert`/`tls_key` (PEM paths) serve TLS instead of plaintext.
+  static std::unique_ptr<Deployment> Start(const std::string& name, const std::string& tls_cert = "",
+                                           const std::string& tls_key = "");
   ~Deployment();
 
   const std::string& addr() const { return addr_; }
   const std::string& token_file() const { return token_file_; }
   const std::string& dir() const { return dir_; }
-  // BufferService.Append through a plain client; true when the call succeeded.
+  // BufferService.Append through a plaintext client; true when the call succeeded.
   bool Append(const std::vector<zerorl::v1::Group>& groups);
   void Stop();
 

@@ -3,6 +3,8 @@
 // output mode, filters returning exactly the matching trajectories, tail
 // receiving new ones, a reward swap seen in the versions of the next scores,
 // and admin calls refused without the token (exit 4).
+#include <unistd.h>
+
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -408,6 +410,33 @@ TEST_F(CtlLiveTest, RewardTestScoresStoredTrajectoriesUnderACandidate) {
 
   CtlResult missing = Run({"reward", "test", spec, "--traj", "ctl/77/0/0"});
   EXPECT_EQ(missing.code, 1) << missing.err;
+}
+
+TEST(CtlTlsTest, TalksTlsWithTheGivenCaAndFailsPlaintext) {
+  if (access("/usr/bin/openssl", X_OK) != 0) GTEST_SKIP() << "openssl (to make a test certificate) not installed";
+  const std::string dir = zerorl::testing::MakeTempDir("ctl-tls");
+  std::string out;
+  ASSERT_EQ(zerorl::testing::RunCommand({"/usr/bin/openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days",
+                                         "1", "-subj", "/CN=localhost", "-addext",
+                                         "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", dir + "/key.pem",
+                                         "-out", dir + "/cert.pem"},
+                                        &out),
+            0)
+      << out;
+  auto d = Deployment::Start("ctl-tls-run", dir + "/cert.pem", dir + "/key.pem");
+  ASSERT_NE(d, nullptr);
+  const std::string port = d->addr().substr(d->addr().find(':') + 1);
+  const std::string addr = "localhost:" + port;
+  CtlResult ok = Ctl({"--addr", addr, "--tls-ca", dir + "/cert.pem", "-o", "json", "reward", "get"});
+  ASSERT_EQ(ok.code, 0) << ok.err;
+  EXPECT_TRUE(nlohmann::json::parse(ok.out).contains("spec"));
+  // A plaintext client cannot talk to a TLS server: unreachable, said once.
+  CtlResult plain = Ctl({"--addr", addr, "--timeout", "3s", "reward", "get"});
+  EXPECT_EQ(plain.code, 3) << plain.err;
+  EXPECT_EQ(plain.err.rfind("zerorlctl: cannot reach ", 0), 0u) << plain.err;
+  // --tls alone trusts only the system roots, which do not include this certificate.
+  CtlResult untrusted = Ctl({"--addr", addr, "--tls", "--timeout", "3s", "reward", "get"});
+  EXPECT_EQ(untrusted.code, 3) << untrusted.err;
 }
 
 }  // namespace
