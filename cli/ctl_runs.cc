@@ -122,7 +122,9 @@ absl::Status ShowRun(Session& s, const std::string& run) {
 using RunRpc = grpc::Status (v1::OrchestratorService::Stub::*)(grpc::ClientContext*, const v1::RunRef&,
                                                               v1::RunInfo*);
 
-absl::Status ChangeRun(Session& s, const std::string& run, RunRpc rpc) {
+// `want` is the state the change leads to; the orchestrator applies pause and
+// stop after the step in flight, so the state it returns may still be running.
+absl::Status ChangeRun(Session& s, const std::string& run, RunRpc rpc, v1::RunState want, const char* pending) {
   ZRL_ASSIGN_OR_RETURN(auto ctx, s.AdminContext());
   v1::RunRef ref;
   ref.set_run_id(run);
@@ -131,8 +133,9 @@ absl::Status ChangeRun(Session& s, const std::string& run, RunRpc rpc) {
   grpc::Status st = ((*stub).*rpc)(ctx.get(), ref, &info);
   if (!st.ok()) return OrchestratorError(s, st);
   if (s.output() == OutputMode::kTable) {
-    s.out() << "run " << info.run_id() << ": " << StateName(info.state()) << " at step " << info.step() << "/"
-            << info.total_steps() << "\n";
+    s.out() << "run " << info.run_id() << ": ";
+    if (info.state() != want && info.state() == v1::RUN_STATE_RUNNING) s.out() << pending << ", now ";
+    s.out() << StateName(info.state()) << " at step " << info.step() << "/" << info.total_steps() << "\n";
   } else {
     s.out() << ToJson(info, s.output() == OutputMode::kJson) << "\n";
   }
@@ -268,15 +271,19 @@ void AddRunCommands(CLI::App& root, CommandSet& set) {
     const char* name;
     const char* help;
     RunRpc rpc;
+    v1::RunState want;
+    const char* pending;
   };
-  for (const Change& c : {Change{"pause", "pause a run after its current step (admin)",
-                                 &v1::OrchestratorService::Stub::PauseRun},
-                          Change{"resume", "resume a paused run (admin)", &v1::OrchestratorService::Stub::ResumeRun},
-                          Change{"stop", "stop a run for good (admin)", &v1::OrchestratorService::Stub::StopRun}}) {
+  for (const Change& c :
+       {Change{"pause", "pause a run after its current step (admin)", &v1::OrchestratorService::Stub::PauseRun,
+               v1::RUN_STATE_PAUSED, "pausing after the step in flight"},
+        Change{"resume", "resume a paused run (admin)", &v1::OrchestratorService::Stub::ResumeRun,
+               v1::RUN_STATE_RUNNING, ""},
+        Change{"stop", "stop a run after its current step, checkpointed (admin)",
+               &v1::OrchestratorService::Stub::StopRun, v1::RUN_STATE_STOPPED, "stopping after the step in flight"}}) {
     CLI::App* sub = runs->add_subcommand(c.name, c.help);
     sub->add_option("RUN", *run, "run id")->required();
-    RunRpc rpc = c.rpc;
-    set.Add(sub, [run, rpc](Session& s) { return ChangeRun(s, *run, rpc); });
+    set.Add(sub, [run, c](Session& s) { return ChangeRun(s, *run, c.rpc, c.want, c.pending); });
   }
 
   CLI::App* workers = root.add_subcommand("workers", "the orchestrator's worker registry");
