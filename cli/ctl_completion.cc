@@ -40,7 +40,7 @@ void Collect(const CLI::App& app, const std::string& path, const CommandSet& set
       for (const auto& l : opt->get_lnames()) o.names.push_back("--" + l);
       for (const auto& s : opt->get_snames()) o.names.push_back("-" + s);
       o.help = opt->get_description();
-      o.takes_value = opt->get_type_size_max() > 0;
+      o.takes_value = opt->get_expected_max() > 0;  // flags expect 0 values
       o.choices = set.ChoicesOf(opt);
       o.file = set.IsFile(opt);
       info.options.push_back(std::move(o));

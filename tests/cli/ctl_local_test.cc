@@ -167,6 +167,9 @@ TEST(CtlCompletionTest, BashCompletesTheCommandTree) {
   EXPECT_EQ(BashComplete(script, {"-o", "j"}), "json\njsonl\n");
   // Option values are skipped while walking: --addr's value is not a command.
   EXPECT_EQ(BashComplete(script, {"--addr", "runs", "runs", "s"}), "show\nstop\n");
+  // ...but a flag takes no value: the word after it is the command.
+  EXPECT_EQ(BashComplete(script, {"--tls", "runs", "s"}), "show\nstop\n");
+  EXPECT_EQ(BashComplete(script, {"traj", "tail", "--from-start", "--fi"}), "--finish\n");
   // Flags of the command and the global ones after "-".
   std::string flags = BashComplete(script, {"traj", "tail", "--"});
   for (const char* f : {"--run\n", "--from-start\n", "--addr\n", "--output\n", "--token-file\n"})
