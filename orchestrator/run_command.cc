@@ -7,7 +7,6 @@
 // At the end it prints a before/after table and draws RUN_DIR/curves.{svg,png}.
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <pthread.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -44,6 +43,16 @@ namespace {
 int Fail(const std::string& what) {
   std::fprintf(stderr, "zerorl run: %s\n", what.c_str());
   return 1;
+}
+
+// Signals reach the run through a self-pipe: a handler (not a blocked mask)
+// because threads that libraries start before main (OpenBLAS's pool) would
+// otherwise take SIGINT with its default action and kill the process.
+int g_signal_pipe[2] = {-1, -1};
+
+void OnSignal(int sig) {
+  const char c = static_cast<char>(sig);
+  [[maybe_unused]] ssize_t n = write(g_signal_pipe[1], &c, 1);
 }
 
 // A TCP port that is free right now on the loopback interface.
@@ -155,12 +164,13 @@ int RunCommand(int argc, char** argv) {
 
   auto auth = AdminAuth::FromFile(config.server().token_file());
   if (!auth.ok()) return Fail(std::string(auth.status().message()));
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGUSR1);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  if (pipe(g_signal_pipe) != 0) return Fail("cannot create the signal pipe");
+  struct sigaction sa {};
+  sa.sa_handler = OnSignal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
 
   ActorOptions opts;
   opts.config = config;
@@ -234,13 +244,11 @@ int RunCommand(int argc, char** argv) {
               config.run_dir().c_str());
   std::fflush(stdout);
 
-  std::atomic<bool> done{false};
   std::thread signal_thread([&] {
     int interrupts = 0;
     while (true) {
-      int sig = 0;
-      sigwait(&signals, &sig);
-      if (done) return;
+      char sig = 0;
+      if (read(g_signal_pipe[0], &sig, 1) != 1 || sig == 0) return;  // 0: the run is over
       if (++interrupts > 1) {
         std::fprintf(stderr, "\nzerorl run: second interrupt, exiting without a checkpoint\n");
         _exit(130);
@@ -250,8 +258,8 @@ int RunCommand(int argc, char** argv) {
     }
   });
   absl::Status st = run->Run();
-  done = true;
-  pthread_kill(signal_thread.native_handle(), SIGUSR1);
+  const char over = 0;
+  [[maybe_unused]] ssize_t n = write(g_signal_pipe[1], &over, 1);
   signal_thread.join();
 
   std::string curves;
