@@ -3,6 +3,9 @@
 #include <yaml-cpp/yaml.h>
 
 #include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <charconv>
 #include <cstring>
 #include <fstream>
@@ -248,6 +251,22 @@ class YamlReader {
 
 void EmitValue(YAML::Emitter& out, const Message& msg, const FieldDescriptor* f, int index);
 
+// The shortest decimal text (at least `digits` significant digits tried first)
+// that parses back to the same value: 0.1 prints as "0.1", not 0.10000000000000001.
+std::string ShortestDouble(double v, int digits) {
+  if (std::isinf(v)) return v > 0 ? ".inf" : "-.inf";
+  if (std::isnan(v)) return ".nan";
+  char buf[40];
+  for (int d = digits; d <= 17; ++d) {
+    std::snprintf(buf, sizeof(buf), "%.*g", d, v);
+    if (std::strtod(buf, nullptr) == v) break;
+  }
+  std::string s = buf;
+  // Keep it a YAML float even when integral ("1" -> "1.0") so it reads back as a number.
+  if (s.find_first_of(".eEn") == std::string::npos) s += ".0";
+  return s;
+}
+
 void EmitMessage(YAML::Emitter& out, const Message& msg) {
   const Reflection* r = msg.GetReflection();
   std::vector<const FieldDescriptor*> fields;
@@ -295,10 +314,10 @@ void EmitValue(YAML::Emitter& out, const Message& msg, const FieldDescriptor* f,
       out << (rep ? r->GetRepeatedUInt64(msg, f, i) : r->GetUInt64(msg, f));
       break;
     case FieldDescriptor::CPPTYPE_DOUBLE:
-      out << (rep ? r->GetRepeatedDouble(msg, f, i) : r->GetDouble(msg, f));
+      out << ShortestDouble(rep ? r->GetRepeatedDouble(msg, f, i) : r->GetDouble(msg, f), 15);
       break;
     case FieldDescriptor::CPPTYPE_FLOAT:
-      out << (rep ? r->GetRepeatedFloat(msg, f, i) : r->GetFloat(msg, f));
+      out << ShortestDouble(rep ? r->GetRepeatedFloat(msg, f, i) : r->GetFloat(msg, f), 6);
       break;
     case FieldDescriptor::CPPTYPE_BOOL:
       out << (rep ? r->GetRepeatedBool(msg, f, i) : r->GetBool(msg, f));

@@ -116,6 +116,7 @@ terms:
   ASSERT_EQ(spec.terms_size(), 2);
   EXPECT_EQ(spec.terms(1).kind(), zerorl::v1::TERM_KIND_FORMAT);
   EXPECT_TRUE(spec.terms(1).format().strict());
+  EXPECT_NE(MessageToYaml(spec).find("weight: 0.2\n"), std::string::npos) << MessageToYaml(spec);
   zerorl::v1::RewardSpec back;
   ASSERT_TRUE(MergeYamlInto(MessageToYaml(spec), "emitted", &back).ok()) << MessageToYaml(spec);
   EXPECT_EQ(back.SerializeAsString(), spec.SerializeAsString());
