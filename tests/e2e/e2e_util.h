@@ -36,12 +36,14 @@ inline int FreePort() {
 // A small countdown run over the demo's data and base checkpoint. `extra` is
 // appended verbatim (more YAML sections).
 inline std::string CountdownConfig(const std::string& run_dir, int total_steps, int prompts_per_step, int group_size,
-                                   int eval_every, int eval_prompts, const std::string& extra = "") {
+                                   int eval_every, int eval_prompts, const std::string& extra = "",
+                                   const std::string& train_path = "") {
   const std::string ex = testing::SourceDir() + "/examples/countdown";
+  const std::string train = train_path.empty() ? ex + "/train.jsonl" : train_path;
   std::string y;
   y += "run_id: e2e\nrun_dir: " + run_dir + "\nseed: 3\n";
   y += "model:\n  path: " + ex + "/base\n  tokenizer: char\n  threads: 2\n";
-  y += "dataset:\n  kind: countdown\n  train_path: " + ex + "/train.jsonl\n  eval_path: " + ex + "/eval.jsonl\n";
+  y += "dataset:\n  kind: countdown\n  train_path: " + train + "\n  eval_path: " + ex + "/eval.jsonl\n";
   y += "  template: custom\n  template_text: \"nums {nums} target {target}\\n<think>\"\n";
   y += "reward:\n  spec_path: " + ex + "/reward.yaml\n";
   y += "learner:\n  grpo:\n    beta: 0.0\n  optimizer:\n    lr: 0.002\n  checkpoint:\n    every_steps: 1\n    keep_last: 2\n";

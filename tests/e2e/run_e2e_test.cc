@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
 #include <set>
 
 #include "tests/e2e/e2e_util.h"
@@ -33,7 +34,13 @@ double MeanReward(const std::vector<zerorl::v1::StepMetrics>& m, size_t from, si
 TEST(RunE2eTest, CountdownRewardRises) {
   const std::string dir = testing::MakeTempDir("e2e-learn");
   const int steps = 24;
-  e2e::WriteText(dir + "/run.yaml", e2e::CountdownConfig(dir + "/run", steps, 16, 8, /*eval_every=*/12, /*eval_prompts=*/50));
+  // 16 fixed training tasks, all in every step: the policy's reward on them must rise.
+  std::ifstream all(testing::SourceDir() + "/examples/countdown/train.jsonl");
+  std::string tasks, line;
+  for (int i = 0; i < 16 && std::getline(all, line); ++i) tasks += line + "\n";
+  e2e::WriteText(dir + "/train16.jsonl", tasks);
+  e2e::WriteText(dir + "/run.yaml", e2e::CountdownConfig(dir + "/run", steps, 16, 8, /*eval_every=*/12,
+                                                         /*eval_prompts=*/50, "", dir + "/train16.jsonl"));
   std::string out;
   const int rc =
       testing::RunCommand({ZerorlBin(), "run", dir + "/run.yaml", "--port", "0", "--no-progress"}, &out,
