@@ -4,7 +4,6 @@
 // given (0 picks a free port). Once listening it prints "listening HOST:PORT"
 // on stdout. SIGINT/SIGTERM shut it down gracefully (the actor drains first).
 // --check parses the flags and the config, prints what it would serve, and exits.
-#include <csignal>
 #include <cstdio>
 #include <map>
 #include <string>
@@ -17,6 +16,7 @@
 #include "common/config.h"
 #include "common/log.h"
 #include "common/server.h"
+#include "common/shutdown_signal.h"
 #include "learner/actor.h"
 #include "orchestrator/actor.h"
 #include "reward/actor.h"
@@ -93,12 +93,10 @@ int ServeCommand(int argc, char** argv) {
     std::fprintf(stderr, "zerorl serve: %s\n", std::string(auth.status().message()).c_str());
     return 2;
   }
-  // Block the shutdown signals in every thread; the main thread waits for them below.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  if (auto s = InstallShutdownSignalHandlers(); !s.ok()) {
+    std::fprintf(stderr, "zerorl serve: %s\n", std::string(s.message()).c_str());
+    return 1;
+  }
 
   ActorOptions opts;
   opts.config = *config;
@@ -123,8 +121,7 @@ int ServeCommand(int argc, char** argv) {
   std::fflush(stdout);
   ZLOG(INFO) << "serving " << role << " on " << host << ":" << server->port;
 
-  int sig = 0;
-  sigwait(&signals, &sig);
+  const int sig = WaitForShutdownSignal();
   ZLOG(INFO) << "signal " << sig << ": shutting down " << role;
   (*actor)->Shutdown();
   server->Shutdown();
