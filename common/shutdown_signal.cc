@@ -40,4 +40,9 @@ int WaitForShutdownSignal() {
   }
 }
 
+void WakeShutdownWaiter() {
+  const char c = 0;
+  [[maybe_unused]] ssize_t n = write(g_pipe[1], &c, 1);
+}
+
 }  // namespace zerorl

@@ -10,7 +10,10 @@
 namespace zerorl {
 
 absl::Status InstallShutdownSignalHandlers();
-// Blocks until SIGINT or SIGTERM arrives; returns the signal number.
+// Blocks until SIGINT or SIGTERM arrives, or WakeShutdownWaiter() is called;
+// returns the signal number, or 0 for a wake-up.
 int WaitForShutdownSignal();
+// Makes one WaitForShutdownSignal() return 0 (e.g. the work finished on its own).
+void WakeShutdownWaiter();
 
 }  // namespace zerorl

@@ -26,6 +26,7 @@
 #include "common/config.h"
 #include "common/log.h"
 #include "common/server.h"
+#include "common/shutdown_signal.h"
 #include "learner/actor.h"
 #include "model/tokenizer.h"
 #include "orchestrator/metrics_log.h"
@@ -43,16 +44,6 @@ namespace {
 int Fail(const std::string& what) {
   std::fprintf(stderr, "zerorl run: %s\n", what.c_str());
   return 1;
-}
-
-// Signals reach the run through a self-pipe: a handler (not a blocked mask)
-// because threads that libraries start before main (OpenBLAS's pool) would
-// otherwise take SIGINT with its default action and kill the process.
-int g_signal_pipe[2] = {-1, -1};
-
-void OnSignal(int sig) {
-  const char c = static_cast<char>(sig);
-  [[maybe_unused]] ssize_t n = write(g_signal_pipe[1], &c, 1);
 }
 
 // A TCP port that is free right now on the loopback interface.
@@ -164,13 +155,8 @@ int RunCommand(int argc, char** argv) {
 
   auto auth = AdminAuth::FromFile(config.server().token_file());
   if (!auth.ok()) return Fail(std::string(auth.status().message()));
-  if (pipe(g_signal_pipe) != 0) return Fail("cannot create the signal pipe");
-  struct sigaction sa {};
-  sa.sa_handler = OnSignal;
-  sigemptyset(&sa.sa_mask);
-  sa.sa_flags = SA_RESTART;
-  sigaction(SIGINT, &sa, nullptr);
-  sigaction(SIGTERM, &sa, nullptr);
+  // A handler and self-pipe, not a blocked mask: see common/shutdown_signal.h.
+  if (auto s = InstallShutdownSignalHandlers(); !s.ok()) return Fail(std::string(s.message()));
 
   ActorOptions opts;
   opts.config = config;
@@ -247,8 +233,7 @@ int RunCommand(int argc, char** argv) {
   std::thread signal_thread([&] {
     int interrupts = 0;
     while (true) {
-      char sig = 0;
-      if (read(g_signal_pipe[0], &sig, 1) != 1 || sig == 0) return;  // 0: the run is over
+      if (WaitForShutdownSignal() == 0) return;  // the run is over
       if (++interrupts > 1) {
         std::fprintf(stderr, "\nzerorl run: second interrupt, exiting without a checkpoint\n");
         _exit(130);
@@ -258,8 +243,7 @@ int RunCommand(int argc, char** argv) {
     }
   });
   absl::Status st = run->Run();
-  const char over = 0;
-  [[maybe_unused]] ssize_t n = write(g_signal_pipe[1], &over, 1);
+  WakeShutdownWaiter();
   signal_thread.join();
 
   std::string curves;
