@@ -13,53 +13,17 @@ namespace zerorl {
 
 using zerorl::v1::WeightChunk;
 
-absl::Status ForEachWeightChunk(const std::vector<WeightTensor>& tensors, const ChunkOptions& options,
-                                const std::function<bool(const WeightChunk&)>& emit) {
-  const int64_t elem = options.bf16 ? 2 : 4;
-  const int64_t chunk_elems = options.chunk_bytes / elem;
-  if (chunk_elems <= 0) return absl::InvalidArgumentError(absl::StrCat("weight chunk_bytes ", options.chunk_bytes, " is too small"));
-  WeightChunk c;
-  std::vector<uint16_t> bf;
-  bool first = true;
-  for (const WeightTensor& t : tensors) {
-    uint32_t crc = 0;
-    int64_t start = 0;
-    do {
-      const int64_t n = std::min(chunk_elems, t.numel - start);
-      c.Clear();
-      c.set_version(options.version);
-      c.set_tensor(t.name);
-      c.set_dtype(options.bf16 ? "BF16" : "F32");
-      c.set_offset(start * elem);
-      c.set_tensor_bytes(t.numel * elem);
-      if (first) {
-        c.set_tensor_count(static_cast<int32_t>(tensors.size()));
-        c.set_config_json(options.config_json);
-        first = false;
-      }
-      if (start == 0)
-        for (int64_t d : t.shape) c.add_shape(d);
-      const void* bytes = t.data + start;
-      if (options.bf16) {
-        bf.resize(n);
-        for (int64_t i = 0; i < n; ++i) bf[i] = model::F32ToBf16(t.data[start + i]);
-        bytes = bf.data();
-      }
-      c.set_data(bytes, n * elem);
-      crc = Crc32cExtend(crc, bytes, n * elem);
-      start += n;
-      if (start == t.numel) {
-        c.set_last_of_tensor(true);
-        c.set_crc32c(crc);
-      }
-      if (!emit(c)) return absl::UnavailableError(absl::StrCat("weight stream broke while sending ", t.name));
-    } while (start < t.numel);
-  }
-  return absl::OkStatus();
-}
+namespace {
 
-absl::Status ForEachSerializedWeightChunk(const std::vector<WeightTensor>& tensors, const ChunkOptions& options,
-                                          const std::function<bool(std::string&&)>& emit) {
+// Walks every chunk of every tensor in order. For each it fills `header` with
+// every field but data, crc32c and last_of_tensor, and calls
+// put(header, src, nbytes, crc, last): `put` writes the chunk's data, extends
+// *crc over it, marks the last chunk of a tensor, and emits (false = stream broke).
+using ChunkPut = std::function<bool(WeightChunk* header, const void* src, uint64_t nbytes,
+                                    uint32_t* crc, bool last)>;
+
+absl::Status WalkChunks(const std::vector<WeightTensor>& tensors, const ChunkOptions& options,
+                        const ChunkPut& put) {
   const int64_t elem = options.bf16 ? 2 : 4;
   const int64_t chunk_elems = options.chunk_bytes / elem;
   if (chunk_elems <= 0) return absl::InvalidArgumentError(absl::StrCat("weight chunk_bytes ", options.chunk_bytes, " is too small"));
@@ -90,30 +54,56 @@ absl::Status ForEachSerializedWeightChunk(const std::vector<WeightTensor>& tenso
         for (int64_t i = 0; i < n; ++i) bf[i] = model::F32ToBf16(t.data[start + i]);
         src = bf.data();
       }
-      const uint64_t nbytes = static_cast<uint64_t>(n * elem);
-      std::string s;
-      s.reserve(nbytes + 64 + t.name.size() + (header.config_json().size()));
-      s.push_back(static_cast<char>((WeightChunk::kDataFieldNumber << 3) | 2));  // length-delimited
-      for (uint64_t v = nbytes; ; v >>= 7) {
-        if (v < 0x80) {
-          s.push_back(static_cast<char>(v));
-          break;
-        }
-        s.push_back(static_cast<char>((v & 0x7f) | 0x80));
-      }
-      const size_t at = s.size();
-      s.resize(at + nbytes);
-      crc = Crc32cExtendCopy(crc, &s[at], src, nbytes);
       start += n;
-      if (start == t.numel) {
-        header.set_last_of_tensor(true);
-        header.set_crc32c(crc);
-      }
-      header.AppendToString(&s);
-      if (!emit(std::move(s))) return absl::UnavailableError(absl::StrCat("weight stream broke while sending ", t.name));
+      if (!put(&header, src, static_cast<uint64_t>(n * elem), &crc, start == t.numel))
+        return absl::UnavailableError(absl::StrCat("weight stream broke while sending ", t.name));
     } while (start < t.numel);
   }
   return absl::OkStatus();
+}
+
+void MarkLast(WeightChunk* header, uint32_t crc, bool last) {
+  if (!last) return;
+  header->set_last_of_tensor(true);
+  header->set_crc32c(crc);
+}
+
+}  // namespace
+
+absl::Status ForEachWeightChunk(const std::vector<WeightTensor>& tensors, const ChunkOptions& options,
+                                const std::function<bool(const WeightChunk&)>& emit) {
+  return WalkChunks(tensors, options,
+                    [&](WeightChunk* c, const void* src, uint64_t nbytes, uint32_t* crc, bool last) {
+                      c->set_data(src, nbytes);
+                      *crc = Crc32cExtend(*crc, src, nbytes);
+                      MarkLast(c, *crc, last);
+                      return emit(*c);
+                    });
+}
+
+// Serialises each chunk once, copying the data and computing its CRC in one pass:
+// the data field first, then the header fields (protobuf accepts fields in any order).
+absl::Status ForEachSerializedWeightChunk(const std::vector<WeightTensor>& tensors, const ChunkOptions& options,
+                                          const std::function<bool(std::string&&)>& emit) {
+  return WalkChunks(tensors, options,
+                    [&](WeightChunk* header, const void* src, uint64_t nbytes, uint32_t* crc, bool last) {
+                      std::string s;
+                      s.reserve(nbytes + 64 + header->tensor().size() + header->config_json().size());
+                      s.push_back(static_cast<char>((WeightChunk::kDataFieldNumber << 3) | 2));  // length-delimited
+                      for (uint64_t v = nbytes;; v >>= 7) {
+                        if (v < 0x80) {
+                          s.push_back(static_cast<char>(v));
+                          break;
+                        }
+                        s.push_back(static_cast<char>((v & 0x7f) | 0x80));
+                      }
+                      const size_t at = s.size();
+                      s.resize(at + nbytes);
+                      *crc = Crc32cExtendCopy(*crc, &s[at], src, nbytes);
+                      MarkLast(header, *crc, last);
+                      header->AppendToString(&s);
+                      return emit(std::move(s));
+                    });
 }
 
 absl::Status WeightReceiver::Add(const WeightChunk& chunk) {
