@@ -65,7 +65,7 @@ TEST(RunE2eTest, DISABLED_CountdownRewardRises) {
   EXPECT_TRUE(std::filesystem::exists(dir + "/run/tensorboard"));
 }
 
-TEST(RunE2eTest, DISABLED_InterruptCheckpointsAndRerunResumes) {
+TEST(RunE2eTest, InterruptCheckpointsAndRerunResumes) {
   const std::string dir = testing::MakeTempDir("e2e-resume");
   const int steps = 6;
   e2e::WriteText(dir + "/run.yaml", e2e::CountdownConfig(dir + "/run", steps, 4, 4, 0, 0));
