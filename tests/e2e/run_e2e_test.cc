@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -95,6 +96,41 @@ TEST(RunE2eTest, InterruptCheckpointsAndRerunResumes) {
     version = m[s].values().at("policy_version");
   }
   EXPECT_NE(out.find("FINISHED"), std::string::npos) << out;
+}
+
+
+// Async mode: rollout of step k+1 overlaps training of step k, so a step's
+// samples may lag the policy, but never by more than max_staleness versions.
+TEST(RunE2eTest, AsyncModeOverlapsRolloutWithTrainingWithinTheStalenessBound) {
+  const std::string dir = testing::MakeTempDir("e2e-async");
+  const int steps = 6, max_staleness = 2;
+  std::string y = e2e::CountdownConfig(dir + "/run", steps, 4, 4, 0, 0);
+  const std::string key = "orchestrator:\n";
+  y.replace(y.find(key), key.size(),
+            key + "  mode: async\n  max_staleness: " + std::to_string(max_staleness) + "\n");
+  e2e::WriteText(dir + "/run.yaml", y);
+  std::string out;
+  ASSERT_EQ(testing::RunCommand({ZerorlBin(), "run", dir + "/run.yaml", "--port", "0", "--no-progress"}, &out,
+                                std::chrono::seconds(300)),
+            0)
+      << out;
+  auto m = e2e::Metrics(dir + "/run");
+  ASSERT_EQ(m.size(), static_cast<size_t>(steps)) << out;
+  int lagged = 0;
+  for (int s = 0; s < steps; ++s) {
+    const auto& v = m[s].values();
+    EXPECT_EQ(m[s].step(), s);
+    ASSERT_TRUE(v.count("learner_idle_fraction")) << "step " << s;
+    EXPECT_GE(v.at("learner_idle_fraction"), 0.0);
+    EXPECT_LE(v.at("learner_idle_fraction"), 1.0);
+    // Trained at step s, the policy was at version s; its samples come from
+    // versions in [s - max_staleness + 1, s].
+    const double lo = v.at("sample_policy_version_min"), hi = v.at("sample_policy_version_max");
+    EXPECT_GE(lo, std::max(0, s - max_staleness + 1)) << "step " << s << " trained on too-stale samples";
+    EXPECT_LE(hi, s) << "step " << s;
+    lagged += lo < s;
+  }
+  EXPECT_GT(lagged, 0) << "no step's rollout overlapped the previous step's training";
 }
 
 }  // namespace
