@@ -1,9 +1,12 @@
 // Parallel UpdateWeights pushes (see weight_publisher.h).
 //
-// Each chunk is serialised ONCE (one fused copy + CRC pass) into a gRPC ByteBuffer (reference-counted
-// slices) and written by every worker's stream, so the sender's CPU cost does
-// not grow with the number of workers. A producer thread runs at most kWindow
-// chunks ahead of the slowest stream, which bounds the memory held.
+// Each chunk is built ONCE as a gRPC ByteBuffer whose data slice points into
+// the learner's tensors (no copy; the CRC-32C pass is the only read on this
+// side, see weight_chunk_buffer.h) and written by every worker's stream, so
+// the sender's CPU cost does not grow with the number of workers. A producer
+// thread runs at most kWindow chunks ahead of the slowest stream, which bounds
+// what is in flight. PublishWeights returns only after gRPC has released every
+// borrowed slice, so the caller may change or free the tensors afterwards.
 #include "learner/weight_publisher.h"
 
 #include <condition_variable>
@@ -18,6 +21,8 @@
 #include "absl/strings/str_cat.h"
 #include "common/server.h"
 #include "common/status.h"
+#include "common/log.h"
+#include "rollout/weight_chunk_buffer.h"
 #include "zerorl/v1/rollout.pb.h"
 
 namespace zerorl::learner {
@@ -30,11 +35,8 @@ class SharedChunks {
  public:
   explicit SharedChunks(size_t consumers) : next_(consumers, 0) {}
 
-  // Producer side: serialise and append; false when every consumer has gone.
-  bool Put(std::string&& serialized) {
-    auto* s = new std::string(std::move(serialized));
-    grpc::Slice slice(s->data(), s->size(), [](void* p) { delete static_cast<std::string*>(p); }, s);
-    grpc::ByteBuffer bb(&slice, 1);
+  // Producer side: append; false when every consumer has gone.
+  bool Put(grpc::ByteBuffer bb) {
     std::unique_lock<std::mutex> lk(mu_);
     cv_.wait(lk, [&] { return window_.size() < kWindow || AllGone(); });
     if (AllGone()) return false;
@@ -63,6 +65,10 @@ class SharedChunks {
     next_[consumer] = kGone;
     Trim();
   }
+  void Clear() {  // drops the chunks still buffered (their slices borrow tensor memory)
+    std::lock_guard<std::mutex> lk(mu_);
+    window_.clear();
+  }
   absl::Status status() {
     std::lock_guard<std::mutex> lk(mu_);
     return status_;
@@ -90,6 +96,31 @@ class SharedChunks {
   std::vector<size_t> next_;   // per consumer: next index it will read, kGone when it left
   bool finished_ = false;
   absl::Status status_;
+};
+
+// Counts the chunk data slices gRPC still references (they borrow tensor memory).
+class Borrows {
+ public:
+  BorrowHook Take() {
+    std::lock_guard<std::mutex> lk(mu_);
+    ++out_;
+    return {&Borrows::Release, this};
+  }
+  // Waits until every borrowed slice was released; false on timeout.
+  bool WaitAllReleased(std::chrono::milliseconds timeout) {
+    std::unique_lock<std::mutex> lk(mu_);
+    return cv_.wait_for(lk, timeout, [&] { return out_ == 0; });
+  }
+
+ private:
+  static void Release(void* self) {
+    auto* b = static_cast<Borrows*>(self);
+    std::lock_guard<std::mutex> lk(b->mu_);
+    if (--b->out_ == 0) b->cv_.notify_all();
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int64_t out_ = 0;
 };
 
 // One client stream of pre-serialised chunks; returns the server's verdict.
@@ -145,18 +176,29 @@ PublishResult PublishWeights(const std::vector<PublishTarget>& targets, const st
                              const ChunkOptions& options, std::chrono::milliseconds timeout) {
   PublishResult result;
   if (targets.empty()) return result;
+  // Heap-allocated: if gRPC never released a slice, its release callback must
+  // still find the counter, so it is then leaked rather than freed.
+  auto* borrows = new Borrows;
   SharedChunks chunks(targets.size());
   std::vector<absl::Status> status(targets.size());
   std::vector<int64_t> bytes(targets.size(), 0);
   const auto t0 = std::chrono::steady_clock::now();
   std::thread producer([&] {
-    chunks.Finish(ForEachSerializedWeightChunk(tensors, options, [&](std::string&& c) { return chunks.Put(std::move(c)); }));
+    chunks.Finish(ForEachWireWeightChunk(tensors, options, [&](WireChunk&& c) {
+      const BorrowHook hook = c.borrowed != nullptr ? borrows->Take() : BorrowHook{};
+      return chunks.Put(WireChunkToByteBuffer(std::move(c), hook));
+    }));
   });
   std::vector<std::thread> streams;
   for (size_t i = 0; i < targets.size(); ++i)
     streams.emplace_back([&, i] { status[i] = PushTo(targets[i], &chunks, i, timeout, &bytes[i]); });
   for (auto& t : streams) t.join();
   producer.join();
+  chunks.Clear();
+  if (borrows->WaitAllReleased(std::chrono::seconds(30)))
+    delete borrows;
+  else
+    ZLOG(ERROR) << "gRPC still holds weight chunk slices 30 s after the push ended";
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const absl::Status produced = chunks.status();
   for (size_t i = 0; i < targets.size(); ++i) {

@@ -310,6 +310,17 @@ void GenerationEngine::Loop() {
 
 absl::StatusOr<UpdateResult> GenerationEngine::ReceiveWeights(
     const std::function<bool(zerorl::v1::WeightChunk*)>& next, const std::function<bool()>& cancelled) {
+  zerorl::v1::WeightChunk chunk;
+  return ReceiveWeightChunks(
+      [&](WeightReceiver* rx) -> std::optional<absl::Status> {
+        if (!next(&chunk)) return std::nullopt;
+        return rx->Add(chunk);
+      },
+      cancelled);
+}
+
+absl::StatusOr<UpdateResult> GenerationEngine::ReceiveWeightChunks(const ChunkFeed& feed,
+                                                                   const std::function<bool()>& cancelled) {
   std::lock_guard<std::mutex> one_at_a_time(update_mu_);
   const auto t0 = std::chrono::steady_clock::now();
   std::shared_ptr<model::Model> spare;
@@ -335,11 +346,11 @@ absl::StatusOr<UpdateResult> GenerationEngine::ReceiveWeights(
     for (const model::TensorRef& t : spare->Parameters()) dest[t.name] = {t.shape, t.data, t.size};
     return dest;
   });
-  zerorl::v1::WeightChunk chunk;
   absl::Status st;
-  while (st.ok() && next(&chunk)) {
-    if (cancelled && cancelled()) st = absl::CancelledError("weight transfer cancelled by the sender");
-    else st = rx.Add(chunk);
+  while (st.ok()) {
+    std::optional<absl::Status> fed = feed(&rx);
+    if (!fed) break;
+    st = cancelled && cancelled() ? absl::CancelledError("weight transfer cancelled by the sender") : *fed;
   }
   if (st.ok()) st = rx.Finish();
   if (!st.ok()) {

@@ -22,6 +22,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -85,6 +86,11 @@ class GenerationEngine {
   // a time; a second waits. Errors leave the serving model as it was.
   absl::StatusOr<UpdateResult> ReceiveWeights(const std::function<bool(zerorl::v1::WeightChunk*)>& next,
                                               const std::function<bool()>& cancelled = nullptr);
+  // The same, for callers that hand chunks to the receiver themselves (e.g.
+  // with the data still in gRPC slices): `feed` reads the next chunk, passes it
+  // to rx->Add and returns that status, or nullopt at the end of the stream.
+  using ChunkFeed = std::function<std::optional<absl::Status>(WeightReceiver* rx)>;
+  absl::StatusOr<UpdateResult> ReceiveWeightChunks(const ChunkFeed& feed, const std::function<bool()>& cancelled = nullptr);
 
   // Stops taking work (Generate then answers UNAVAILABLE), then finishes or
   // aborts what is in flight and returns the counts. Idempotent.

@@ -4,9 +4,12 @@
 #include <chrono>
 #include <functional>
 
+#include <grpcpp/support/method_handler.h>
+
 #include "absl/strings/str_cat.h"
 #include "common/server.h"
 #include "common/status.h"
+#include "rollout/weight_chunk_buffer.h"
 
 namespace zerorl::rollout {
 
@@ -25,6 +28,31 @@ absl::StatusOr<GenerationParams> ParamsFromRequest(const zerorl::v1::GenerateReq
   p.stop_token_ids.assign(s.stop_token_ids().begin(), s.stop_token_ids().end());
   p.seed = s.seed() != 0 ? s.seed() : std::hash<std::string>{}(r.request_id()) | 1;
   return p;
+}
+
+RolloutServiceImpl::RolloutServiceImpl(GenerationEngine* engine, std::string worker)
+    : engine_(engine), worker_(std::move(worker)) {
+  KeepFreedHeapForWeightTransfers();
+  // Swap the generated UpdateWeights handler (which parses every chunk's 4 MiB
+  // data into a std::string) for the same client-streaming handler over raw
+  // ByteBuffers. Same method, same wire format, same response; the data bytes
+  // go from the received slices into the staged model in one copy + CRC pass.
+  // (MarkMethodStreamed is the generated code's hook for replacing a sync
+  // handler; it also labels the method bidi, which a sync server treats like
+  // client streaming: no request payload is read ahead.)
+  const int index = zerorl::v1::WeightChunk::descriptor()
+                        ->file()
+                        ->FindServiceByName("RolloutService")
+                        ->FindMethodByName("UpdateWeights")
+                        ->index();
+  MarkMethodStreamed(index, new grpc::internal::ClientStreamingHandler<RolloutServiceImpl, grpc::ByteBuffer,
+                                                                       zerorl::v1::UpdateWeightsResponse>(
+                                [](RolloutServiceImpl* service, grpc::ServerContext* ctx,
+                                   grpc::ServerReader<grpc::ByteBuffer>* reader,
+                                   zerorl::v1::UpdateWeightsResponse* resp) {
+                                  return service->UpdateWeightsRaw(ctx, reader, resp);
+                                },
+                                this));
 }
 
 grpc::Status RolloutServiceImpl::Generate(grpc::ServerContext*, const zerorl::v1::GenerateRequest* req,
@@ -73,6 +101,25 @@ grpc::Status RolloutServiceImpl::UpdateWeights(grpc::ServerContext* ctx,
                                                zerorl::v1::UpdateWeightsResponse* resp) {
   auto r = engine_->ReceiveWeights([&](zerorl::v1::WeightChunk* c) { return reader->Read(c); },
                                    [&] { return ctx->IsCancelled(); });
+  if (!r.ok()) return ToGrpcStatus(r.status());
+  resp->set_version(r->version);
+  resp->set_bytes(r->bytes);
+  resp->set_seconds(r->seconds);
+  return grpc::Status::OK;
+}
+
+grpc::Status RolloutServiceImpl::UpdateWeightsRaw(grpc::ServerContext* ctx, grpc::ServerReader<grpc::ByteBuffer>* reader,
+                                                  zerorl::v1::UpdateWeightsResponse* resp) {
+  grpc::ByteBuffer message;
+  ReceivedChunk chunk;
+  auto r = engine_->ReceiveWeightChunks(
+      [&](WeightReceiver* rx) -> std::optional<absl::Status> {
+        if (!reader->Read(&message)) return std::nullopt;
+        absl::Status st = ParseWeightChunkBuffer(message, &chunk);
+        if (!st.ok()) return st;
+        return rx->Add(chunk.header, chunk.data);
+      },
+      [&] { return ctx->IsCancelled(); });
   if (!r.ok()) return ToGrpcStatus(r.status());
   resp->set_version(r->version);
   resp->set_bytes(r->bytes);

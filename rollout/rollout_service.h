@@ -21,7 +21,9 @@ namespace zerorl::rollout {
 class RolloutServiceImpl final : public zerorl::v1::RolloutService::Service {
  public:
   // `worker`: the name written into Sample.worker (usually host:port).
-  RolloutServiceImpl(GenerationEngine* engine, std::string worker) : engine_(engine), worker_(std::move(worker)) {}
+  // UpdateWeights is served by UpdateWeightsRaw (chunk data read straight from the
+  // gRPC slices); the UpdateWeights override below does the same from parsed chunks.
+  RolloutServiceImpl(GenerationEngine* engine, std::string worker);
 
   grpc::Status Generate(grpc::ServerContext*, const zerorl::v1::GenerateRequest*,
                         zerorl::v1::GenerateResponse*) override;
@@ -32,6 +34,9 @@ class RolloutServiceImpl final : public zerorl::v1::RolloutService::Service {
   grpc::Status Drain(grpc::ServerContext*, const zerorl::v1::DrainRequest*, zerorl::v1::DrainResponse*) override;
 
  private:
+  grpc::Status UpdateWeightsRaw(grpc::ServerContext*, grpc::ServerReader<grpc::ByteBuffer>*,
+                                zerorl::v1::UpdateWeightsResponse*);
+
   GenerationEngine* engine_;
   std::string worker_;
 };

@@ -68,6 +68,18 @@ void MarkLast(WeightChunk* header, uint32_t crc, bool last) {
   header->set_crc32c(crc);
 }
 
+// Appends the data field's tag and the varint length `nbytes`.
+void AppendDataPrefix(uint64_t nbytes, std::string* s) {
+  s->push_back(static_cast<char>((WeightChunk::kDataFieldNumber << 3) | 2));  // length-delimited
+  for (uint64_t v = nbytes;; v >>= 7) {
+    if (v < 0x80) {
+      s->push_back(static_cast<char>(v));
+      break;
+    }
+    s->push_back(static_cast<char>((v & 0x7f) | 0x80));
+  }
+}
+
 }  // namespace
 
 absl::Status ForEachWeightChunk(const std::vector<WeightTensor>& tensors, const ChunkOptions& options,
@@ -89,14 +101,7 @@ absl::Status ForEachSerializedWeightChunk(const std::vector<WeightTensor>& tenso
                     [&](WeightChunk* header, const void* src, uint64_t nbytes, uint32_t* crc, bool last) {
                       std::string s;
                       s.reserve(nbytes + 64 + header->tensor().size() + header->config_json().size());
-                      s.push_back(static_cast<char>((WeightChunk::kDataFieldNumber << 3) | 2));  // length-delimited
-                      for (uint64_t v = nbytes;; v >>= 7) {
-                        if (v < 0x80) {
-                          s.push_back(static_cast<char>(v));
-                          break;
-                        }
-                        s.push_back(static_cast<char>((v & 0x7f) | 0x80));
-                      }
+                      AppendDataPrefix(nbytes, &s);
                       const size_t at = s.size();
                       s.resize(at + nbytes);
                       *crc = Crc32cExtendCopy(*crc, &s[at], src, nbytes);
@@ -106,13 +111,38 @@ absl::Status ForEachSerializedWeightChunk(const std::vector<WeightTensor>& tenso
                     });
 }
 
+absl::Status ForEachWireWeightChunk(const std::vector<WeightTensor>& tensors, const ChunkOptions& options,
+                                    const std::function<bool(WireChunk&&)>& emit) {
+  return WalkChunks(tensors, options,
+                    [&](WeightChunk* header, const void* src, uint64_t nbytes, uint32_t* crc, bool last) {
+                      WireChunk w;
+                      w.size = nbytes;
+                      if (options.bf16) {  // src is WalkChunks' conversion buffer, reused: keep a copy
+                        w.owned.resize(nbytes);
+                        *crc = Crc32cExtendCopy(*crc, w.owned.data(), src, nbytes);
+                      } else {
+                        w.borrowed = static_cast<const char*>(src);
+                        *crc = Crc32cExtend(*crc, src, nbytes);
+                      }
+                      MarkLast(header, *crc, last);
+                      AppendDataPrefix(nbytes, &w.prefix);
+                      header->SerializeToString(&w.suffix);
+                      return emit(std::move(w));
+                    });
+}
+
 absl::Status WeightReceiver::Add(const WeightChunk& chunk) {
+  const absl::string_view data = chunk.data();
+  return Add(chunk, absl::MakeConstSpan(&data, 1));
+}
+
+absl::Status WeightReceiver::Add(const WeightChunk& header, absl::Span<const absl::string_view> data) {
   if (!error_.ok()) return error_;
-  error_ = AddImpl(chunk);
+  error_ = AddImpl(header, data);
   return error_;
 }
 
-absl::Status WeightReceiver::AddImpl(const WeightChunk& c) {
+absl::Status WeightReceiver::AddImpl(const WeightChunk& c, absl::Span<const absl::string_view> data) {
   if (!started_) {
     started_ = true;
     if (c.tensor_count() <= 0)
@@ -153,7 +183,8 @@ absl::Status WeightReceiver::AddImpl(const WeightChunk& c) {
   } else if (c.tensor() != current_) {
     return absl::InvalidArgumentError(absl::StrCat("chunk of ", c.tensor(), " arrived before ", current_, " was complete"));
   }
-  const int64_t n = static_cast<int64_t>(c.data().size());
+  int64_t n = 0;
+  for (absl::string_view piece : data) n += static_cast<int64_t>(piece.size());
   if (c.offset() != current_offset_)
     return absl::InvalidArgumentError(absl::StrCat("tensor ", current_, ": chunk at offset ", c.offset(), ", expected ",
                                                    current_offset_));
@@ -161,12 +192,23 @@ absl::Status WeightReceiver::AddImpl(const WeightChunk& c) {
     return absl::InvalidArgumentError(absl::StrCat("tensor ", current_, ": chunk of ", n, " bytes at offset ",
                                                    c.offset(), " overruns its ", current_bytes_, " bytes"));
   const WeightDestination& d = dest_[current_];
-  const int64_t first_elem = current_offset_ / elem_bytes_;
-  if (elem_bytes_ == 4) {
-    current_crc_ = Crc32cExtendCopy(current_crc_, d.data + first_elem, c.data().data(), n);
-  } else {
-    current_crc_ = Crc32cExtend(current_crc_, c.data().data(), n);
-    const auto* src = reinterpret_cast<const uint8_t*>(c.data().data());
+  if (elem_bytes_ == 4) {  // wire bytes == staged bytes: one fused copy + CRC pass per piece
+    char* to = reinterpret_cast<char*>(d.data) + current_offset_;
+    for (absl::string_view piece : data) {
+      current_crc_ = Crc32cExtendCopy(current_crc_, to, piece.data(), piece.size());
+      to += piece.size();
+    }
+  } else {  // BF16: a value may straddle two pieces, so convert from one contiguous copy
+    std::string joined;
+    absl::string_view bytes = data.empty() ? absl::string_view() : data[0];
+    if (data.size() > 1) {
+      joined.reserve(n);
+      for (absl::string_view piece : data) joined.append(piece.data(), piece.size());
+      bytes = joined;
+    }
+    current_crc_ = Crc32cExtend(current_crc_, bytes.data(), n);
+    const auto* src = reinterpret_cast<const uint8_t*>(bytes.data());
+    const int64_t first_elem = current_offset_ / elem_bytes_;
     for (int64_t i = 0; i < n / 2; ++i) {
       uint16_t v;
       std::memcpy(&v, src + 2 * i, 2);

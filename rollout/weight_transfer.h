@@ -4,7 +4,9 @@
 // the tensor's wire bytes on its last chunk (proto/zerorl/v1/rollout.proto).
 //
 // Sender: ForEachWeightChunk walks the tensors and hands each chunk to a
-// callback (a gRPC stream Write). Receiver: WeightReceiver validates every
+// callback (a gRPC stream Write); ForEachWireWeightChunk hands it over in wire
+// form with the data borrowed from the tensors (no copy, see
+// weight_chunk_buffer.h). Receiver: WeightReceiver validates every
 // chunk (version, names, shapes, offsets, sizes, checksums) and writes the data
 // straight into destination buffers the caller prepared beside the live
 // weights; Finish() says whether the staged copy is complete. The caller swaps
@@ -19,6 +21,8 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/types/span.h"
 #include "zerorl/v1/rollout.pb.h"
 
 namespace zerorl {
@@ -50,6 +54,24 @@ absl::Status ForEachWeightChunk(const std::vector<WeightTensor>& tensors, const 
 absl::Status ForEachSerializedWeightChunk(const std::vector<WeightTensor>& tensors, const ChunkOptions& options,
                                           const std::function<bool(std::string&&)>& emit);
 
+// One chunk in protobuf wire form, split around its data field so the data
+// need not be copied: prefix (the data field's tag and length) + data + suffix
+// (every other field, serialised; protobuf accepts fields in any order).
+struct WireChunk {
+  std::string prefix;
+  const char* borrowed = nullptr;  // F32: points into the caller's tensor
+  std::string owned;               // BF16: the converted data (borrowed == nullptr)
+  size_t size = 0;                 // data bytes
+  std::string suffix;
+  absl::string_view data() const { return {borrowed != nullptr ? borrowed : owned.data(), size}; }
+};
+
+// The same chunks as ForEachWeightChunk, each as a WireChunk. F32 data is
+// borrowed from `tensors` (which must stay alive and unchanged until every
+// emitted chunk is released); the walk computes each tensor's CRC-32C on the way.
+absl::Status ForEachWireWeightChunk(const std::vector<WeightTensor>& tensors, const ChunkOptions& options,
+                                    const std::function<bool(WireChunk&&)>& emit);
+
 // Where one received tensor lands.
 struct WeightDestination {
   std::vector<int64_t> shape;
@@ -69,6 +91,9 @@ class WeightReceiver {
   // INVALID_ARGUMENT / DATA_LOSS (checksum) naming the tensor; after an error
   // every later call returns the same error.
   absl::Status Add(const zerorl::v1::WeightChunk& chunk);
+  // The same, for a chunk whose data arrived apart from its other fields:
+  // `header.data()` is ignored, the data is the concatenation of `data`.
+  absl::Status Add(const zerorl::v1::WeightChunk& header, absl::Span<const absl::string_view> data);
   // OK when every destination tensor arrived whole and verified. An empty or
   // short stream is ABORTED ("transfer ended after k of n tensors").
   absl::Status Finish();
@@ -78,7 +103,7 @@ class WeightReceiver {
   const std::string& config_json() const { return config_json_; }
 
  private:
-  absl::Status AddImpl(const zerorl::v1::WeightChunk& chunk);
+  absl::Status AddImpl(const zerorl::v1::WeightChunk& header, absl::Span<const absl::string_view> data);
 
   Prepare prepare_;
   absl::Status error_;

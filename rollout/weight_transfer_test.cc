@@ -1,13 +1,16 @@
 // Weight transfer protocol: CRC-32C, chunking, staging validation (checksum,
-// version, names, shapes, offsets) and aborted streams.
+// version, names, shapes, offsets) and aborted streams; the zero-copy wire
+// form (WireChunk -> ByteBuffer -> ParseWeightChunkBuffer) against protobuf.
 #include "rollout/weight_transfer.h"
 
 #include <cstring>
+#include <random>
 
 #include <gtest/gtest.h>
 #include <google/protobuf/util/message_differencer.h>
 
 #include "rollout/crc32c.h"
+#include "rollout/weight_chunk_buffer.h"
 
 namespace zerorl {
 namespace {
@@ -23,6 +26,36 @@ TEST(Crc32cTest, KnownVectorsAndExtension) {
   EXPECT_EQ(Crc32cExtend(Crc32c(big.data(), 12345), big.data() + 12345, big.size() - 12345), whole);
   big[500] ^= 1;
   EXPECT_NE(Crc32c(big.data(), big.size()), whole);
+}
+
+// Bit-at-a-time CRC-32C, the definition the fast paths must match.
+uint32_t BitwiseCrc32c(uint32_t crc, const unsigned char* p, size_t n) {
+  crc = ~crc;
+  while (n--) {
+    crc ^= *p++;
+    for (int k = 0; k < 8; ++k) crc = (crc & 1) ? (crc >> 1) ^ 0x82F63B78u : crc >> 1;
+  }
+  return ~crc;
+}
+
+TEST(Crc32cTest, MatchesBitwiseDefinitionAtEverySizeAndAlignment) {
+  std::mt19937 rng(3);
+  std::vector<unsigned char> src(3 * 8192 * 2 + 3 * 256 + 100);
+  for (auto& b : src) b = static_cast<unsigned char>(rng());
+  std::vector<unsigned char> dst(src.size() + 8);
+  // Every small size and alignment, then sizes around the three-way block edges.
+  std::vector<size_t> sizes;
+  for (size_t n = 0; n <= 800; ++n) sizes.push_back(n);
+  for (size_t n : {3 * 256 - 1, 3 * 256 + 9, 3 * 8192 - 8, 3 * 8192, 3 * 8192 + 3 * 256 + 7, 2 * 3 * 8192 + 3 * 256 + 90})
+    sizes.push_back(n);
+  for (size_t n : sizes)
+    for (size_t off : {0, 1, 3, 7}) {
+      const uint32_t seed = static_cast<uint32_t>(n * 2654435761u);
+      const uint32_t want = BitwiseCrc32c(seed, src.data() + off, n);
+      ASSERT_EQ(Crc32cExtend(seed, src.data() + off, n), want) << n << " bytes at +" << off;
+      ASSERT_EQ(Crc32cExtendCopy(seed, dst.data() + 5, src.data() + off, n), want) << n << " bytes at +" << off;
+      ASSERT_EQ(std::memcmp(dst.data() + 5, src.data() + off, n), 0) << n << " bytes at +" << off;
+    }
 }
 
 struct Fixture {
@@ -180,6 +213,121 @@ TEST(WeightTransferTest, RejectsMalformedStreams) {
   ChunkOptions o;
   o.chunk_bytes = 2;  // less than one float
   EXPECT_FALSE(ForEachWeightChunk(f.Tensors(), o, [](const WeightChunk&) { return true; }).ok());
+}
+
+// The bytes of `b`, and `b` re-cut into slices at the given byte positions.
+std::string Flatten(const grpc::ByteBuffer& b) {
+  std::vector<grpc::Slice> slices;
+  EXPECT_TRUE(b.Dump(&slices).ok());
+  std::string s;
+  for (const auto& x : slices) s.append(reinterpret_cast<const char*>(x.begin()), x.size());
+  return s;
+}
+grpc::ByteBuffer Recut(const std::string& bytes, std::vector<size_t> cuts) {
+  cuts.push_back(bytes.size());
+  std::vector<grpc::Slice> slices;
+  size_t at = 0;
+  for (size_t c : cuts) {
+    c = std::min(c, bytes.size());
+    slices.emplace_back(bytes.data() + at, c - at);  // copies; empty slices included on purpose
+    at = c;
+  }
+  return grpc::ByteBuffer(slices.data(), slices.size());
+}
+
+TEST(WeightChunkBufferTest, WireChunksAreTheProtoChunksAndStageWithoutCopies) {
+  Fixture f;
+  for (bool bf16 : {false, true}) {
+    const auto want = f.Chunks(256, bf16);
+    ChunkOptions o;
+    o.version = 5;
+    o.chunk_bytes = 256;
+    o.bf16 = bf16;
+    o.config_json = "{}";
+    int releases = 0, borrowed = 0;
+    BorrowHook hook{[](void* n) { ++*static_cast<int*>(n); }, &releases};
+    std::vector<grpc::ByteBuffer> buffers;
+    ASSERT_TRUE(ForEachWireWeightChunk(f.Tensors(), o, [&](WireChunk&& c) {
+                  if (c.borrowed != nullptr) {
+                    ++borrowed;
+                    // F32 data is the tensor's own memory, not a copy.
+                    const char* lo = reinterpret_cast<const char*>(f.src[0].data());
+                    const bool in_a = c.borrowed >= lo && c.borrowed < lo + f.src[0].size() * 4;
+                    const bool in_b = c.borrowed == reinterpret_cast<const char*>(f.src[1].data());
+                    const bool in_c = c.borrowed == reinterpret_cast<const char*>(f.src[2].data());
+                    EXPECT_TRUE(in_a || in_b || in_c);
+                  }
+                  buffers.push_back(WireChunkToByteBuffer(std::move(c), hook));
+                  return true;
+                }).ok());
+    EXPECT_EQ(borrowed, bf16 ? 0 : static_cast<int>(want.size()));
+    ASSERT_EQ(buffers.size(), want.size());
+    auto rx = f.Receiver();
+    ReceivedChunk got;
+    for (size_t i = 0; i < buffers.size(); ++i) {
+      WeightChunk proto;  // a plain protobuf parser reads the wire form
+      ASSERT_TRUE(proto.ParseFromString(Flatten(buffers[i])));
+      EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(proto, want[i])) << "chunk " << i;
+      ASSERT_TRUE(ParseWeightChunkBuffer(buffers[i], &got).ok());
+      EXPECT_EQ(got.header.data(), "");
+      ASSERT_TRUE(rx.Add(got.header, got.data).ok()) << "chunk " << i;
+    }
+    ASSERT_TRUE(rx.Finish().ok());
+    if (!bf16) {
+      EXPECT_EQ(f.dst, f.src);
+    }
+    got = ReceivedChunk();
+    buffers.clear();
+    EXPECT_EQ(releases, borrowed);  // every borrowed slice was handed back
+  }
+}
+
+TEST(WeightChunkBufferTest, ParsesAnySliceSplitAndFieldOrder) {
+  Fixture f;
+  for (bool bf16 : {false, true}) {
+    const auto chunks = f.Chunks(256, bf16);
+    std::mt19937 rng(bf16 ? 11 : 7);
+    auto rx = f.Receiver();
+    ReceivedChunk got;
+    for (const WeightChunk& c : chunks) {
+      const std::string bytes = c.SerializeAsString();  // protobuf order: data in the middle
+      std::vector<size_t> cuts;  // cut anywhere: inside varints, tags, data, and odd offsets (BF16 values)
+      for (size_t at = 0; at < bytes.size(); at += 1 + rng() % 37) cuts.push_back(at);
+      ASSERT_TRUE(ParseWeightChunkBuffer(Recut(bytes, cuts), &got).ok());
+      WeightChunk header = c;
+      header.clear_data();
+      EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(got.header, header));
+      std::string data;
+      for (auto p : got.data) data.append(p.data(), p.size());
+      EXPECT_EQ(data, c.data());
+      ASSERT_TRUE(rx.Add(got.header, got.data).ok());
+    }
+    ASSERT_TRUE(rx.Finish().ok());
+    for (size_t t = 0; t < f.src.size(); ++t)
+      for (size_t i = 0; i < f.src[t].size(); ++i)
+        EXPECT_NEAR(f.dst[t][i], f.src[t][i], bf16 ? 1e-2 * std::fabs(f.src[t][i]) + 1e-6 : 0.0);
+  }
+}
+
+TEST(WeightChunkBufferTest, MalformedMessagesAreInvalidArgument) {
+  Fixture f;
+  const std::string good = f.Chunks(256)[0].SerializeAsString();
+  ReceivedChunk got;
+  auto parse = [&](const std::string& bytes) { return ParseWeightChunkBuffer(Recut(bytes, {bytes.size() / 2}), &got); };
+  ASSERT_TRUE(parse(good).ok());
+  for (size_t cut : {good.size() - 1, good.size() / 2, size_t{1}}) {
+    absl::Status s = parse(good.substr(0, cut));
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << "truncated to " << cut << ": " << s;
+  }
+  std::string overrun = good;
+  overrun += std::string("\x3a\x90\x4e", 3);  // data field claiming 10000 bytes that are not there
+  EXPECT_NE(parse(overrun).message().find("claims 10000 bytes"), std::string::npos) << parse(overrun);
+  EXPECT_NE(parse(good + std::string("\x0b", 1)).message().find("wire type 3"), std::string::npos);
+  EXPECT_NE(parse(std::string("\x00\x01", 2)).message().find("field number 0"), std::string::npos);
+  EXPECT_NE(parse(std::string("\x08\xff\xff", 3)).message().find("truncated varint"), std::string::npos);
+  EXPECT_FALSE(ParseWeightChunkBuffer(grpc::ByteBuffer(), &got).ok());
+  // Header fields that are not a valid WeightChunk (tensor as a varint) are caught by protobuf.
+  EXPECT_NE(parse(std::string("\x12\x02\xff\xfe", 4)).message().find("malformed header"), std::string::npos);
 }
 
 }  // namespace
