@@ -95,33 +95,46 @@ class ZerosOp {
 
 constexpr size_t kLong = 8192, kShort = 256;  // block sizes of the three-way loops (bytes)
 
-// One 8-byte word at src + at (stored to d + at too when kCopy).
-template <bool kCopy>
-inline uint64_t Word(uint8_t* d, const uint8_t* src, size_t at) {
+inline uint64_t Load(const uint8_t* src) {
   uint64_t w;
-  std::memcpy(&w, src + at, 8);
-  if constexpr (kCopy) std::memcpy(d + at, &w, 8);
+  std::memcpy(&w, src, 8);
   return w;
 }
+inline void Store(uint8_t* dst, uint64_t w) { std::memcpy(dst, &w, 8); }
 
 // Consumes whole 3*block runs from (*p, *d, *n): three chains over adjacent
-// blocks, joined into c0 with `op` (= append `block` zero bytes).
+// blocks, joined into c0 with `op` (= append `block` zero bytes). Works on
+// local copies of the pointers: stores through a uint8_t* may alias anything,
+// and reloading *p / *d after each store would stall the loop.
 template <bool kCopy>
 __attribute__((target("sse4.2"))) uint64_t ThreeWay(uint64_t c0, uint8_t** d, const uint8_t** p, size_t* n,
                                                     size_t block, const ZerosOp& op) {
-  while (*n >= 3 * block) {
+  uint8_t* dst = *d;
+  const uint8_t* src = *p;
+  size_t left = *n;
+  for (; left >= 3 * block; left -= 3 * block) {
     uint64_t c1 = 0, c2 = 0;
     for (size_t i = 0; i < block; i += 8) {
-      c0 = _mm_crc32_u64(c0, Word<kCopy>(*d, *p, i));
-      c1 = _mm_crc32_u64(c1, Word<kCopy>(*d, *p, block + i));
-      c2 = _mm_crc32_u64(c2, Word<kCopy>(*d, *p, 2 * block + i));
+      // Loads first, then stores: a load issued right behind a store that
+      // might alias it is what made an interleaved version slow.
+      const uint64_t w0 = Load(src + i), w1 = Load(src + block + i), w2 = Load(src + 2 * block + i);
+      if constexpr (kCopy) {
+        Store(dst + i, w0);
+        Store(dst + block + i, w1);
+        Store(dst + 2 * block + i, w2);
+      }
+      c0 = _mm_crc32_u64(c0, w0);
+      c1 = _mm_crc32_u64(c1, w1);
+      c2 = _mm_crc32_u64(c2, w2);
     }
     c0 = op.Shift(static_cast<uint32_t>(c0)) ^ static_cast<uint32_t>(c1);
     c0 = op.Shift(static_cast<uint32_t>(c0)) ^ static_cast<uint32_t>(c2);
-    *p += 3 * block;
-    if constexpr (kCopy) *d += 3 * block;
-    *n -= 3 * block;
+    src += 3 * block;
+    if constexpr (kCopy) dst += 3 * block;
   }
+  *d = dst;
+  *p = src;
+  *n = left;
   return c0;
 }
 
@@ -130,15 +143,20 @@ template <bool kCopy>
 __attribute__((target("sse4.2"))) uint32_t Hardware(uint32_t crc, uint8_t* d, const uint8_t* p, size_t n) {
   static const ZerosOp long_op(kLong), short_op(kShort);
   uint64_t c0 = crc;
-  for (; n > 0 && (reinterpret_cast<uintptr_t>(p) & 7) != 0; --n) {
+  // Align the stores (copy) or the loads (checksum only) to 8 bytes.
+  for (; n > 0 && (reinterpret_cast<uintptr_t>(kCopy ? d : p) & 7) != 0; --n) {
     if constexpr (kCopy) *d++ = *p;
     c0 = _mm_crc32_u8(static_cast<uint32_t>(c0), *p++);
   }
   c0 = ThreeWay<kCopy>(c0, &d, &p, &n, kLong, long_op);
   c0 = ThreeWay<kCopy>(c0, &d, &p, &n, kShort, short_op);
   for (; n >= 8; n -= 8, p += 8) {
-    c0 = _mm_crc32_u64(c0, Word<kCopy>(d, p, 0));
-    if constexpr (kCopy) d += 8;
+    const uint64_t w = Load(p);
+    if constexpr (kCopy) {
+      Store(d, w);
+      d += 8;
+    }
+    c0 = _mm_crc32_u64(c0, w);
   }
   uint32_t c32 = static_cast<uint32_t>(c0);
   for (; n > 0; --n) {
