@@ -1,14 +1,15 @@
-// Sandbox implementation: clone into namespaces (or bwrap, or plain fork),
-// harden the child, exec, and supervise pipes with a wall deadline.
-// The child side runs between fork and exec in a multi-threaded process, so it
-// only makes async-signal-safe system calls on data prepared by the parent.
+// Sandbox implementation: start the child with clone(CLONE_VM | CLONE_VFORK)
+// (into new namespaces for kNamespaces), harden it, exec, and supervise pipes
+// with a wall deadline. The child runs between clone and exec on memory shared
+// with a multi-threaded parent, so it only makes raw system calls on data the
+// parent prepared.
 #include "reward/sandbox.h"
 
 #include <fcntl.h>
-#include <grp.h>
 #include <linux/audit.h>
 #include <linux/seccomp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sched.h>
 #include <seccomp.h>
 #include <signal.h>
@@ -40,17 +41,28 @@ namespace {
 
 constexpr int kMaxSlots = 64;
 constexpr uid_t kUidFirst = 100000;
-constexpr int kWorkdirFd = 200;
-constexpr const char* kWorkdirFdPath = "/proc/self/fd/200";
 
-// Everything the child needs, prepared before fork (no allocation after it).
+constexpr size_t kChildStackBytes = 256 << 10;  // the clone child's own stack (it shares our memory)
+
+// A file the child creates in its private work dir; name and bytes point into the parent's memory.
+struct ChildFile {
+  const char* name;
+  const char* data;
+  size_t size;
+};
+
+// Everything the child needs, prepared before clone (no allocation after it).
 struct ChildPlan {
   Isolation iso;
   int stdin_fd, stdout_fd, stderr_fd, ctl_fd;
-  const char* workdir;
+  const char* workdir;       // kBwrap / kRlimits: the host work dir; kNamespaces: unused
+  const char* tmpfs_opts;    // kNamespaces: mount options of the private /tmp
+  const ChildFile* files;    // kNamespaces: written into /tmp/work before the uid drop
+  size_t num_files;
   char* const* argv;
   char* const* envp;
   const char* exe;
+  bool drop_uid;
   uid_t uid;
   struct rlimit cpu, as, fsize, nofile, nproc, core;
   const struct sock_fprog* seccomp;
@@ -65,31 +77,58 @@ struct ChildPlan {
   _exit(127);
 }
 
-[[noreturn]] void ChildMain(const ChildPlan& p) {
+// Creates `f` in the current directory as root (before RLIMIT_FSIZE), owned by uid.
+void ChildWriteFile(const ChildPlan& p, const ChildFile& f) {
+  int fd = open(f.name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+  if (fd < 0) ChildFail(p.ctl_fd, "create input file");
+  for (size_t off = 0; off < f.size;) {
+    ssize_t w = write(fd, f.data + off, f.size - off);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) ChildFail(p.ctl_fd, "write input file");
+    off += static_cast<size_t>(w);
+  }
+  if (p.drop_uid && fchown(fd, p.uid, p.uid) < 0) ChildFail(p.ctl_fd, "chown input file");
+  close(fd);
+}
+
+// kNamespaces: private mounts. Everything read-only; fresh tmpfs on /tmp (holding
+// the work dir /tmp/work and its input files), /var/tmp and /dev/shm; fresh /proc.
+void ChildMounts(const ChildPlan& p) {
+  if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) < 0) ChildFail(p.ctl_fd, "mount private");
+  struct mount_attr ro = {};
+  ro.attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID;
+  if (syscall(SYS_mount_setattr, AT_FDCWD, "/", AT_RECURSIVE, &ro, sizeof ro) < 0) ChildFail(p.ctl_fd, "ro root");
+  if (mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, p.tmpfs_opts) < 0) ChildFail(p.ctl_fd, "tmpfs");
+  if (mkdir("/tmp/work", 0755) < 0) ChildFail(p.ctl_fd, "mkdir /tmp/work");
+  if (p.drop_uid && chown("/tmp/work", p.uid, p.uid) < 0) ChildFail(p.ctl_fd, "chown /tmp/work");
+  if (chdir("/tmp/work") < 0) ChildFail(p.ctl_fd, "chdir");
+  for (size_t i = 0; i < p.num_files; ++i) ChildWriteFile(p, p.files[i]);
+  mount("tmpfs", "/var/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=1777");  // may not exist
+  mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=1777");
+  if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) < 0) ChildFail(p.ctl_fd, "proc");
+}
+
+// Runs on its own stack in a clone(CLONE_VM | CLONE_VFORK) child: it shares our
+// memory (nothing is copied, which is what makes it cheap in a large process)
+// while the calling thread waits for execve. So it writes no shared state and
+// only makes raw system calls; glibc's set*id wrappers are avoided because they
+// signal the parent's other threads (and can deadlock in a child).
+int ChildMain(void* arg) {
+  const ChildPlan& p = *static_cast<const ChildPlan*>(arg);
+  // Signals stay blocked (the parent blocked them all around clone) until exec;
+  // the parent's handlers must never run here, so reset them to the default.
+  for (int sig = 1; sig < NSIG; ++sig) {
+    struct sigaction sa;
+    if (sigaction(sig, nullptr, &sa) == 0 && sa.sa_handler != SIG_DFL && sa.sa_handler != SIG_IGN) {
+      sa.sa_handler = SIG_DFL;
+      sa.sa_flags = 0;
+      sigaction(sig, &sa, nullptr);
+    }
+  }
   if (dup2(p.stdin_fd, 0) < 0 || dup2(p.stdout_fd, 1) < 0 || dup2(p.stderr_fd, 2) < 0) ChildFail(p.ctl_fd, "dup2");
   if (setsid() < 0) ChildFail(p.ctl_fd, "setsid");
   if (p.iso == Isolation::kNamespaces) {
-    if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) < 0) ChildFail(p.ctl_fd, "mount private");
-    if (mount(p.workdir, p.workdir, nullptr, MS_BIND, nullptr) < 0) ChildFail(p.ctl_fd, "bind workdir");
-    struct mount_attr ro = {};
-    ro.attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID;
-    if (syscall(SYS_mount_setattr, AT_FDCWD, "/", AT_RECURSIVE, &ro, sizeof ro) < 0) ChildFail(p.ctl_fd, "ro root");
-    struct mount_attr rw = {};
-    rw.attr_clr = MOUNT_ATTR_RDONLY;
-    if (syscall(SYS_mount_setattr, AT_FDCWD, p.workdir, 0, &rw, sizeof rw) < 0) ChildFail(p.ctl_fd, "rw workdir");
-    // The work dir usually lives under /tmp, which a fresh tmpfs is about to hide:
-    // hold it by fd and bind it again at /tmp/work inside the new tmpfs.
-    int wd = open(p.workdir, O_PATH | O_DIRECTORY);
-    if (wd < 0 || dup2(wd, kWorkdirFd) < 0) ChildFail(p.ctl_fd, "open workdir");
-    if (mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "size=16m,mode=1777") < 0) ChildFail(p.ctl_fd, "tmpfs");
-    if (mkdir("/tmp/work", 0755) < 0) ChildFail(p.ctl_fd, "mkdir /tmp/work");
-    if (mount(kWorkdirFdPath, "/tmp/work", nullptr, MS_BIND, nullptr) < 0) ChildFail(p.ctl_fd, "bind /tmp/work");
-    close(kWorkdirFd);
-    if (wd != kWorkdirFd) close(wd);
-    if (chdir("/tmp/work") < 0) ChildFail(p.ctl_fd, "chdir");
-    mount("tmpfs", "/var/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=1777");  // may not exist
-    mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=1777");
-    if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) < 0) ChildFail(p.ctl_fd, "proc");
+    ChildMounts(p);
   } else if (p.iso == Isolation::kRlimits) {
     if (chdir(p.workdir) < 0) ChildFail(p.ctl_fd, "chdir");
   }
@@ -98,10 +137,10 @@ struct ChildPlan {
       setrlimit(RLIMIT_CORE, &p.core) < 0) {
     ChildFail(p.ctl_fd, "setrlimit");
   }
-  if (p.iso != Isolation::kBwrap && geteuid() == 0) {
-    if (setgroups(0, nullptr) < 0) ChildFail(p.ctl_fd, "setgroups");
-    if (setresgid(p.uid, p.uid, p.uid) < 0) ChildFail(p.ctl_fd, "setgid");
-    if (setresuid(p.uid, p.uid, p.uid) < 0) ChildFail(p.ctl_fd, "setuid");
+  if (p.drop_uid) {
+    if (syscall(SYS_setgroups, 0, nullptr) < 0) ChildFail(p.ctl_fd, "setgroups");
+    if (syscall(SYS_setresgid, p.uid, p.uid, p.uid) < 0) ChildFail(p.ctl_fd, "setgid");
+    if (syscall(SYS_setresuid, p.uid, p.uid, p.uid) < 0) ChildFail(p.ctl_fd, "setuid");
   }
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (p.iso != Isolation::kBwrap) {
@@ -111,6 +150,9 @@ struct ChildPlan {
   // Everything else (our sockets, files) closes at exec; the control pipe tells the parent exec happened.
   syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC);
   if (p.keep_fd >= 0 && fcntl(p.keep_fd, F_SETFD, 0) < 0) ChildFail(p.ctl_fd, "keep bpf fd");
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, nullptr);  // the program starts with no signal blocked
   execve(p.exe, p.argv, p.envp);
   ChildFail(p.ctl_fd, "execve");
 }
@@ -302,31 +344,45 @@ void Sandbox::ReleaseSlot(int slot) {
 absl::StatusOr<SandboxProcess> Sandbox::Start(Isolation iso, const std::vector<std::string>& argv_in,
                                               const SandboxLimits& limits, const std::vector<SandboxFile>& files) {
   if (argv_in.empty()) return absl::InvalidArgumentError("sandbox: empty argv");
+  size_t input_bytes = 0;
+  for (const auto& f : files) {
+    if (f.name.empty() || f.name == "." || f.name == ".." || f.name.find('/') != std::string::npos ||
+        f.name.find('\0') != std::string::npos) {
+      return absl::InvalidArgumentError(absl::StrCat("sandbox: bad file name \"", f.name, "\""));
+    }
+    input_bytes += f.content.size();
+  }
   SandboxProcess proc;
   proc.slot = AcquireSlot();
   uid_t uid = static_cast<uid_t>(uid_base_ + proc.slot);
-  bool root = geteuid() == 0;
+  bool drop_uid = geteuid() == 0 && iso != Isolation::kBwrap;
   auto fail = [&](const std::string& what) {
     std::string msg = absl::StrCat("sandbox: ", what, ": ", strerror(errno));
     Kill(&proc);
     return absl::InternalError(msg);
   };
-  std::string wd = base_dir_ + "/w-XXXXXX";
-  if (mkdtemp(wd.data()) == nullptr) return fail("mkdtemp");
-  proc.workdir = wd;
-  if (root && iso != Isolation::kBwrap && chown(wd.c_str(), uid, uid) < 0) return fail("chown workdir");
-  for (const auto& f : files) {
-    if (f.name.empty() || f.name.find('/') != std::string::npos) {
-      Kill(&proc);
-      return absl::InvalidArgumentError(absl::StrCat("sandbox: bad file name \"", f.name, "\""));
+  // kNamespaces keeps the work dir inside the child's private /tmp (the child
+  // writes the files); the other layers use a host directory under base_dir_.
+  std::vector<ChildFile> child_files;
+  if (iso == Isolation::kNamespaces) {
+    for (const auto& f : files) child_files.push_back({f.name.c_str(), f.content.data(), f.content.size()});
+  } else {
+    std::string wd = base_dir_ + "/w-XXXXXX";
+    if (mkdtemp(wd.data()) == nullptr) return fail("mkdtemp");
+    proc.workdir = wd;
+    if (drop_uid && chown(wd.c_str(), uid, uid) < 0) return fail("chown workdir");
+    for (const auto& f : files) {
+      std::string path = wd + "/" + f.name;
+      std::ofstream out(path, std::ios::binary);
+      out << f.content;
+      if (!out) return fail("writing " + f.name);
+      out.close();
+      if (drop_uid && chown(path.c_str(), uid, uid) < 0) return fail("chown file");
     }
-    std::string path = wd + "/" + f.name;
-    std::ofstream out(path, std::ios::binary);
-    out << f.content;
-    if (!out) return fail("writing " + f.name);
-    out.close();
-    if (root && iso != Isolation::kBwrap && chown(path.c_str(), uid, uid) < 0) return fail("chown file");
   }
+  // The private /tmp holds the inputs plus room for what the program writes.
+  std::string tmpfs_opts = absl::StrCat(
+      "size=", input_bytes + std::max<int64_t>(16ll << 20, 2 * limits.max_file_bytes), ",mode=1777");
 
   std::vector<std::string> argv = argv_in;
   std::vector<std::string> env = {"PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8", "HOME=/tmp",
@@ -337,6 +393,7 @@ absl::StatusOr<SandboxProcess> Sandbox::Start(Isolation iso, const std::vector<s
     size_t bytes = seccomp_.size() * sizeof(struct sock_filter);
     if (bpf_fd < 0 || write(bpf_fd, seccomp_.data(), bytes) != static_cast<ssize_t>(bytes)) return fail("bpf memfd");
     lseek(bpf_fd, 0, SEEK_SET);
+    const std::string& wd = proc.workdir;
     std::vector<std::string> bw = {"/usr/bin/bwrap", "--unshare-all", "--die-with-parent", "--new-session",
                                    "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
                                    "--bind", wd, wd, "--chdir", wd, "--clearenv", "--cap-drop", "ALL",
@@ -364,10 +421,14 @@ absl::StatusOr<SandboxProcess> Sandbox::Start(Isolation iso, const std::vector<s
   plan.stdout_fd = out[1];
   plan.stderr_fd = err[1];
   plan.ctl_fd = ctl[1];
-  plan.workdir = wd.c_str();
+  plan.workdir = proc.workdir.c_str();
+  plan.tmpfs_opts = tmpfs_opts.c_str();
+  plan.files = child_files.data();
+  plan.num_files = child_files.size();
   plan.argv = argv_c.data();
   plan.envp = env_c.data();
   plan.exe = argv[0].c_str();
+  plan.drop_uid = drop_uid;
   plan.uid = uid;
   rlim_t cpu = static_cast<rlim_t>(std::ceil(std::max(0.001, limits.cpu_seconds)));
   plan.cpu = {cpu, cpu + 1};
@@ -383,27 +444,41 @@ absl::StatusOr<SandboxProcess> Sandbox::Start(Isolation iso, const std::vector<s
     plan.nproc = Limit(static_cast<rlim_t>(limits.max_processes + 4));
   }
 
-  pid_t pid;
+  // clone(CLONE_VM | CLONE_VFORK), like posix_spawn: no copy of our address
+  // space (a full fork of this large, library-heavy process cost ~15 ms per run
+  // in page-table copy and teardown); this thread sleeps until the child execs
+  // or exits. All signals stay blocked across it so no handler of ours runs in
+  // the child.
+  int clone_flags = CLONE_VM | CLONE_VFORK | SIGCHLD;
   if (iso == Isolation::kNamespaces) {
-    pid = static_cast<pid_t>(syscall(SYS_clone, CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWNS | CLONE_NEWIPC |
-                                                    CLONE_NEWUTS | SIGCHLD, nullptr, nullptr, nullptr, 0));
-  } else {
-    pid = fork();
+    clone_flags |= CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS;
   }
-  if (pid == 0) ChildMain(plan);
-  int fork_errno = errno;
+  pid_t pid = -1;
+  int clone_errno = 0;
+  void* stack = mmap(nullptr, kChildStackBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+  if (stack == MAP_FAILED) {
+    clone_errno = errno;
+  } else {
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    pid = clone(ChildMain, static_cast<char*>(stack) + kChildStackBytes, clone_flags, &plan);
+    clone_errno = errno;
+    pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    munmap(stack, kChildStackBytes);
+  }
   for (int fd : {in[0], out[1], err[1], ctl[1]}) close(fd);
   if (bpf_fd >= 0) close(bpf_fd);
   if (pid < 0) {
     for (int fd : {in[1], out[0], err[0], ctl[0]}) close(fd);
-    errno = fork_errno;
+    errno = clone_errno;
     return fail("clone");
   }
   proc.pid = pid;
   proc.stdin_fd = in[1];
   proc.stdout_fd = out[0];
   proc.stderr_fd = err[0];
-  // The control pipe closes at exec; a message means setup failed.
+  // The child has exec'd or exited by now; the control pipe closed at exec, a message means setup failed.
   char buf[256];
   ssize_t n;
   do {

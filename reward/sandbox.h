@@ -5,9 +5,11 @@
 // Isolation layers (Sandbox::isolation(), chosen once at Create by probing):
 //   kNamespaces (default when running as root and the kernel allows it) — a
 //     child cloned into new PID, network, mount, IPC and UTS namespaces; every
-//     mount remounted read-only (mount_setattr, recursive) except a bind mount
-//     of the work dir, seen at /tmp/work; fresh tmpfs on /tmp, /var/tmp and /dev/shm; a fresh /proc
-//     (the host's processes are invisible); privileges dropped to a per-slot uid
+//     mount remounted read-only (mount_setattr, recursive); fresh tmpfs on /tmp
+//     (holding the work dir /tmp/work, which the child fills with the input
+//     files, so nothing touches the host disk; its size is the inputs plus
+//     max(16 MiB, 2 x max_file_bytes)), /var/tmp and /dev/shm; a fresh
+//     /proc (the host's processes are invisible); privileges dropped to a per-slot uid
 //     (uid_base() + slot, a block of 64 per process, so RLIMIT_NPROC is per
 //     execution and kill(-1) reaches only the execution itself); rlimits;
 //     no_new_privs + seccomp; scrubbed env.
@@ -23,6 +25,10 @@
 // pivot_root, bpf, perf_event_open, keyctl, swapon/off, process_vm_*; rlimits on
 // CPU seconds, address space, file size, open files, processes, core dumps
 // (0); stdout/stderr capped; the wall timeout SIGKILLs the whole group.
+//
+// Cost: the child is cloned with CLONE_VM | CLONE_VFORK (as posix_spawn does),
+// so no copy of the caller's address space is made however large it is; the
+// seccomp program is compiled once at Create.
 //
 // Thread-safe: Run may be called from many threads; at most `max_parallel`
 // executions run at once (each holds one uid slot), others wait.
@@ -88,7 +94,7 @@ struct SandboxProcess {
   int stdin_fd = -1;    // we write
   int stdout_fd = -1;   // we read
   int stderr_fd = -1;   // we read
-  std::string workdir;
+  std::string workdir;  // host work dir (bwrap, rlimits); empty for namespaces (it is in the private /tmp)
   int slot = -1;
 };
 

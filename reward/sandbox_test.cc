@@ -5,15 +5,22 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -173,6 +180,71 @@ TEST_F(SandboxTest, HostileStdoutFlood) {
   EXPECT_EQ(r.verdict, SandboxVerdict::kOutputLimit);
   EXPECT_LE(r.stdout_data.size(), 1u << 16);
   EXPECT_LT(r.wall_ms, 2500);
+}
+
+TEST_F(SandboxTest, InputFilesLiveInThePrivateWorkDir) {
+  SandboxLimits l;
+  l.max_file_bytes = 1 << 20;  // the 2 MiB input is ours, not the program's writing: RLIMIT_FSIZE must not cut it
+  std::string big(2 << 20, 'z');
+  auto r = sandbox_->Run({sandbox_->python(), "-I", "main.py"}, "", l,
+                         {{"main.py", "import os\nprint(os.getcwd(), os.stat('main.py').st_uid == os.getuid(), "
+                                      "len(open('big.txt').read()), sorted(os.listdir('.')))"},
+                          {"big.txt", big}});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->verdict, SandboxVerdict::kOk) << r->stderr_data;
+  std::string cwd = r->stdout_data.substr(0, r->stdout_data.find(' '));
+  if (sandbox_->isolation() == Isolation::kNamespaces) {
+    EXPECT_EQ(cwd, "/tmp/work");
+  }
+  EXPECT_EQ(r->stdout_data, cwd + " True 2097152 ['big.txt', 'main.py']\n");
+  for (const char* bad : {"", ".", "..", "a/b"}) {
+    auto e = sandbox_->Run({"/bin/true"}, "", l, {{bad, "x"}});
+    EXPECT_EQ(e.status().code(), absl::StatusCode::kInvalidArgument) << "\"" << bad << "\"";
+  }
+}
+
+TEST_F(SandboxTest, ProgramStartsWithNoSignalBlocked) {
+  sigset_t block, old;
+  sigemptyset(&block);
+  sigaddset(&block, SIGTERM);
+  sigaddset(&block, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &block, &old);
+  auto r = Py("print([l for l in open('/proc/self/status') if l.startswith('SigBlk')][0].split()[1])");
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  EXPECT_EQ(r.stdout_data, "0000000000000000\n") << r.stderr_data;
+}
+
+// Regression: the child used glibc's setresuid & co, which in a multi-threaded
+// parent try to sync every thread and could hang forever in the child.
+TEST_F(SandboxTest, RunsWhileOtherThreadsComeAndGo) {
+  std::atomic<bool> stop{false};
+  std::thread churn([&] {
+    while (!stop) std::thread([] {}).join();
+  });
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  int ok = 0;
+  std::thread runner([&] {
+    SandboxLimits l;
+    for (int i = 0; i < 40; ++i) {
+      auto r = sandbox_->Run({"/bin/true"}, "", l);
+      if (r.ok() && r->verdict == SandboxVerdict::kOk) ++ok;
+    }
+    std::lock_guard<std::mutex> lock(mu);
+    done = true;
+    cv.notify_all();
+  });
+  std::unique_lock<std::mutex> lock(mu);
+  if (!cv.wait_for(lock, std::chrono::seconds(30), [&] { return done; })) {
+    std::cerr << "sandbox runs hung while other threads were created and joined\n";
+    std::_Exit(1);  // a hung child cannot be joined; fail the binary instead of hanging it
+  }
+  lock.unlock();
+  runner.join();
+  stop = true;
+  churn.join();
+  EXPECT_EQ(ok, 40);
 }
 
 TEST_F(SandboxTest, UnknownIsolationIsAnError) {
