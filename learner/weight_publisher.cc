@@ -4,8 +4,9 @@
 // the learner's tensors (no copy; the CRC-32C pass is the only read on this
 // side, see weight_chunk_buffer.h) and written by every worker's stream, so
 // the sender's CPU cost does not grow with the number of workers. A producer
-// thread runs at most kWindow chunks ahead of the slowest stream, which bounds
-// what is in flight. PublishWeights returns only after gRPC has released every
+// thread computes the checksums ahead of the streams; borrowed chunks cost no
+// memory, so it is never held back by the slowest stream (which would tie the
+// streams together), except for owned (BF16) data, bounded by kMaxOwnedBytes. PublishWeights returns only after gRPC has released every
 // borrowed slice, so the caller may change or free the tensors afterwards.
 #include "learner/weight_publisher.h"
 
@@ -28,19 +29,21 @@
 namespace zerorl::learner {
 namespace {
 
-constexpr size_t kWindow = 16;  // chunks produced ahead of the slowest stream
+constexpr size_t kMaxOwnedBytes = 64 << 20;  // owned chunk bytes produced ahead of the slowest stream
 constexpr size_t kGone = std::numeric_limits<size_t>::max();
 
 class SharedChunks {
  public:
   explicit SharedChunks(size_t consumers) : next_(consumers, 0) {}
 
-  // Producer side: append; false when every consumer has gone.
-  bool Put(grpc::ByteBuffer bb) {
+  // Producer side: append a chunk holding `owned` bytes of its own (0 when its
+  // data is borrowed); false when every consumer has gone.
+  bool Put(grpc::ByteBuffer bb, size_t owned) {
     std::unique_lock<std::mutex> lk(mu_);
-    cv_.wait(lk, [&] { return window_.size() < kWindow || AllGone(); });
+    cv_.wait(lk, [&] { return owned == 0 || owned_ == 0 || owned_ + owned <= kMaxOwnedBytes || AllGone(); });
     if (AllGone()) return false;
-    window_.push_back(std::move(bb));
+    window_.push_back({std::move(bb), owned});
+    owned_ += owned;
     cv_.notify_all();
     return true;
   }
@@ -55,7 +58,7 @@ class SharedChunks {
     std::unique_lock<std::mutex> lk(mu_);
     cv_.wait(lk, [&] { return i < base_ + window_.size() || finished_; });
     if (i >= base_ + window_.size()) return false;
-    *out = window_[i - base_];
+    *out = window_[i - base_].buffer;
     next_[consumer] = i + 1;
     Trim();
     return true;
@@ -68,6 +71,7 @@ class SharedChunks {
   void Clear() {  // drops the chunks still buffered (their slices borrow tensor memory)
     std::lock_guard<std::mutex> lk(mu_);
     window_.clear();
+    owned_ = 0;
   }
   absl::Status status() {
     std::lock_guard<std::mutex> lk(mu_);
@@ -84,6 +88,7 @@ class SharedChunks {
     size_t low = kGone;
     for (size_t n : next_) low = std::min(low, n);
     while (!window_.empty() && base_ < low) {
+      owned_ -= window_.front().owned;
       window_.pop_front();
       ++base_;
     }
@@ -91,7 +96,12 @@ class SharedChunks {
   }
   std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<grpc::ByteBuffer> window_;
+  struct Entry {
+    grpc::ByteBuffer buffer;
+    size_t owned;
+  };
+  std::deque<Entry> window_;   // chunks not yet taken by every stream
+  size_t owned_ = 0;           // owned bytes in window_
   size_t base_ = 0;            // index of window_.front()
   std::vector<size_t> next_;   // per consumer: next index it will read, kGone when it left
   bool finished_ = false;
@@ -184,10 +194,27 @@ PublishResult PublishWeights(const std::vector<PublishTarget>& targets, const st
   std::vector<int64_t> bytes(targets.size(), 0);
   const auto t0 = std::chrono::steady_clock::now();
   std::thread producer([&] {
-    chunks.Finish(ForEachWireWeightChunk(tensors, options, [&](WireChunk&& c) {
-      const BorrowHook hook = c.borrowed != nullptr ? borrows->Take() : BorrowHook{};
-      return chunks.Put(WireChunkToByteBuffer(std::move(c), hook));
-    }));
+    // Consecutive chunks share a message up to chunk_bytes of data (small
+    // tensors would otherwise pay a message's fixed cost each).
+    std::vector<WireChunk> batch;
+    int64_t batch_bytes = 0;
+    auto flush = [&] {
+      if (batch.empty()) return true;
+      size_t owned = 0;
+      for (const WireChunk& c : batch) owned += c.borrowed != nullptr ? 0 : c.size;
+      grpc::ByteBuffer message = WireChunksToByteBuffer(std::move(batch), [&] { return borrows->Take(); });
+      batch.clear();
+      batch_bytes = 0;
+      return chunks.Put(std::move(message), owned);
+    };
+    absl::Status st = ForEachWireWeightChunk(tensors, options, [&](WireChunk&& c) {
+      if (batch_bytes + static_cast<int64_t>(c.size) > options.chunk_bytes && !flush()) return false;
+      batch_bytes += static_cast<int64_t>(c.size);
+      batch.push_back(std::move(c));
+      return true;
+    });
+    if (st.ok() && !flush()) st = absl::UnavailableError("every weight stream broke");
+    chunks.Finish(st);
   });
   std::vector<std::thread> streams;
   for (size_t i = 0; i < targets.size(); ++i)

@@ -116,8 +116,8 @@ grpc::Status RolloutServiceImpl::UpdateWeightsRaw(grpc::ServerContext* ctx, grpc
       [&](WeightReceiver* rx) -> std::optional<absl::Status> {
         if (!reader->Read(&message)) return std::nullopt;
         absl::Status st = ParseWeightChunkBuffer(message, &chunk);
-        if (!st.ok()) return st;
-        return rx->Add(chunk.header, chunk.data);
+        for (size_t i = 0; st.ok() && i < chunk.parts.size(); ++i) st = rx->Add(chunk.parts[i].header, chunk.parts[i].data);
+        return st;
       },
       [&] { return ctx->IsCancelled(); });
   if (!r.ok()) return ToGrpcStatus(r.status());

@@ -10,6 +10,7 @@
 #endif
 
 #include "absl/strings/str_cat.h"
+#include "common/status.h"
 
 namespace zerorl {
 
@@ -82,28 +83,36 @@ void ReleaseString(void* p) { delete static_cast<std::string*>(p); }
 
 }  // namespace
 
-absl::Status ParseWeightChunkBuffer(const grpc::ByteBuffer& buffer, ReceivedChunk* out) {
-  out->header.Clear();
-  out->slices.clear();
-  out->data.clear();
-  if (!buffer.Valid()) return absl::InvalidArgumentError("empty weight chunk message");
-  if (!buffer.Dump(&out->slices).ok()) return absl::InvalidArgumentError("unreadable weight chunk message");
-  SliceCursor in(out->slices);
-  std::string rest;  // every field but data, re-serialised in order
-  while (in.left() > 0) {
+namespace {
+
+// Parses the fields of one chunk from `in` until `in.left()` drops to `end`.
+// Batch entries (only when `top`) are appended to *batch, each parsed the same way.
+absl::Status ParsePart(SliceCursor& in, size_t end, bool top, ReceivedChunk::Part* part,
+                       std::vector<ReceivedChunk::Part>* batch) {
+  std::string rest;  // every field but data and batch, re-serialised in order
+  auto overrun = [] { return absl::InvalidArgumentError("weight chunk: a batch entry overruns its length"); };
+  while (in.left() > end) {
     uint64_t tag = 0, len = 0;
     if (!in.Varint(&tag)) return absl::InvalidArgumentError("weight chunk: truncated field tag");
+    if (in.left() < end) return overrun();
     const uint64_t field = tag >> 3;
     const int wire = static_cast<int>(tag & 7);
     if (field == 0) return absl::InvalidArgumentError("weight chunk: field number 0");
     if (wire == 2) {
       if (!in.Varint(&len)) return absl::InvalidArgumentError(absl::StrCat("weight chunk: truncated length of field ", field));
-      if (len > in.left())
+      if (in.left() < end) return overrun();
+      if (len > in.left() - end)
         return absl::InvalidArgumentError(absl::StrCat("weight chunk: field ", field, " claims ", len, " bytes, ",
-                                                       in.left(), " left"));
+                                                       in.left() - end, " left"));
       if (field == WeightChunk::kDataFieldNumber) {
-        out->data.clear();  // protobuf semantics: the last occurrence wins
-        in.Views(len, &out->data);
+        part->data.clear();  // protobuf semantics: the last occurrence wins
+        in.Views(len, &part->data);
+        continue;
+      }
+      if (field == WeightChunk::kBatchFieldNumber) {
+        if (!top) return absl::InvalidArgumentError("weight chunk: a batch inside a batch");
+        batch->emplace_back();
+        ZRL_RETURN_IF_ERROR(ParsePart(in, in.left() - len, false, &batch->back(), nullptr));
         continue;
       }
     }
@@ -113,13 +122,14 @@ absl::Status ParseWeightChunkBuffer(const grpc::ByteBuffer& buffer, ReceivedChun
       case 0: {
         uint64_t v;
         if (!in.Varint(&v)) return absl::InvalidArgumentError(absl::StrCat("weight chunk: truncated varint field ", field));
+        if (in.left() < end) return overrun();
         AppendVarint(v, &rest);
         break;
       }
       case 1:
       case 5: {
         const size_t k = wire == 1 ? 8 : 4;
-        if (in.left() < k) return absl::InvalidArgumentError(absl::StrCat("weight chunk: truncated fixed field ", field));
+        if (in.left() < end + k) return absl::InvalidArgumentError(absl::StrCat("weight chunk: truncated fixed field ", field));
         in.Append(k, &rest);
         break;
       }
@@ -131,21 +141,47 @@ absl::Status ParseWeightChunkBuffer(const grpc::ByteBuffer& buffer, ReceivedChun
         return absl::InvalidArgumentError(absl::StrCat("weight chunk: field ", field, " has wire type ", wire));
     }
   }
-  if (!out->header.ParseFromString(rest)) return absl::InvalidArgumentError("weight chunk: malformed header fields");
+  if (!part->header.ParseFromString(rest)) return absl::InvalidArgumentError("weight chunk: malformed header fields");
   return absl::OkStatus();
 }
 
-grpc::ByteBuffer WireChunkToByteBuffer(WireChunk&& chunk, const BorrowHook& hook) {
-  grpc::Slice parts[3];
-  parts[0] = grpc::Slice(chunk.prefix.data(), chunk.prefix.size());  // copies (a few bytes)
-  if (chunk.borrowed != nullptr) {
-    parts[1] = grpc::Slice(const_cast<char*>(chunk.borrowed), chunk.size, hook.release, hook.user);
-  } else {
-    auto* owned = new std::string(std::move(chunk.owned));
-    parts[1] = grpc::Slice(owned->data(), owned->size(), ReleaseString, owned);
+}  // namespace
+
+absl::Status ParseWeightChunkBuffer(const grpc::ByteBuffer& buffer, ReceivedChunk* out) {
+  out->parts.clear();
+  out->slices.clear();
+  if (!buffer.Valid()) return absl::InvalidArgumentError("empty weight chunk message");
+  if (!buffer.Dump(&out->slices).ok()) return absl::InvalidArgumentError("unreadable weight chunk message");
+  SliceCursor in(out->slices);
+  std::vector<ReceivedChunk::Part> batch;
+  out->parts.emplace_back();
+  ZRL_RETURN_IF_ERROR(ParsePart(in, 0, true, &out->parts[0], &batch));
+  for (auto& p : batch) out->parts.push_back(std::move(p));
+  return absl::OkStatus();
+}
+
+grpc::ByteBuffer WireChunksToByteBuffer(std::vector<WireChunk>&& chunks, const std::function<BorrowHook()>& borrow) {
+  std::vector<grpc::Slice> slices;
+  slices.reserve(3 * chunks.size());
+  for (size_t i = 0; i < chunks.size(); ++i) {
+    WireChunk& c = chunks[i];
+    std::string head;
+    if (i > 0) {  // a batch entry: the field's tag and length, then the chunk itself
+      AppendVarint((WeightChunk::kBatchFieldNumber << 3) | 2, &head);
+      AppendVarint(c.prefix.size() + c.size + c.suffix.size(), &head);
+    }
+    head += c.prefix;
+    slices.emplace_back(head.data(), head.size());  // copies (a few bytes)
+    if (c.borrowed != nullptr) {
+      const BorrowHook hook = borrow();
+      slices.emplace_back(const_cast<char*>(c.borrowed), c.size, hook.release, hook.user);
+    } else {
+      auto* owned = new std::string(std::move(c.owned));
+      slices.emplace_back(owned->data(), owned->size(), ReleaseString, owned);
+    }
+    slices.emplace_back(c.suffix.data(), c.suffix.size());
   }
-  parts[2] = grpc::Slice(chunk.suffix.data(), chunk.suffix.size());
-  return grpc::ByteBuffer(parts, 3);
+  return grpc::ByteBuffer(slices.data(), slices.size());
 }
 
 void KeepFreedHeapForWeightTransfers() {

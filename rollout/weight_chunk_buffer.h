@@ -5,11 +5,14 @@
 // copy per byte. These helpers keep the protobuf wire format exactly (a normal
 // WeightChunk parser reads what ToByteBuffer writes, and ParseWeightChunkBuffer
 // reads any serialised WeightChunk) but let the data bytes stay where they are:
-//   sender:   [data tag + length] [data, borrowed] [every other field]
+//   sender:   [data tag + length] [data, borrowed] [every other field], and
+//             for each batched chunk [batch tag + length + data tag + length]
+//             [data, borrowed] [its other fields]
 //   receiver: the other fields parsed into a WeightChunk, the data as views
 //             into the received slices (no copy until it lands in staging).
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -23,17 +26,21 @@
 
 namespace zerorl {
 
-// A received chunk: `header` holds every field but data; `data` views the
-// data bytes in order, inside `slices` (which keep them alive).
+// A received message: its own chunk, then the chunks of its `batch` field,
+// each as `header` (every field but data and batch) + `data` (views of the
+// data bytes, in order, inside `slices`, which keep them alive).
 struct ReceivedChunk {
-  zerorl::v1::WeightChunk header;
+  struct Part {
+    zerorl::v1::WeightChunk header;
+    std::vector<absl::string_view> data;
+  };
+  std::vector<Part> parts;
   std::vector<grpc::Slice> slices;
-  std::vector<absl::string_view> data;
 };
 
-// Parses one serialised WeightChunk. INVALID_ARGUMENT naming the defect on
-// malformed bytes (truncated varint, length past the end, bad header fields).
-// `out` is reused between calls.
+// Parses one serialised WeightChunk (batch entries included). INVALID_ARGUMENT
+// naming the defect on malformed bytes (truncated varint, length past the end,
+// bad header fields, a batch inside a batch). `out` is reused between calls.
 absl::Status ParseWeightChunkBuffer(const grpc::ByteBuffer& buffer, ReceivedChunk* out);
 
 // Calls `release(user)` once gRPC no longer references borrowed chunk data.
@@ -42,11 +49,12 @@ struct BorrowHook {
   void* user = nullptr;
 };
 
-// The chunk as a three-slice ByteBuffer. Borrowed data (chunk.borrowed()) is
-// referenced, not copied; the caller keeps it alive and unchanged until
-// `hook.release` has run (once per call of this function with borrowed data).
-// Owned data is moved into the buffer.
-grpc::ByteBuffer WireChunkToByteBuffer(WireChunk&& chunk, const BorrowHook& hook);
+// One message carrying `chunks` (non-empty): the first as the message's own
+// fields, the others as its `batch` entries; three slices per chunk. Borrowed
+// data (chunk.borrowed) is referenced, not copied: `borrow()` is called once
+// for each such chunk and its hook runs when gRPC lets go of that data, which
+// the caller keeps alive and unchanged until then. Owned data is moved in.
+grpc::ByteBuffer WireChunksToByteBuffer(std::vector<WireChunk>&& chunks, const std::function<BorrowHook()>& borrow);
 
 // For a process that receives weights: makes glibc malloc keep freed heap
 // memory instead of handing it back after every message. gRPC reads each

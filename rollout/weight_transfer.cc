@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/status.h"
 #include "model/safetensors.h"
 #include "rollout/crc32c.h"
 
@@ -132,8 +133,17 @@ absl::Status ForEachWireWeightChunk(const std::vector<WeightTensor>& tensors, co
 }
 
 absl::Status WeightReceiver::Add(const WeightChunk& chunk) {
-  const absl::string_view data = chunk.data();
-  return Add(chunk, absl::MakeConstSpan(&data, 1));
+  absl::string_view data = chunk.data();
+  ZRL_RETURN_IF_ERROR(Add(chunk, absl::MakeConstSpan(&data, 1)));
+  for (const WeightChunk& b : chunk.batch()) {
+    if (b.batch_size() > 0) {
+      error_ = absl::InvalidArgumentError(absl::StrCat("weight chunk of ", b.tensor(), " nests a batch in a batch"));
+      return error_;
+    }
+    data = b.data();
+    ZRL_RETURN_IF_ERROR(Add(b, absl::MakeConstSpan(&data, 1)));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status WeightReceiver::Add(const WeightChunk& header, absl::Span<const absl::string_view> data) {

@@ -89,10 +89,11 @@ class WeightReceiver {
   explicit WeightReceiver(Prepare prepare) : prepare_(std::move(prepare)) {}
 
   // INVALID_ARGUMENT / DATA_LOSS (checksum) naming the tensor; after an error
-  // every later call returns the same error.
+  // every later call returns the same error. Adds the chunk, then the chunks
+  // in its `batch` field in order.
   absl::Status Add(const zerorl::v1::WeightChunk& chunk);
-  // The same, for a chunk whose data arrived apart from its other fields:
-  // `header.data()` is ignored, the data is the concatenation of `data`.
+  // One chunk whose data arrived apart from its other fields: `header.data()`
+  // and `header.batch()` are ignored, the data is the concatenation of `data`.
   absl::Status Add(const zerorl::v1::WeightChunk& header, absl::Span<const absl::string_view> data);
   // OK when every destination tensor arrived whole and verified. An empty or
   // short stream is ABORTED ("transfer ended after k of n tensors").

@@ -235,50 +235,77 @@ grpc::ByteBuffer Recut(const std::string& bytes, std::vector<size_t> cuts) {
   return grpc::ByteBuffer(slices.data(), slices.size());
 }
 
+// Feeds every part of a parsed message to the receiver.
+absl::Status AddParts(WeightReceiver& rx, const ReceivedChunk& got) {
+  for (const auto& p : got.parts) {
+    absl::Status s = rx.Add(p.header, p.data);
+    if (!s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
 TEST(WeightChunkBufferTest, WireChunksAreTheProtoChunksAndStageWithoutCopies) {
   Fixture f;
   for (bool bf16 : {false, true}) {
-    const auto want = f.Chunks(256, bf16);
-    ChunkOptions o;
-    o.version = 5;
-    o.chunk_bytes = 256;
-    o.bf16 = bf16;
-    o.config_json = "{}";
-    int releases = 0, borrowed = 0;
-    BorrowHook hook{[](void* n) { ++*static_cast<int*>(n); }, &releases};
-    std::vector<grpc::ByteBuffer> buffers;
-    ASSERT_TRUE(ForEachWireWeightChunk(f.Tensors(), o, [&](WireChunk&& c) {
-                  if (c.borrowed != nullptr) {
-                    ++borrowed;
-                    // F32 data is the tensor's own memory, not a copy.
-                    const char* lo = reinterpret_cast<const char*>(f.src[0].data());
-                    const bool in_a = c.borrowed >= lo && c.borrowed < lo + f.src[0].size() * 4;
-                    const bool in_b = c.borrowed == reinterpret_cast<const char*>(f.src[1].data());
-                    const bool in_c = c.borrowed == reinterpret_cast<const char*>(f.src[2].data());
-                    EXPECT_TRUE(in_a || in_b || in_c);
-                  }
-                  buffers.push_back(WireChunkToByteBuffer(std::move(c), hook));
-                  return true;
-                }).ok());
-    EXPECT_EQ(borrowed, bf16 ? 0 : static_cast<int>(want.size()));
-    ASSERT_EQ(buffers.size(), want.size());
-    auto rx = f.Receiver();
-    ReceivedChunk got;
-    for (size_t i = 0; i < buffers.size(); ++i) {
-      WeightChunk proto;  // a plain protobuf parser reads the wire form
-      ASSERT_TRUE(proto.ParseFromString(Flatten(buffers[i])));
-      EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(proto, want[i])) << "chunk " << i;
-      ASSERT_TRUE(ParseWeightChunkBuffer(buffers[i], &got).ok());
-      EXPECT_EQ(got.header.data(), "");
-      ASSERT_TRUE(rx.Add(got.header, got.data).ok()) << "chunk " << i;
+    for (size_t per_message : {1, 3}) {
+      const auto want = f.Chunks(256, bf16);
+      ChunkOptions o;
+      o.version = 5;
+      o.chunk_bytes = 256;
+      o.bf16 = bf16;
+      o.config_json = "{}";
+      int releases = 0, borrowed = 0;
+      auto borrow = [&] { return BorrowHook{[](void* n) { ++*static_cast<int*>(n); }, &releases}; };
+      std::vector<grpc::ByteBuffer> buffers;
+      std::vector<WireChunk> pending;
+      ASSERT_TRUE(ForEachWireWeightChunk(f.Tensors(), o, [&](WireChunk&& c) {
+                    if (c.borrowed != nullptr) {
+                      ++borrowed;
+                      // F32 data is the tensor's own memory, not a copy.
+                      const char* lo = reinterpret_cast<const char*>(f.src[0].data());
+                      const bool in_a = c.borrowed >= lo && c.borrowed < lo + f.src[0].size() * 4;
+                      const bool in_b = c.borrowed == reinterpret_cast<const char*>(f.src[1].data());
+                      const bool in_c = c.borrowed == reinterpret_cast<const char*>(f.src[2].data());
+                      EXPECT_TRUE(in_a || in_b || in_c);
+                    }
+                    pending.push_back(std::move(c));
+                    if (pending.size() == per_message) {
+                      buffers.push_back(WireChunksToByteBuffer(std::move(pending), borrow));
+                      pending.clear();
+                    }
+                    return true;
+                  }).ok());
+      if (!pending.empty()) buffers.push_back(WireChunksToByteBuffer(std::move(pending), borrow));
+      EXPECT_EQ(borrowed, bf16 ? 0 : static_cast<int>(want.size()));
+      ASSERT_EQ(buffers.size(), (want.size() + per_message - 1) / per_message);
+      auto rx = f.Receiver();
+      ReceivedChunk got;
+      size_t next = 0;
+      for (size_t i = 0; i < buffers.size(); ++i) {
+        WeightChunk proto;  // a plain protobuf parser reads the wire form: first chunk + batch
+        ASSERT_TRUE(proto.ParseFromString(Flatten(buffers[i])));
+        std::vector<WeightChunk> carried = {proto};
+        carried[0].clear_batch();
+        for (const auto& b : proto.batch()) carried.push_back(b);
+        ASSERT_TRUE(ParseWeightChunkBuffer(buffers[i], &got).ok());
+        ASSERT_EQ(got.parts.size(), carried.size());
+        for (size_t j = 0; j < carried.size(); ++j, ++next) {
+          ASSERT_LT(next, want.size());
+          EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(carried[j], want[next])) << "chunk " << next;
+          EXPECT_EQ(got.parts[j].header.data(), "");
+          EXPECT_EQ(got.parts[j].header.batch_size(), 0);
+        }
+        ASSERT_TRUE(AddParts(rx, got).ok()) << "message " << i;
+      }
+      EXPECT_EQ(next, want.size());
+      ASSERT_TRUE(rx.Finish().ok());
+      if (!bf16) {
+        EXPECT_EQ(f.dst, f.src);
+      }
+      got = ReceivedChunk();
+      buffers.clear();
+      EXPECT_EQ(releases, borrowed);  // every borrowed slice was handed back
     }
-    ASSERT_TRUE(rx.Finish().ok());
-    if (!bf16) {
-      EXPECT_EQ(f.dst, f.src);
-    }
-    got = ReceivedChunk();
-    buffers.clear();
-    EXPECT_EQ(releases, borrowed);  // every borrowed slice was handed back
   }
 }
 
@@ -289,24 +316,43 @@ TEST(WeightChunkBufferTest, ParsesAnySliceSplitAndFieldOrder) {
     std::mt19937 rng(bf16 ? 11 : 7);
     auto rx = f.Receiver();
     ReceivedChunk got;
-    for (const WeightChunk& c : chunks) {
-      const std::string bytes = c.SerializeAsString();  // protobuf order: data in the middle
+    for (size_t i = 0; i < chunks.size(); i += 2) {
+      WeightChunk message = chunks[i];  // every other message carries the next chunk as a batch entry
+      if (i + 1 < chunks.size()) *message.add_batch() = chunks[i + 1];
+      const std::string bytes = message.SerializeAsString();  // protobuf order: data in the middle, batch last
       std::vector<size_t> cuts;  // cut anywhere: inside varints, tags, data, and odd offsets (BF16 values)
       for (size_t at = 0; at < bytes.size(); at += 1 + rng() % 37) cuts.push_back(at);
       ASSERT_TRUE(ParseWeightChunkBuffer(Recut(bytes, cuts), &got).ok());
-      WeightChunk header = c;
-      header.clear_data();
-      EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(got.header, header));
-      std::string data;
-      for (auto p : got.data) data.append(p.data(), p.size());
-      EXPECT_EQ(data, c.data());
-      ASSERT_TRUE(rx.Add(got.header, got.data).ok());
+      ASSERT_EQ(got.parts.size(), i + 1 < chunks.size() ? 2u : 1u);
+      for (size_t j = 0; j < got.parts.size(); ++j) {
+        WeightChunk header = chunks[i + j];
+        header.clear_data();
+        EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(got.parts[j].header, header));
+        std::string data;
+        for (auto p : got.parts[j].data) data.append(p.data(), p.size());
+        EXPECT_EQ(data, chunks[i + j].data());
+      }
+      ASSERT_TRUE(AddParts(rx, got).ok());
     }
     ASSERT_TRUE(rx.Finish().ok());
     for (size_t t = 0; t < f.src.size(); ++t)
       for (size_t i = 0; i < f.src[t].size(); ++i)
         EXPECT_NEAR(f.dst[t][i], f.src[t][i], bf16 ? 1e-2 * std::fabs(f.src[t][i]) + 1e-6 : 0.0);
   }
+}
+
+TEST(WeightChunkBufferTest, ProtoReceiverTakesBatchedChunksToo) {
+  Fixture f;
+  const auto chunks = f.Chunks(256);
+  WeightChunk message = chunks[0];
+  for (size_t i = 1; i < chunks.size(); ++i) *message.add_batch() = chunks[i];
+  auto rx = f.Receiver();
+  ASSERT_TRUE(rx.Add(message).ok());
+  ASSERT_TRUE(rx.Finish().ok());
+  EXPECT_EQ(f.dst, f.src);
+  *message.mutable_batch(1)->add_batch() = chunks[1];  // nested batches are refused
+  auto rx2 = f.Receiver();
+  EXPECT_NE(rx2.Add(message).message().find("batch in a batch"), std::string::npos);
 }
 
 TEST(WeightChunkBufferTest, MalformedMessagesAreInvalidArgument) {
@@ -326,8 +372,11 @@ TEST(WeightChunkBufferTest, MalformedMessagesAreInvalidArgument) {
   EXPECT_NE(parse(std::string("\x00\x01", 2)).message().find("field number 0"), std::string::npos);
   EXPECT_NE(parse(std::string("\x08\xff\xff", 3)).message().find("truncated varint"), std::string::npos);
   EXPECT_FALSE(ParseWeightChunkBuffer(grpc::ByteBuffer(), &got).ok());
-  // Header fields that are not a valid WeightChunk (tensor as a varint) are caught by protobuf.
+  // Header fields that are not a valid WeightChunk (tensor as invalid UTF-8) are caught by protobuf.
   EXPECT_NE(parse(std::string("\x12\x02\xff\xfe", 4)).message().find("malformed header"), std::string::npos);
+  // A batch entry whose last varint runs past the entry's length, and a batch inside a batch.
+  EXPECT_NE(parse(good + std::string("\x62\x02\x08\x85\x01", 5)).message().find("overruns"), std::string::npos);
+  EXPECT_NE(parse(good + std::string("\x62\x02\x62\x00", 4)).message().find("batch inside a batch"), std::string::npos);
 }
 
 }  // namespace
