@@ -8,11 +8,14 @@
 // (chunked, CRC-32C checked, staged and swapped). The peer is a raw TCP
 // loopback transfer of the same bytes to two receivers in parallel, measured in
 // the same run. MB/s counts bytes delivered to all workers per wall second;
-// each figure is the median of --repeats runs after one warm-up push.
+// each figure is the median of --repeats runs after one warm-up push. Beside
+// MB/s it prints the process CPU time each transfer used (all threads, user +
+// system): on a loaded machine wall-clock MB/s mostly measures the scheduler,
+// CPU per transfer still compares the two.
 //
-// Machine-readable lines: weight_push_mb_per_s, tcp_raw_mb_per_s (reference
-// model), weight_push_mb_per_s_100m, tcp_raw_mb_per_s_100m, learner_step_seconds,
-// learner_tokens_per_s.
+// Machine-readable lines: weight_push_mb_per_s, tcp_raw_mb_per_s,
+// weight_push_cpu_ms, tcp_raw_cpu_ms (reference model), the same with _100m,
+// learner_step_seconds, learner_tokens_per_s.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -22,6 +25,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <ctime>
 #include <filesystem>
 #include <random>
 #include <thread>
@@ -52,6 +56,13 @@ constexpr char k100MConfig[] = R"({"model_type": "deepseek_v3", "vocab_size": 32
   "hidden_act": "silu", "rms_norm_eps": 1e-6, "rope_theta": 10000.0, "max_position_embeddings": 512,
   "tie_word_embeddings": false, "bos_token_id": 1, "eos_token_id": 2})";
 
+// CPU seconds used by this whole process so far (every thread, user + system).
+double ProcessCpuSeconds() {
+  timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
 double Median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v[v.size() / 2];
@@ -59,7 +70,8 @@ double Median(std::vector<double> v) {
 
 // Raw TCP: `receivers` loopback connections, each carrying `bytes` from one
 // sender thread into a preallocated buffer, all at once. Returns MB/s over all.
-double RawTcpMbPerS(const std::vector<const char*>& srcs, int64_t bytes, int64_t chunk) {
+// *cpu_seconds (optional): process CPU time spent inside the timed transfer.
+double RawTcpMbPerS(const std::vector<const char*>& srcs, int64_t bytes, int64_t chunk, double* cpu_seconds) {
   const int n = static_cast<int>(srcs.size());
   std::vector<int> listeners(n), ports(n);
   for (int i = 0; i < n; ++i) {
@@ -75,6 +87,7 @@ double RawTcpMbPerS(const std::vector<const char*>& srcs, int64_t bytes, int64_t
   }
   std::vector<std::vector<char>> dst(n, std::vector<char>(bytes));
   std::vector<std::thread> threads;
+  const double cpu0 = ProcessCpuSeconds();
   const auto t0 = Clock::now();
   for (int i = 0; i < n; ++i) {
     threads.emplace_back([&, i] {  // receiver
@@ -105,12 +118,14 @@ double RawTcpMbPerS(const std::vector<const char*>& srcs, int64_t bytes, int64_t
   }
   for (auto& t : threads) t.join();
   const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+  if (cpu_seconds != nullptr) *cpu_seconds = ProcessCpuSeconds() - cpu0;
   for (int fd : listeners) ::close(fd);
   return static_cast<double>(bytes) * n / secs / 1e6;
 }
 
 struct PushResult {
-  double push = 0, raw = 0;
+  double push = 0, raw = 0;             // MB/s
+  double push_cpu_ms = 0, raw_cpu_ms = 0;  // process CPU per transfer (all threads)
   int64_t params = 0;
 };
 
@@ -138,21 +153,28 @@ absl::StatusOr<PushResult> BenchModelPush(const model::ModelConfig& cfg, int wor
   co.chunk_bytes = chunk;
   PushResult r;
   r.params = learner_model->NumParams();
-  std::vector<double> push, raw;
+  std::vector<double> push, raw, push_cpu_ms, raw_cpu_ms;
   const std::vector<const char*> srcs(workers, reinterpret_cast<const char*>(learner_model->param_data()));
   for (int i = 0; i <= repeats; ++i) {  // i == 0 warms up (allocates the spare models)
     co.version = i + 1;
+    const double c0 = ProcessCpuSeconds();
     const learner::PublishResult pr = PublishWeights(targets, tensors, co, std::chrono::minutes(5));
+    const double push_cpu = ProcessCpuSeconds() - c0;
     if (!pr.errors.empty()) return absl::InternalError("weight push failed: " + pr.errors[0]);
-    const double tcp = RawTcpMbPerS(srcs, r.params * 4, chunk);
+    double tcp_cpu = 0;
+    const double tcp = RawTcpMbPerS(srcs, r.params * 4, chunk, &tcp_cpu);
     if (i > 0) {
       push.push_back(pr.mb_per_s);
       raw.push_back(tcp);
+      push_cpu_ms.push_back(push_cpu * 1e3);
+      raw_cpu_ms.push_back(tcp_cpu * 1e3);
     }
   }
   for (auto& s : servers) s.Shutdown();
   r.push = Median(push);
   r.raw = Median(raw);
+  r.push_cpu_ms = Median(push_cpu_ms);
+  r.raw_cpu_ms = Median(raw_cpu_ms);
   return r;
 }
 
@@ -192,13 +214,14 @@ int BenchWeights(int argc, char** argv) {
   std::string config_path = "../shared/bench/moe-bench.config.json";
   int workers = 2, repeats = 3, steps = 3;
   int64_t chunk = 4 << 20;
-  bool skip_100m = false;
+  bool skip_100m = false, skip_learner = false;
   app.add_option("--config", config_path, "reference model config.json");
   app.add_option("--workers", workers, "rollout workers to push to");
   app.add_option("--chunk-bytes", chunk, "UpdateWeights chunk size");
   app.add_option("--repeats", repeats, "timed pushes per model (median reported)");
   app.add_option("--steps", steps, "timed learner steps (median reported)");
   app.add_flag("--skip-100m", skip_100m, "only the reference model");
+  app.add_flag("--skip-learner", skip_learner, "no learner step timing (weight push only)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -217,7 +240,8 @@ int BenchWeights(int argc, char** argv) {
   };
   std::vector<Row> rows = {{"reference", "", *ref_cfg}};
   if (!skip_100m) rows.push_back({"100M", "_100m", *model::ParseModelConfig(k100MConfig)});
-  std::printf("%-10s %12s %10s %16s %14s %7s\n", "model", "params", "MB", "push MB/s", "raw TCP MB/s", "ratio");
+  std::printf("%-10s %12s %10s %16s %14s %7s %14s %13s\n", "model", "params", "MB", "push MB/s", "raw TCP MB/s", "ratio",
+              "push CPU ms", "raw CPU ms");
   std::vector<std::string> lines;
   for (const Row& row : rows) {
     auto r = BenchModelPush(row.cfg, workers, chunk, repeats);
@@ -225,10 +249,17 @@ int BenchWeights(int argc, char** argv) {
       std::fprintf(stderr, "bench weights (%s): %s\n", row.name.c_str(), std::string(r.status().message()).c_str());
       return 1;
     }
-    std::printf("%-10s %12lld %10.1f %16.1f %14.1f %7.2f\n", row.name.c_str(), static_cast<long long>(r->params),
-                r->params * 4 / 1e6, r->push, r->raw, r->push / r->raw);
+    std::printf("%-10s %12lld %10.1f %16.1f %14.1f %7.2f %14.1f %13.1f\n", row.name.c_str(),
+                static_cast<long long>(r->params), r->params * 4 / 1e6, r->push, r->raw, r->push / r->raw, r->push_cpu_ms,
+                r->raw_cpu_ms);
     lines.push_back("weight_push_mb_per_s" + row.suffix + " " + std::to_string(r->push));
     lines.push_back("tcp_raw_mb_per_s" + row.suffix + " " + std::to_string(r->raw));
+    lines.push_back("weight_push_cpu_ms" + row.suffix + " " + std::to_string(r->push_cpu_ms));
+    lines.push_back("tcp_raw_cpu_ms" + row.suffix + " " + std::to_string(r->raw_cpu_ms));
+  }
+  if (skip_learner) {
+    for (const std::string& l : lines) std::printf("%s\n", l.c_str());
+    return 0;
   }
   auto step = LearnerStepSeconds(*ref_cfg, steps);
   if (!step.ok()) {
