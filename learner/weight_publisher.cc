@@ -1,13 +1,15 @@
 // Parallel UpdateWeights pushes (see weight_publisher.h).
 //
-// Each chunk is built ONCE as a gRPC ByteBuffer whose data slice points into
-// the learner's tensors (no copy; the CRC-32C pass is the only read on this
-// side, see weight_chunk_buffer.h) and written by every worker's stream, so
-// the sender's CPU cost does not grow with the number of workers. A producer
-// thread computes the checksums ahead of the streams; borrowed chunks cost no
-// memory, so it is never held back by the slowest stream (which would tie the
-// streams together), except for owned (BF16) data, bounded by kMaxOwnedBytes. PublishWeights returns only after gRPC has released every
-// borrowed slice, so the caller may change or free the tensors afterwards.
+// Each message is built ONCE as a gRPC ByteBuffer whose data slices point
+// into the learner's tensors (no copy; the CRC-32C pass is the only read on
+// this side, see weight_chunk_buffer.h) and written by every worker's stream,
+// so the sender's CPU cost does not grow with the number of workers. Small
+// tensors are batched into one message up to chunk_bytes. A producer thread
+// computes the checksums ahead of the streams; borrowed data costs no memory,
+// so it is never held back by the slowest stream (which would tie the streams
+// together), except for owned (BF16) data, bounded by kMaxOwnedBytes.
+// PublishWeights returns only after gRPC has released every borrowed slice, so
+// the caller may change or free the tensors afterwards.
 #include "learner/weight_publisher.h"
 
 #include <condition_variable>

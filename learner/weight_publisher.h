@@ -1,5 +1,6 @@
 // Publishing weights: one UpdateWeights client stream per rollout worker, all
-// in parallel, each walking the same tensors (ForEachWeightChunk).
+// in parallel, all sending the same messages, built once with the data
+// borrowed from the tensors (ForEachWireWeightChunk, small tensors batched).
 #pragma once
 
 #include <chrono>
