@@ -3,12 +3,14 @@
 //
 // The corpus: for random two-number countdown tasks, the demo's prompt
 //   "<bos>nums 3 8 target 5\n<think>"
-// followed by a worked completion that computes every candidate correctly and
-// then answers with one operator (orchestrator/countdown_tasks.h):
-//   "3+8=11 8-3=5 3*8=24</think><answer>8-3</answer><eos>"
-// The answer is the correct one only with probability --correct-fraction and
-// otherwise a wrong operator, so the base model knows the format and the
-// arithmetic but is mostly wrong — which GRPO then fixes. Loss is cross-entropy
+// followed by a worked completion that computes every candidate correctly,
+// concludes with the one that hits the target, then answers with one operator
+// (orchestrator/countdown_tasks.h):
+//   "3+8=11 8-3=5 3*8=24 so 8-3</think><answer>3*8</answer><eos>"
+// The answer follows the think's conclusion only with probability
+// --correct-fraction and is otherwise a wrong operator, so the base model knows
+// the format, the arithmetic and which candidate is right, but mostly answers
+// against its own reasoning — which GRPO then fixes. Loss is cross-entropy
 // on the completion tokens. Deterministic in --seed on a given machine.
 #include <algorithm>
 #include <chrono>
@@ -71,11 +73,16 @@ model::ModelConfig BaseConfig(int hidden, int layers) {
   return c;
 }
 
-// The answer's value if it is "x op y" over exactly the task's two numbers, else -1.
-int64_t AnswerValue(const std::string& completion, const zerorl::v1::CountdownTask& t) {
-  size_t a = completion.find("<answer>"), b = completion.find("</answer>");
-  if (a == std::string::npos || b == std::string::npos || b < a) return -1;
-  std::string e = completion.substr(a + 8, b - a - 8);
+// The value of the expression between `open` and `close` in the completion if
+// it is "x op y" over exactly the task's two numbers, else -1.
+int64_t ExpressionValue(const std::string& completion, const zerorl::v1::CountdownTask& t, const std::string& open,
+                        const std::string& close) {
+  size_t a = completion.find(open);
+  if (a == std::string::npos) return -1;
+  a += open.size();
+  size_t b = completion.find(close, a);
+  if (b == std::string::npos) return -1;
+  std::string e = completion.substr(a, b - a);
   size_t op = e.find_first_of("+-*", 1);
   if (op == std::string::npos) return -1;
   int64_t x = std::atoll(e.substr(0, op).c_str()), y = std::atoll(e.substr(op + 1).c_str());
@@ -247,18 +254,19 @@ int PretrainCommand(int argc, char** argv) {
     }
     model::SamplerParams greedy;
     greedy.greedy = true;
-    auto gen_out = m.Generate(prompts, 1, greedy, seed, {tok->eos_id()}, 64);
+    auto gen_out = m.Generate(prompts, 1, greedy, seed, {tok->eos_id()}, 80);  // run.yaml max_new_tokens
     if (gen_out.ok()) {
-      int correct = 0, formatted = 0;
+      int correct = 0, formatted = 0, concluded = 0;
       for (size_t i = 0; i < splits.eval.size(); ++i) {
         const std::string text = tok->Decode((*gen_out)[i].tokens, true);
-        const int64_t v = AnswerValue(text, splits.eval[i]);
+        const int64_t v = ExpressionValue(text, splits.eval[i], "<answer>", "</answer>");
         formatted += v >= 0 || text.find("</answer>") != std::string::npos;
         correct += v == splits.eval[i].target();
+        concluded += ExpressionValue(text, splits.eval[i], " so ", "</think>") == splits.eval[i].target();
       }
-      std::printf("base greedy eval accuracy: %.1f%% (%d/%zu), well-formed %.1f%%\n",
+      std::printf("base greedy eval accuracy: %.1f%% (%d/%zu), well-formed %.1f%%, think concludes right %.1f%%\n",
                   100.0 * correct / splits.eval.size(), correct, splits.eval.size(),
-                  100.0 * formatted / splits.eval.size());
+                  100.0 * formatted / splits.eval.size(), 100.0 * concluded / splits.eval.size());
     }
   }
   std::filesystem::create_directories(out_dir);

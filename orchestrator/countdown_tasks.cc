@@ -37,7 +37,10 @@ std::string CountdownCompletion(const CountdownTask& task, char op) {
   for (char o : kCountdownOps) {
     steps.push_back(absl::StrCat(CountdownExpression(task, o), "=", ApplyCountdownOp(task.nums(0), task.nums(1), o)));
   }
-  return absl::StrCat(absl::StrJoin(steps, " "), "</think><answer>", CountdownExpression(task, op), "</answer>");
+  const std::vector<char> right = CorrectCountdownOps(task);
+  const std::string conclusion = right.empty() ? "" : absl::StrCat(" so ", CountdownExpression(task, right[0]));
+  return absl::StrCat(absl::StrJoin(steps, " "), conclusion, "</think><answer>", CountdownExpression(task, op),
+                      "</answer>");
 }
 
 std::vector<char> CorrectCountdownOps(const CountdownTask& task) {

@@ -49,11 +49,13 @@ int64_t ApplyCountdownOp(int64_t a, int64_t b, char op);
 // The expression for `op` over a two-number task, e.g. "8-3" or "3*8".
 std::string CountdownExpression(const zerorl::v1::CountdownTask& task, char op);
 
-// The worked completion of a two-number task: every candidate computed, then
-// the chosen operator's expression as the answer:
-//   "3+8=11 8-3=5 3*8=24</think><answer>3*8</answer>"
-// (the prompt ends in "<think>"). `op` need not be correct: the base-model
-// corpus deliberately picks wrong ones.
+// The worked completion of a two-number task: every candidate computed, a
+// conclusion naming the (first) candidate that hits the target, then the chosen
+// operator's expression as the answer:
+//   "3+8=11 8-3=5 3*8=24 so 8-3</think><answer>3*8</answer>"
+// (the prompt ends in "<think>"; no conclusion when nothing hits the target).
+// `op` need not be correct: the base-model corpus deliberately answers against
+// its own conclusion most of the time.
 std::string CountdownCompletion(const zerorl::v1::CountdownTask& task, char op);
 
 // The operators whose result equals the task's target.

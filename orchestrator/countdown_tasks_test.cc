@@ -29,8 +29,12 @@ TEST(CountdownTasksTest, CompletionTraceAndExpression) {
   t.add_nums(3);
   t.add_nums(8);
   t.set_target(5);
-  EXPECT_EQ(CountdownCompletion(t, '-'), "3+8=11 8-3=5 3*8=24</think><answer>8-3</answer>");
+  EXPECT_EQ(CountdownCompletion(t, '-'), "3+8=11 8-3=5 3*8=24 so 8-3</think><answer>8-3</answer>");
+  EXPECT_EQ(CountdownCompletion(t, '*'), "3+8=11 8-3=5 3*8=24 so 8-3</think><answer>3*8</answer>");
   EXPECT_EQ(CorrectCountdownOps(t), std::vector<char>{'-'});
+  t.set_target(7);  // nothing hits it: no conclusion
+  EXPECT_EQ(CountdownCompletion(t, '+'), "3+8=11 8-3=5 3*8=24</think><answer>3+8</answer>");
+  EXPECT_TRUE(CorrectCountdownOps(t).empty());
 }
 
 TEST(CountdownTasksTest, SplitsAreSeededAndDisjoint) {
