@@ -190,6 +190,7 @@ void KeepFreedHeapForWeightTransfers() {
   std::call_once(once, [] {
     mallopt(M_MMAP_THRESHOLD, 32 << 20);   // allocations up to 32 MiB come from the heap, not mmap
     mallopt(M_TRIM_THRESHOLD, 256 << 20);  // keep up to 256 MiB of free heap top per arena
+    mallopt(M_ARENA_MAX, 2);               // few arenas, so freed buffers are found again (see .h)
   });
 #endif
 }
