@@ -46,12 +46,12 @@ inline std::string CountdownConfig(const std::string& run_dir, int total_steps, 
   y += "dataset:\n  kind: countdown\n  train_path: " + train + "\n  eval_path: " + ex + "/eval.jsonl\n";
   y += "  template: custom\n  template_text: \"nums {nums} target {target}\\n<think>\"\n";
   y += "reward:\n  spec_path: " + ex + "/reward.yaml\n";
-  y += "learner:\n  grpo:\n    beta: 0.0\n  optimizer:\n    lr: 0.002\n  checkpoint:\n    every_steps: 1\n    keep_last: 2\n";
+  y += "learner:\n  grpo:\n    beta: 0.0\n  optimizer:\n    lr: 0.0003\n  checkpoint:\n    every_steps: 1\n    keep_last: 2\n";
   y += "orchestrator:\n  total_steps: " + std::to_string(total_steps) + "\n  call_deadline_ms: 60000\n";
   y += "  heartbeat_ms: 300\n  max_retries: 3\n";
   y += "  eval:\n    every_steps: " + std::to_string(eval_every) + "\n    prompts: " + std::to_string(eval_prompts) + "\n";
   y += "rollout:\n  group_size: " + std::to_string(group_size) + "\n  prompts_per_step: " +
-       std::to_string(prompts_per_step) + "\n  sampling:\n    temperature: 1.0\n    max_new_tokens: 64\n";
+       std::to_string(prompts_per_step) + "\n  sampling:\n    temperature: 1.0\n    max_new_tokens: 80\n";
   y += extra;
   return y;
 }
