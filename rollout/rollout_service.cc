@@ -96,18 +96,6 @@ grpc::Status RolloutServiceImpl::Generate(grpc::ServerContext*, const zerorl::v1
   return grpc::Status::OK;
 }
 
-grpc::Status RolloutServiceImpl::UpdateWeights(grpc::ServerContext* ctx,
-                                               grpc::ServerReader<zerorl::v1::WeightChunk>* reader,
-                                               zerorl::v1::UpdateWeightsResponse* resp) {
-  auto r = engine_->ReceiveWeights([&](zerorl::v1::WeightChunk* c) { return reader->Read(c); },
-                                   [&] { return ctx->IsCancelled(); });
-  if (!r.ok()) return ToGrpcStatus(r.status());
-  resp->set_version(r->version);
-  resp->set_bytes(r->bytes);
-  resp->set_seconds(r->seconds);
-  return grpc::Status::OK;
-}
-
 grpc::Status RolloutServiceImpl::UpdateWeightsRaw(grpc::ServerContext* ctx, grpc::ServerReader<grpc::ByteBuffer>* reader,
                                                   zerorl::v1::UpdateWeightsResponse* resp) {
   grpc::ByteBuffer message;

@@ -22,13 +22,11 @@ class RolloutServiceImpl final : public zerorl::v1::RolloutService::Service {
  public:
   // `worker`: the name written into Sample.worker (usually host:port).
   // UpdateWeights is served by UpdateWeightsRaw (chunk data read straight from the
-  // gRPC slices); the UpdateWeights override below does the same from parsed chunks.
+  // gRPC slices, no protobuf parse of the payload): the constructor swaps it in.
   RolloutServiceImpl(GenerationEngine* engine, std::string worker);
 
   grpc::Status Generate(grpc::ServerContext*, const zerorl::v1::GenerateRequest*,
                         zerorl::v1::GenerateResponse*) override;
-  grpc::Status UpdateWeights(grpc::ServerContext*, grpc::ServerReader<zerorl::v1::WeightChunk>*,
-                             zerorl::v1::UpdateWeightsResponse*) override;
   grpc::Status GetPolicyVersion(grpc::ServerContext*, const zerorl::v1::GetPolicyVersionRequest*,
                                 zerorl::v1::PolicyVersion*) override;
   grpc::Status Drain(grpc::ServerContext*, const zerorl::v1::DrainRequest*, zerorl::v1::DrainResponse*) override;
