@@ -73,14 +73,17 @@ struct Fixture {
     for (size_t i = 0; i < src.size(); ++i) t.push_back({names[i], shapes[i], src[i].data(), (int64_t)src[i].size()});
     return t;
   }
-  std::vector<WeightChunk> Chunks(int64_t chunk_bytes, bool bf16 = false, int64_t version = 5) const {
-    std::vector<WeightChunk> out;
+  static ChunkOptions Options(int64_t chunk_bytes, bool bf16 = false, int64_t version = 5) {
     ChunkOptions o;
     o.version = version;
     o.chunk_bytes = chunk_bytes;
     o.bf16 = bf16;
     o.config_json = "{}";
-    EXPECT_TRUE(ForEachWeightChunk(Tensors(), o, [&](const WeightChunk& c) {
+    return o;
+  }
+  std::vector<WeightChunk> Chunks(int64_t chunk_bytes, bool bf16 = false, int64_t version = 5) const {
+    std::vector<WeightChunk> out;
+    EXPECT_TRUE(ForEachWeightChunk(Tensors(), Options(chunk_bytes, bf16, version), [&](const WeightChunk& c) {
                   out.push_back(c);
                   return true;
                 }).ok());
@@ -127,11 +130,7 @@ TEST(WeightTransferTest, SerializedChunksEqualTheProtoChunks) {
   Fixture f;
   for (bool bf16 : {false, true}) {
     const auto want = f.Chunks(256, bf16);
-    ChunkOptions o;
-    o.version = 5;
-    o.chunk_bytes = 256;
-    o.bf16 = bf16;
-    o.config_json = "{}";
+    const ChunkOptions o = Fixture::Options(256, bf16);
     std::vector<WeightChunk> got;
     ASSERT_TRUE(ForEachSerializedWeightChunk(f.Tensors(), o, [&](std::string&& s) {
                   got.emplace_back();
@@ -249,11 +248,7 @@ TEST(WeightChunkBufferTest, WireChunksAreTheProtoChunksAndStageWithoutCopies) {
   for (bool bf16 : {false, true}) {
     for (size_t per_message : {1, 3}) {
       const auto want = f.Chunks(256, bf16);
-      ChunkOptions o;
-      o.version = 5;
-      o.chunk_bytes = 256;
-      o.bf16 = bf16;
-      o.config_json = "{}";
+      const ChunkOptions o = Fixture::Options(256, bf16);
       int releases = 0, borrowed = 0;
       auto borrow = [&] { return BorrowHook{[](void* n) { ++*static_cast<int*>(n); }, &releases}; };
       std::vector<grpc::ByteBuffer> buffers;
