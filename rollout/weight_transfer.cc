@@ -94,24 +94,6 @@ absl::Status ForEachWeightChunk(const std::vector<WeightTensor>& tensors, const 
                     });
 }
 
-// Serialises each chunk once, copying the data and computing its CRC in one pass:
-// the data field first, then the header fields (protobuf accepts fields in any order).
-absl::Status ForEachSerializedWeightChunk(const std::vector<WeightTensor>& tensors, const ChunkOptions& options,
-                                          const std::function<bool(std::string&&)>& emit) {
-  return WalkChunks(tensors, options,
-                    [&](WeightChunk* header, const void* src, uint64_t nbytes, uint32_t* crc, bool last) {
-                      std::string s;
-                      s.reserve(nbytes + 64 + header->tensor().size() + header->config_json().size());
-                      AppendDataPrefix(nbytes, &s);
-                      const size_t at = s.size();
-                      s.resize(at + nbytes);
-                      *crc = Crc32cExtendCopy(*crc, &s[at], src, nbytes);
-                      MarkLast(header, *crc, last);
-                      header->AppendToString(&s);
-                      return emit(std::move(s));
-                    });
-}
-
 absl::Status ForEachWireWeightChunk(const std::vector<WeightTensor>& tensors, const ChunkOptions& options,
                                     const std::function<bool(WireChunk&&)>& emit) {
   return WalkChunks(tensors, options,

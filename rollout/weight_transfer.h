@@ -48,12 +48,6 @@ struct ChunkOptions {
 absl::Status ForEachWeightChunk(const std::vector<WeightTensor>& tensors, const ChunkOptions& options,
                                 const std::function<bool(const zerorl::v1::WeightChunk&)>& emit);
 
-// The same chunks, each handed over already serialised (protobuf wire format
-// of WeightChunk, data field first), built with ONE fused copy + checksum pass
-// over the tensor bytes. For senders that write raw bytes to many streams.
-absl::Status ForEachSerializedWeightChunk(const std::vector<WeightTensor>& tensors, const ChunkOptions& options,
-                                          const std::function<bool(std::string&&)>& emit);
-
 // One chunk in protobuf wire form, split around its data field so the data
 // need not be copied: prefix (the data field's tag and length) + data + suffix
 // (every other field, serialised; protobuf accepts fields in any order).

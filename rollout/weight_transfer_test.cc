@@ -126,22 +126,6 @@ TEST(WeightTransferTest, ChunksAreBoundedAndRoundTrip) {
   EXPECT_EQ(f.dst, f.src);
 }
 
-TEST(WeightTransferTest, SerializedChunksEqualTheProtoChunks) {
-  Fixture f;
-  for (bool bf16 : {false, true}) {
-    const auto want = f.Chunks(256, bf16);
-    const ChunkOptions o = Fixture::Options(256, bf16);
-    std::vector<WeightChunk> got;
-    ASSERT_TRUE(ForEachSerializedWeightChunk(f.Tensors(), o, [&](std::string&& s) {
-                  got.emplace_back();
-                  return got.back().ParseFromString(s);
-                }).ok());
-    ASSERT_EQ(got.size(), want.size());
-    for (size_t i = 0; i < got.size(); ++i)
-      EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(got[i], want[i])) << "chunk " << i;
-  }
-}
-
 TEST(WeightTransferTest, Bf16RoundTripIsClose) {
   Fixture f;
   auto rx = f.Receiver();
