@@ -6,9 +6,19 @@
 // llm.c: TrainForward saves the activations, TrainBackward walks them back
 // op by op and ACCUMULATES into the grad buffer (call ZeroGrad between steps).
 // Generation keeps a KVCache per sequence (roped K and V per layer, both
-// families); the G samples of a prompt share one prefill by forking its cache.
-// All numerics go through model/ops (CPU backend now). Not thread-safe: one
-// caller at a time; CopyWeightsFrom between decode steps swaps weights safely.
+// families); the G samples of a prompt share one prefill by forking its cache,
+// and tokens are sampled by the backend (SampleRows), so only the drawn tokens
+// and their logprobs come back to the host each step.
+//
+// Backends: all numerics go through model/ops, on the backend given at
+// Create/Load (the CPU backend by default; ops::CudaBackend(device) for a
+// GPU). Weights, gradients, activations and KV caches live in that backend's
+// memory: on a GPU, param_data(), grad_data() and TensorRef::data/grad are
+// device pointers — use DownloadTensor/UploadTensor (or the whole-buffer
+// variants) to reach them from the host. Running out of backend memory is a
+// RESOURCE_EXHAUSTED error naming the buffer, the bytes asked for and the
+// bytes free. Not thread-safe: one caller at a time; CopyWeightsFrom between
+// decode steps swaps weights safely.
 //
 // Random init (Create): every matrix ~ N(0, 0.02^2) (HF initializer_range),
 // except output projections (o_proj, down_proj) scaled by 1/sqrt(2*layers);
@@ -23,6 +33,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "model/config.h"
+#include "model/ops/buffer.h"
 #include "model/ops/ops.h"
 #include "model/safetensors.h"
 #include "model/sampler.h"
@@ -39,8 +50,8 @@ struct Net;
 struct TensorRef {
   std::string name;            // HF name, e.g. "model.layers.0.self_attn.q_proj.weight"
   std::vector<int64_t> shape;  // HF shape ([out, in] for linear weights)
-  float* data = nullptr;       // size floats
-  float* grad = nullptr;       // size floats
+  float* data = nullptr;       // size floats (backend memory)
+  float* grad = nullptr;       // size floats (backend memory)
   int64_t size = 0;
   bool trainable = true;       // false: e_score_correction_bias (moved by UpdateRouterBias)
 };
@@ -67,8 +78,9 @@ struct TrainOutput {
   float balance_loss = 0.f;    // alpha * sum over MoE layers, mean over sequences
 };
 
-// KV cache of one sequence: per layer, roped keys [len, Hkv*dk] and values
-// [len, Hkv*dv]. Copyable: Fork() is a deep copy.
+// KV cache of one sequence, in the model's backend memory: per layer, roped
+// keys [len, Hkv*dk] and values [len, Hkv*dv]. Copyable: Fork() is a deep copy
+// on the backend (device-to-device on a GPU).
 class KVCache {
  public:
   int64_t length() const { return len_; }
@@ -77,7 +89,7 @@ class KVCache {
  private:
   friend class Model;
   int64_t len_ = 0;
-  std::vector<std::vector<float>> k_, v_;  // [layers][len * Hkv * dk], [layers][len * Hkv * dv]
+  std::vector<ops::Buf<float>> k_, v_;  // [layers][len * Hkv * dk], [layers][len * Hkv * dv]
 };
 
 enum class FinishReason { kStop, kLength };
@@ -92,10 +104,12 @@ struct GeneratedSample {
 class Model {
  public:
   // A randomly initialised model (scheme in the banner). INVALID_ARGUMENT on a bad config.
-  static absl::StatusOr<std::unique_ptr<Model>> Create(const ModelConfig& config, uint64_t seed);
+  // backend nullptr: the CPU backend. The model does not own the backend.
+  static absl::StatusOr<std::unique_ptr<Model>> Create(const ModelConfig& config, uint64_t seed,
+                                                       ops::Backend* backend = nullptr);
   // DIR/config.json + DIR/model.safetensors or sharded model.safetensors.index.json
   // (F32/BF16/F16). Errors name the file and tensor (missing, wrong shape, truncated).
-  static absl::StatusOr<std::unique_ptr<Model>> Load(const std::string& dir);
+  static absl::StatusOr<std::unique_ptr<Model>> Load(const std::string& dir, ops::Backend* backend = nullptr);
   // Writes DIR/config.json and DIR/model.safetensors (F32 or BF16), HF names.
   absl::Status Save(const std::string& dir, DType dtype = DType::kF32) const;
   // Loads tensors into this model from an open reader (shapes must match).
@@ -105,9 +119,17 @@ class Model {
   const ModelConfig& config() const { return config_; }
   std::vector<TensorRef> Parameters();
   int64_t NumParams() const { return num_params_; }
-  float* param_data() { return params_.data(); }  // NumParams() floats, Parameters() order
+  float* param_data() { return params_.data(); }  // NumParams() floats, Parameters() order (backend memory)
   float* grad_data() { return grads_.data(); }
-  // Same-config check (FAILED_PRECONDITION otherwise), then a buffer copy.
+  // True when param_data() etc. are host pointers (the CPU backend).
+  bool on_host() const { return ops_->host_memory(); }
+  // Host copies of one tensor (t.size floats) or of all weights (NumParams()).
+  void DownloadTensor(const TensorRef& t, float* host) const;
+  void UploadTensor(const TensorRef& t, const float* host);
+  void DownloadParams(float* host) const;
+  void UploadParams(const float* host);
+  // Same-config check (FAILED_PRECONDITION otherwise), then a buffer copy
+  // (through the host when the models live on different backends).
   absl::Status CopyWeightsFrom(const Model& other);
   void ZeroGrad();
 
@@ -142,7 +164,7 @@ class Model {
   ops::Backend* backend() const { return ops_; }
 
  private:
-  explicit Model(const ModelConfig& config);
+  Model(const ModelConfig& config, ops::Backend* backend);
   void Layout();
   void InitRandom(uint64_t seed);
   internal::Net net();
@@ -152,7 +174,7 @@ class Model {
   ModelConfig config_;
   ops::Backend* ops_;
   int64_t num_params_ = 0;
-  std::vector<float> params_, grads_;
+  ops::Buf<float> params_, grads_;
   std::vector<TensorRef> refs_;
   std::vector<std::unique_ptr<internal::Layer>> layers_;
   float* embed_ = nullptr;   // [V, D]

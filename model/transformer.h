@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "model/config.h"
+#include "model/ops/buffer.h"
 #include "model/ops/ops.h"
 
 namespace zerorl::model::internal {
@@ -39,27 +40,33 @@ struct Layer {
   float* sh_down = nullptr;      // [D, Is]
 };
 
+// Activations in backend memory (ops::Buf), except ex_off (host: GEMM sizes).
 struct LayerActs {
-  std::vector<float> x_in;         // [N, D] layer input (residual)
-  std::vector<float> ln1, rstd1;   // [N, D], [N]
-  std::vector<float> qa, qa_rstd, qa_n;    // MLA q_lora: [N, qr], [N], [N, qr]
-  std::vector<float> kva, ckv_rstd, ckv, kv;  // MLA: [N, kvr+rd], [N], [N, kvr], [N, H*(nope+dv)]
-  std::vector<float> qkv, qn_rstd, kn_rstd;   // GQA: [N, (H+2Hkv)*hd], [H, N], [Hkv, N]
-  std::vector<float> q, k, v;      // roped q [N, H*dk], roped k [N, Hkv*dk], v [N, Hkv*dv]
-  std::vector<float> probs;        // [B, H, T, T] (training)
-  std::vector<float> attn;         // [N, H*dv]
-  std::vector<float> x_mid;        // [N, D] after the attention residual
-  std::vector<float> ln2, rstd2;   // [N, D], [N]
-  std::vector<float> h, a;         // dense: [N, 2I], [N, I]
+  using F = ops::Buf<float>;
+  using I = ops::Buf<int32_t>;
+  F x_in;                // [N, D] layer input (residual)
+  F ln1, rstd1;          // [N, D], [N]
+  F qa, qa_rstd, qa_n;   // MLA q_lora: [N, qr], [N], [N, qr]
+  F kva, ckv_rstd, ckv, kv;   // MLA: [N, kvr+rd], [N], [N, kvr], [N, H*(nope+dv)]
+  F qkv, qn_rstd, kn_rstd;    // GQA: [N, (H+2Hkv)*hd], [H, N], [Hkv, N]
+  F q, k, v;             // roped q [N, H*dk], roped k [N, Hkv*dk], v [N, Hkv*dv]
+  F probs;               // [B, H, T, T] (training)
+  F attn;                // [N, H*dv]
+  F x_mid;               // [N, D] after the attention residual
+  F ln2, rstd2;          // [N, D], [N]
+  F h, a;                // dense: [N, 2I], [N, I]
   // MoE
-  std::vector<float> rlogits, scores;  // [N, E]
-  std::vector<int32_t> topk_idx;       // [N, K]
-  std::vector<float> topk_w;           // [N, K] combine weights
-  std::vector<int64_t> ex_off;         // [E+1] row ranges per expert
-  std::vector<int32_t> row_token;      // [N*K] token of each routed row (rows grouped by expert)
-  std::vector<int32_t> row_slot;       // [N*K] n*K + k
-  std::vector<float> ex_x, ex_h, ex_a, ex_y;  // [N*K, D], [N*K, 2Im], [N*K, Im], [N*K, D]
-  std::vector<float> sh_h, sh_a;       // [N, 2Is], [N, Is]
+  F rlogits, scores;     // [N, E]
+  I topk_idx;            // [N, K]
+  F topk_w;              // [N, K] combine weights
+  std::vector<int64_t> ex_off;  // [E+1] row ranges per expert (host)
+  I row_token;           // [N*K] token of each routed row (rows grouped by expert)
+  I row_slot;            // [N*K] n*K + k
+  F row_w;               // [N*K] combine weight of each routed row
+  F ex_x, ex_h, ex_a, ex_y;  // [N*K, D], [N*K, 2Im], [N*K, Im], [N*K, D]
+  F sh_h, sh_a;          // [N, 2Is], [N, Is]
+  // Binds every buffer to the backend (before first use).
+  void Bind(ops::Backend* b);
 };
 
 // Token groups of the batch, for attention and the balance loss.
@@ -71,11 +78,11 @@ struct SeqSpan {
 // Everything TrainForward saves for TrainBackward.
 struct TrainState {
   int64_t B = 0, T = 0, N = 0;                 // N = B*T rows
-  std::vector<int32_t> tokens, pos, targets;   // [N]; targets -1 where padded
+  ops::Buf<int32_t> tokens, pos, targets;      // [N]; targets -1 where padded
   std::vector<SeqSpan> spans;                  // one per sequence
   std::vector<LayerActs> layers;
-  std::vector<float> x_final, lnf, rstdf;      // [N, D], [N, D], [N]
-  std::vector<float> logits;                   // [N, V]
+  ops::Buf<float> x_final, lnf, rstdf;         // [N, D], [N, D], [N]
+  ops::Buf<float> logits;                      // [N, V]
   float balance_alpha = 0.f;
   bool ready = false;                          // a forward is waiting for its backward
 };
@@ -109,7 +116,8 @@ void MlpForward(const Net& net, const Layer& L, LayerActs& A, const float* x_mid
 // > 0 adds the sequence-wise balance loss gradient (scaled by 1/num spans).
 void MlpBackward(const Net& net, const Layer& L, LayerActs& A, float* dres, int64_t N,
                  const std::vector<SeqSpan>& spans, float balance_alpha);
-// Sequence-wise balance loss of one MoE layer: mean over spans of sum_i f_i P_i.
+// Sequence-wise balance loss of one MoE layer: mean over spans of sum_i f_i P_i
+// (reads the layer's scores and picks back to the host).
 float BalanceLoss(const ModelConfig& cfg, const LayerActs& A, const std::vector<SeqSpan>& spans);
 
 }  // namespace zerorl::model::internal

@@ -3,16 +3,49 @@
 //
 // One model code path (model/*.cc) calls these through `Backend`; the CPU
 // backend (model/ops/cpu/) implements them with OpenBLAS sgemm and vectorised
-// loops over both cores; a CUDA backend implements the same interface later and
-// is cross-checked against the CPU one op by op. All matrices are row-major.
+// loops over both cores; the CUDA backend (model/ops/cuda/) implements the same
+// interface on device memory and is cross-checked against the CPU one op by op.
+// The model keeps its weights, activations and KV caches in backend memory
+// (Alloc/Free below) and crosses to the host only through Upload/Download, so
+// nothing in model/*.cc dereferences an op pointer. All matrices are row-major.
 // Backward ops ACCUMULATE (+=) into parameter gradients; into activation
 // gradients they accumulate too unless the comment says "writes".
 // Pointers are backend memory (host memory for the CPU backend).
 #pragma once
 
 #include <cstdint>
+#include <new>
+#include <string>
 
 namespace zerorl::model::ops {
+
+// Thrown by Backend::Alloc when the backend is out of memory; the message says
+// what was being allocated, how much was asked for and how much is free. Model
+// entry points catch it and return RESOURCE_EXHAUSTED with that message.
+class OutOfMemory : public std::bad_alloc {
+ public:
+  explicit OutOfMemory(std::string message) : message_(std::move(message)) {}
+  const char* what() const noexcept override { return message_.c_str(); }
+
+ private:
+  std::string message_;
+};
+
+// Expert routing of one MoE layer (DeepSeek-V3 / Qwen3-MoE).
+struct RouteShape {
+  int64_t E = 0, K = 0;                    // routed experts, experts per token
+  int64_t n_group = 1, topk_group = 1;     // group limit (n_group 1: none)
+  bool normalize = false;                  // combine weights renormalised over the K picks
+  float scale = 1.f;                       // routed_scaling_factor
+};
+
+// How SampleRows draws (mirrors model::SamplerParams).
+struct SampleParams {
+  bool greedy = false;
+  float temperature = 1.f;  // > 0
+  float top_p = 1.f;        // (0, 1]
+  int64_t top_k = 0;        // 0 = off
+};
 
 // One sequence's slice of a (possibly batched) attention call. Queries are the
 // n_q tokens at positions q_pos0 .. q_pos0+n_q-1; keys/values are positions
@@ -105,6 +138,72 @@ class Backend {
   // out[idx[m], :] += scale[m] * in[m, :]  (scale may be nullptr: 1). idx may repeat.
   virtual void ScatterAddRows(float* out, const float* in, const int32_t* idx, const float* scale,
                               int64_t M, int64_t C) = 0;
+  // ---- memory ----
+  // true when backend pointers are host memory (the CPU backend).
+  virtual bool host_memory() const = 0;
+  // `bytes` of backend memory (64-byte aligned, uninitialised); `what` names it
+  // in the OutOfMemory error this throws when the backend cannot allocate.
+  virtual void* Alloc(int64_t bytes, const char* what) = 0;
+  virtual void Free(void* p) = 0;
+  // Copies within backend memory / from the host / to the host. Download waits
+  // for queued work; Upload may return before the copy lands but the host
+  // buffer may be reused as soon as it returns.
+  virtual void Copy(void* dst, const void* src, int64_t bytes) = 0;
+  virtual void Upload(void* dst, const void* host, int64_t bytes) = 0;
+  virtual void Download(void* host, const void* src, int64_t bytes) = 0;
+  virtual void Fill(float* x, float value, int64_t n) = 0;
+  virtual void FillI32(int32_t* x, int32_t value, int64_t n) = 0;
+  // dst[r*ld_dst + c] = (or += when accumulate) src[r*ld_src + c], r < rows, c < cols.
+  virtual void Copy2D(float* dst, int64_t ld_dst, const float* src, int64_t ld_src, int64_t rows, int64_t cols,
+                      bool accumulate) = 0;
+  // Blocks until all queued work has finished (no-op on the CPU).
+  virtual void Synchronize() = 0;
+
+  // ---- MoE routing ----
+  // scores[N,E] = sigmoid(logits) (sigmoid) or softmax over the row.
+  virtual void RouterScores(float* scores, const float* logits, int64_t N, int64_t E, bool sigmoid) = 0;
+  // dlogits[N,E] (writes) from dscores[N,E] and the saved scores.
+  virtual void RouterScoresBackward(float* dlogits, const float* dscores, const float* scores, int64_t N, int64_t E,
+                                    bool sigmoid) = 0;
+  // Per token: choice = scores + bias (bias[E] may be nullptr); with n_group > 1
+  // only the topk_group groups with the largest top-2 sums stay eligible (the
+  // others are set to 0, as HF does); idx[N,K] = the K largest choices (ties:
+  // lower index first, in descending order); w[N,K] = scores[idx] (normalised
+  // over the K when r.normalize) * r.scale.
+  virtual void RouterTopK(int32_t* idx, float* w, const float* scores, const float* bias, int64_t N,
+                          const RouteShape& r) = 0;
+  // dscores[N,E] += d(w)/d(scores)^T dw[N,K] (the selection itself has no gradient).
+  virtual void RouterTopKBackward(float* dscores, const float* dw, const float* scores, const int32_t* idx, int64_t N,
+                                  const RouteShape& r) = 0;
+  // Groups the R = N*K routed rows by expert, stably in (token, k) order:
+  // row r of expert e's block [offsets[e], offsets[e+1]) is routed slot
+  // row_slot[r] = n*K + k, of token row_token[r] = n. offsets[E+1] is HOST
+  // memory (the per-expert GEMM sizes); row_token/row_slot are backend memory.
+  virtual void MoePermute(int64_t* offsets, int32_t* row_token, int32_t* row_slot, const int32_t* idx, int64_t N,
+                          int64_t K, int64_t E) = 0;
+  // Backward of out[tok[r]] += w[r] * y[r]: dy[R,D] (writes) = row_w[r] *
+  // dout[tok[r]]; dw_slot[row_slot[r]] (writes) = dot(dout[tok[r]], y[r]).
+  virtual void MoeCombineBackward(float* dy, float* dw_slot, const float* dout, const float* y, const float* row_w,
+                                  const int32_t* row_token, const int32_t* row_slot, int64_t R, int64_t D) = 0;
+
+  // ---- sampling ----
+  // One token per row of logits[n,V]: token[n], logprob[n] under the raw policy
+  // (temperature 1, no truncation) and sampling_logprob[n] under the truncated,
+  // tempered distribution (0 when greedy). u[n] (HOST memory) is the uniform in
+  // [0,1) each row draws with (unused when greedy). Outputs are backend memory.
+  virtual void SampleRows(int32_t* token, float* logprob, float* sampling_logprob, const float* logits,
+                          const double* u, int64_t n, int64_t V, const SampleParams& p) = 0;
+
+  // ---- optimizer ----
+  // AdamW on n elements: m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
+  // w -= lr * ((m/bc1) / (sqrt(v/bc2) + eps) + wd * w).
+  virtual void AdamW(float* w, float* m, float* v, const float* g, int64_t n, float lr, float b1, float b2, float eps,
+                     float wd, float bc1, float bc2) = 0;
+  // sum x[i]^2 in double (synchronises).
+  virtual double SumSquares(const float* x, int64_t n) = 0;
+  // x[i] *= s.
+  virtual void Scale(float* x, float s, int64_t n) = 0;
+
   // Runs fn(i) for i in [0,n) on the backend's threads (host-side helper for
   // per-expert and per-sequence loops; ops called inside run single-threaded).
   virtual void ParallelFor(int64_t n, void (*fn)(void* ctx, int64_t i), void* ctx) = 0;
