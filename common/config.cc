@@ -2,6 +2,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -11,8 +12,10 @@
 #include <fstream>
 #include <memory>
 #include <sstream>
+#include <vector>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "google/protobuf/descriptor.h"
@@ -465,6 +468,45 @@ zerorl::v1::RunConfig DefaultRunConfig() {
   return c;
 }
 
+absl::StatusOr<int> ParseDevice(absl::string_view device, absl::string_view key) {
+  if (device.empty() || device == "cpu") return -1;
+  if (device == "cuda") return 0;
+  const absl::string_view digits = absl::StartsWith(device, "cuda:") ? device.substr(5) : absl::string_view();
+  int n = 0;
+  bool ok = !digits.empty() && digits.size() <= 4;
+  for (char ch : digits) {
+    ok = ok && absl::ascii_isdigit(ch);
+    n = n * 10 + (ch - '0');
+  }
+  if (!ok)
+    return absl::InvalidArgumentError(
+        absl::StrCat(key, ": \"", device, "\" is not a device; expected \"cpu\", \"cuda\" or \"cuda:N\" (N >= 0)"));
+  return n;
+}
+
+namespace {
+
+// model.device and learner.data_parallel_devices: each parses; the replicas
+// are all cpu or distinct cuda devices.
+absl::Status ValidateDevices(const zerorl::v1::RunConfig& c) {
+  if (auto d = ParseDevice(c.model().device(), "model.device"); !d.ok()) return d.status();
+  const auto& dp = c.learner().data_parallel_devices();
+  std::vector<int> seen;
+  for (int i = 0; i < dp.size(); ++i) {
+    const std::string key = absl::StrCat("learner.data_parallel_devices[", i, "]");
+    auto d = ParseDevice(dp[i], key);
+    if (!d.ok()) return d.status();
+    if (i > 0 && (*d < 0) != (seen[0] < 0))
+      return absl::InvalidArgumentError(absl::StrCat(key, ": \"", dp[i], "\" mixes cpu and cuda replicas"));
+    if (*d >= 0 && std::find(seen.begin(), seen.end(), *d) != seen.end())
+      return absl::InvalidArgumentError(absl::StrCat(key, ": cuda:", *d, " is listed twice (one replica per GPU)"));
+    seen.push_back(*d);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::Status FinalizeRunConfig(zerorl::v1::RunConfig* c) {
   auto bad = [](absl::string_view key, absl::string_view what) {
     return absl::InvalidArgumentError(absl::StrCat(key, ": ", what));
@@ -499,6 +541,7 @@ absl::Status FinalizeRunConfig(zerorl::v1::RunConfig* c) {
   if (c->learner().weight_chunk_bytes() < 1024)
     return bad("learner.weight_chunk_bytes", "must be at least 1024");
   if (c->server().max_message_mb() < 1) return bad("server.max_message_mb", "must be at least 1");
+  if (auto s = ValidateDevices(*c); !s.ok()) return s;
   return absl::OkStatus();
 }
 

@@ -39,6 +39,11 @@ absl::StatusOr<zerorl::v1::RunConfig> ParseRunConfig(absl::string_view yaml,
 // Range checks and derived defaults for a RunConfig built any other way.
 absl::Status FinalizeRunConfig(zerorl::v1::RunConfig* config);
 
+// A device string as model.device and learner.data_parallel_devices take it:
+// "cpu" (or "") -> -1, "cuda" -> 0, "cuda:N" -> N (decimal, N >= 0).
+// INVALID_ARGUMENT starting with `key` for anything else.
+absl::StatusOr<int> ParseDevice(absl::string_view device, absl::string_view key);
+
 // Renders a message as YAML (set fields only), the inverse of MergeYamlInto.
 std::string MessageToYaml(const google::protobuf::Message& msg);
 
