@@ -1,15 +1,19 @@
 // CudaBackend: device selection, the cuBLAS GEMM (row-major on top of
-// column-major cuBLAS), attention descriptor staging, and dispatch of every
+// column-major cuBLAS), attention descriptor staging, backend memory (the
+// caching allocator, copies on the backend's stream), and dispatch of every
 // other op to its kernel launcher (kernels.h).
 #include "model/ops/cuda/cuda_backend.h"
 
+#include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <map>
 #include <mutex>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "model/ops/cuda/caching_allocator.h"
 #include "model/ops/cuda/cuda_check.h"
 #include "model/ops/cuda/cuda_status.h"
 #include "model/ops/cuda/kernels.h"
@@ -21,9 +25,10 @@ namespace {
 class CudaBackendImpl final : public Backend {
  public:
   CudaBackendImpl(int device, GemmPrecision gemm, cublasHandle_t handle)
-      : device_(device), gemm_(gemm), handle_(handle) {}
+      : device_(device), gemm_(gemm), handle_(handle), alloc_(device) {}
   ~CudaBackendImpl() override {
     cudaSetDevice(device_);
+    cudaDeviceSynchronize();  // queued work may still use backend memory
     if (scratch_) cudaFree(scratch_);
     cublasDestroy(handle_);
   }
@@ -126,6 +131,167 @@ class CudaBackendImpl final : public Backend {
     Use();
     LaunchScatterAddRows(out, in, idx, scale, M, C, 0);
   }
+  // ---- memory ----
+  bool host_memory() const override { return false; }
+  void* Alloc(int64_t bytes, const char* what) override {
+    Use();
+    return alloc_.Alloc(bytes, what);
+  }
+  void Free(void* p) override { alloc_.Free(p); }
+  void Copy(void* dst, const void* src, int64_t bytes) override {
+    if (bytes <= 0 || dst == src) return;
+    Use();
+    ZRL_CUDA_CHECK(cudaMemcpyAsync(dst, src, static_cast<size_t>(bytes), cudaMemcpyDeviceToDevice, 0));
+  }
+  // From pageable host memory the copy is staged before cudaMemcpyAsync
+  // returns, so the caller may reuse `host` at once.
+  void Upload(void* dst, const void* host, int64_t bytes) override {
+    if (bytes <= 0) return;
+    Use();
+    ZRL_CUDA_CHECK(cudaMemcpyAsync(dst, host, static_cast<size_t>(bytes), cudaMemcpyHostToDevice, 0));
+  }
+  void Download(void* host, const void* src, int64_t bytes) override {
+    if (bytes <= 0) return;
+    Use();
+    ZRL_CUDA_CHECK(cudaMemcpyAsync(host, src, static_cast<size_t>(bytes), cudaMemcpyDeviceToHost, 0));
+    ZRL_CUDA_CHECK(cudaStreamSynchronize(0));  // waits for the queued ops, surfaces their faults
+  }
+  void Fill(float* x, float value, int64_t n) override {
+    if (n <= 0) return;
+    Use();
+    uint32_t bits = 0;
+    std::memcpy(&bits, &value, sizeof bits);
+    if (bits == 0) ZRL_CUDA_CHECK(cudaMemsetAsync(x, 0, static_cast<size_t>(n) * sizeof(float), 0));
+    else LaunchFill(x, value, n, 0);
+  }
+  void FillI32(int32_t* x, int32_t value, int64_t n) override {
+    if (n <= 0) return;
+    Use();
+    if (value == 0) ZRL_CUDA_CHECK(cudaMemsetAsync(x, 0, static_cast<size_t>(n) * sizeof(int32_t), 0));
+    else LaunchFillI32(x, value, n, 0);
+  }
+  void Copy2D(float* dst, int64_t ld_dst, const float* src, int64_t ld_src, int64_t rows, int64_t cols,
+              bool accumulate) override {
+    if (rows <= 0 || cols <= 0) return;
+    Use();
+    if (accumulate) {
+      LaunchAddCopy2D(dst, ld_dst, src, ld_src, rows, cols, 0);
+      return;
+    }
+    ZRL_CUDA_CHECK(cudaMemcpy2DAsync(dst, static_cast<size_t>(ld_dst) * sizeof(float), src,
+                                     static_cast<size_t>(ld_src) * sizeof(float),
+                                     static_cast<size_t>(cols) * sizeof(float), static_cast<size_t>(rows),
+                                     cudaMemcpyDeviceToDevice, 0));
+  }
+  void Synchronize() override {
+    Use();
+    ZRL_CUDA_CHECK(cudaDeviceSynchronize());
+  }
+
+  // ---- MoE routing ----
+  void RouterScores(float* scores, const float* logits, int64_t N, int64_t E, bool sigmoid) override {
+    Use();
+    LaunchRouterScores(scores, logits, N, E, sigmoid, 0);
+  }
+  void RouterScoresBackward(float* dlogits, const float* dscores, const float* scores, int64_t N, int64_t E,
+                            bool sigmoid) override {
+    Use();
+    LaunchRouterScoresBackward(dlogits, dscores, scores, N, E, sigmoid, 0);
+  }
+  void RouterTopK(int32_t* idx, float* w, const float* scores, const float* bias, int64_t N,
+                  const RouteShape& r) override {
+    Use();
+    LaunchRouterTopK(idx, w, scores, bias, N, r, 0);
+  }
+  void RouterTopKBackward(float* dscores, const float* dw, const float* scores, const int32_t* idx, int64_t N,
+                          const RouteShape& r) override {
+    Use();
+    LaunchRouterTopKBackward(dscores, dw, scores, idx, N, r, 0);
+  }
+  // Counts per expert on the device, one download of the E counts (the host
+  // needs them for the per-expert GEMM sizes), stable placement on the device.
+  void MoePermute(int64_t* offsets, int32_t* row_token, int32_t* row_slot, const int32_t* idx, int64_t N, int64_t K,
+                  int64_t E) override {
+    if (E <= 0) return;
+    Use();
+    const int64_t R = N * K;
+    auto* counts = static_cast<int32_t*>(alloc_.Alloc(E * static_cast<int64_t>(sizeof(int32_t)), "MoePermute counts"));
+    LaunchExpertCount(counts, idx, R, E, 0);
+    LaunchExpertPlace(row_token, row_slot, counts, idx, R, K, E, 0);
+    std::vector<int32_t> host(static_cast<size_t>(E));
+    Download(host.data(), counts, E * static_cast<int64_t>(sizeof(int32_t)));
+    alloc_.Free(counts);
+    offsets[0] = 0;
+    for (int64_t e = 0; e < E; ++e) offsets[e + 1] = offsets[e] + host[e];
+  }
+  void MoeCombineBackward(float* dy, float* dw_slot, const float* dout, const float* y, const float* row_w,
+                          const int32_t* row_token, const int32_t* row_slot, int64_t R, int64_t D) override {
+    Use();
+    LaunchMoeCombineBackward(dy, dw_slot, dout, y, row_w, row_token, row_slot, R, D, 0);
+  }
+
+  // ---- sampling ----
+  void SampleRows(int32_t* token, float* logprob, float* sampling_logprob, const float* logits, const double* u,
+                  int64_t n, int64_t V, const SampleParams& p) override {
+    if (n <= 0 || V <= 0) return;
+    Use();
+    if (!p.greedy && !(p.temperature > 0.f)) Fatal("SampleRows", "temperature must be > 0");
+    if (!p.greedy && !(p.top_p > 0.f && p.top_p <= 1.f)) Fatal("SampleRows", "top_p must be in (0, 1]");
+    std::vector<void*> owned;
+    auto take = [&](int64_t bytes, const char* what) {
+      void* ptr = alloc_.Alloc(bytes, what);
+      owned.push_back(ptr);
+      return ptr;
+    };
+    double* u_dev = nullptr;
+    if (!p.greedy) {
+      u_dev = static_cast<double*>(take(n * static_cast<int64_t>(sizeof(double)), "SampleRows uniforms"));
+      Upload(u_dev, u, n * static_cast<int64_t>(sizeof(double)));
+    }
+    SampleScratch s;
+    if (SampleNeedsSort(V, p)) {
+      const int64_t nv = n * V;
+      s.row_mx = static_cast<double*>(take(n * 8, "SampleRows row max"));
+      s.row_lse = static_cast<double*>(take(n * 8, "SampleRows row lse"));
+      s.keys_in = static_cast<float*>(take(nv * 4, "SampleRows sort keys"));
+      s.keys_out = static_cast<float*>(take(nv * 4, "SampleRows sorted keys"));
+      s.vals_in = static_cast<int32_t*>(take(nv * 4, "SampleRows sort indices"));
+      s.vals_out = static_cast<int32_t*>(take(nv * 4, "SampleRows sorted indices"));
+      s.offsets = static_cast<int32_t*>(take((n + 1) * 4, "SampleRows segment offsets"));
+      s.temp_bytes = SampleSortTempBytes(n, V);
+      s.temp = take(static_cast<int64_t>(s.temp_bytes), "SampleRows sort temp");
+    }
+    LaunchSampleRows(token, logprob, sampling_logprob, logits, u_dev, n, V, p, s, 0);
+    for (void* ptr : owned) alloc_.Free(ptr);  // reuse is ordered after the kernels on the same stream
+  }
+
+  // ---- optimizer ----
+  void AdamW(float* w, float* m, float* v, const float* g, int64_t n, float lr, float b1, float b2, float eps,
+             float wd, float bc1, float bc2) override {
+    Use();
+    LaunchAdamW(w, m, v, g, n, lr, b1, b2, eps, wd, bc1, bc2, 0);
+  }
+  double SumSquares(const float* x, int64_t n) override {
+    if (n <= 0) return 0.0;
+    Use();
+    const int blocks = SumSquaresBlocks(n);
+    auto* part = static_cast<double*>(alloc_.Alloc(blocks * static_cast<int64_t>(sizeof(double)), "SumSquares"));
+    LaunchSumSquaresPartials(part, x, n, 0);
+    std::vector<double> host(static_cast<size_t>(blocks));
+    Download(host.data(), part, blocks * static_cast<int64_t>(sizeof(double)));
+    alloc_.Free(part);
+    double sum = 0.0;
+    for (double v : host) sum += v;
+    return sum;
+  }
+  void Scale(float* x, float s, int64_t n) override {
+    Use();
+    LaunchScale(x, s, n, 0);
+  }
+
+  AllocatorStats allocator_stats() const { return alloc_.stats(); }
+  void ReleaseCache() { alloc_.ReleaseCache(); }
+
   // Ops are queued on one stream; the host loop itself is serial.
   void ParallelFor(int64_t n, void (*fn)(void* ctx, int64_t i), void* ctx) override {
     for (int64_t i = 0; i < n; ++i) fn(ctx, i);
@@ -136,6 +302,11 @@ class CudaBackendImpl final : public Backend {
   void Use() const {
     int cur = -1;
     if (cudaGetDevice(&cur) != cudaSuccess || cur != device_) ZRL_CUDA_CHECK(cudaSetDevice(device_));
+  }
+  [[noreturn]] static void Fatal(const char* op, const char* what) {
+    std::fprintf(stderr, "[CUDA ERROR] %s: %s\n", op, what);
+    std::fflush(stderr);
+    std::abort();
   }
   static int64_t MaxNq(const AttnSeq* seqs, int64_t n) {
     int64_t m = 0;
@@ -167,6 +338,7 @@ class CudaBackendImpl final : public Backend {
   const int device_;
   const GemmPrecision gemm_;
   cublasHandle_t handle_;
+  CachingAllocator alloc_;
   std::mutex mu_;
   void* scratch_ = nullptr;
   size_t scratch_bytes_ = 0;
@@ -223,6 +395,19 @@ absl::StatusOr<Backend*> CudaBackend(int device) {
   Backend* raw = b->get();
   (*backends)[device] = std::move(*b);
   return raw;
+}
+
+absl::StatusOr<cuda::AllocatorStats> CudaBackendMemoryStats(Backend* backend) {
+  auto* b = dynamic_cast<cuda::CudaBackendImpl*>(backend);
+  if (!b) return absl::FailedPreconditionError(absl::StrCat("not a CUDA backend: ", backend ? backend->name() : "null"));
+  return b->allocator_stats();
+}
+
+absl::Status ReleaseCudaBackendCache(Backend* backend) {
+  auto* b = dynamic_cast<cuda::CudaBackendImpl*>(backend);
+  if (!b) return absl::FailedPreconditionError(absl::StrCat("not a CUDA backend: ", backend ? backend->name() : "null"));
+  b->ReleaseCache();
+  return absl::OkStatus();
 }
 
 absl::Status CudaSynchronize(int device) {

@@ -16,6 +16,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "model/ops/cuda/caching_allocator.h"
 #include "model/ops/ops.h"
 
 namespace zerorl::model::ops {
@@ -44,6 +45,12 @@ absl::StatusOr<std::unique_ptr<Backend>> NewCudaBackend(const CudaBackendOptions
 
 // The process-wide backend of `device` (bf16 GEMMs), created on first use.
 absl::StatusOr<Backend*> CudaBackend(int device = 0);
+
+// Byte counts of a CUDA backend's caching allocator (Backend::Alloc / Free),
+// and a release of its cached blocks to the device. FAILED_PRECONDITION when
+// `backend` is not a CUDA backend.
+absl::StatusOr<cuda::AllocatorStats> CudaBackendMemoryStats(Backend* backend);
+absl::Status ReleaseCudaBackendCache(Backend* backend);
 
 // Blocks until all work queued on the backend's device has finished; surfaces
 // asynchronous kernel faults as an error naming the fault.

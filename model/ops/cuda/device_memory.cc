@@ -14,12 +14,32 @@
 namespace zerorl::model::ops {
 namespace {
 std::atomic<int64_t> g_in_use{0}, g_peak{0}, g_count{0};
+std::atomic<int64_t> g_backend_in_use{0}, g_backend_cached{0}, g_backend_peak{0};
+
+void RaisePeak(std::atomic<int64_t>& peak, int64_t now) {
+  int64_t p = peak.load();
+  while (now > p && !peak.compare_exchange_weak(p, now)) {
+  }
+}
 
 std::string GiB(int64_t b) { return absl::StrFormat("%.2f GiB", static_cast<double>(b) / (1LL << 30)); }
 }  // namespace
 
 DeviceMemoryStats GetDeviceMemoryStats() {
-  return DeviceMemoryStats{g_in_use.load(), g_peak.load(), g_count.load()};
+  DeviceMemoryStats s;
+  s.in_use_bytes = g_in_use.load();
+  s.peak_bytes = g_peak.load();
+  s.allocations = g_count.load();
+  s.backend_in_use_bytes = g_backend_in_use.load();
+  s.backend_cached_bytes = g_backend_cached.load();
+  s.backend_peak_bytes = g_backend_peak.load();
+  return s;
+}
+
+void NoteBackendMemory(int64_t in_use_delta, int64_t cached_delta) {
+  const int64_t used = g_backend_in_use.fetch_add(in_use_delta) + in_use_delta;
+  const int64_t cached = g_backend_cached.fetch_add(cached_delta) + cached_delta;
+  RaisePeak(g_backend_peak, used + cached);
 }
 
 absl::Status DeviceMemInfo(int device, int64_t* free_bytes, int64_t* total_bytes) {
@@ -51,16 +71,14 @@ absl::StatusOr<DeviceBuffer> DeviceBuffer::Allocate(int64_t bytes, int device, a
         "CUDA ", e == cudaErrorMemoryAllocation ? "out of memory" : cudaGetErrorString(e), " on device ", device,
         " allocating \"", what, "\": asked for ", bytes, " bytes (", GiB(bytes), "); free ", GiB(static_cast<int64_t>(f)),
         " of ", GiB(static_cast<int64_t>(t)), "; this process holds ", GiB(s.in_use_bytes),
-        " through DeviceBuffer (peak ", GiB(s.peak_bytes), ")");
+        " through DeviceBuffer (peak ", GiB(s.peak_bytes), ") and ", GiB(s.backend_in_use_bytes),
+        " in backend buffers (+", GiB(s.backend_cached_bytes), " cached)");
     if (e == cudaErrorMemoryAllocation) return absl::ResourceExhaustedError(msg);
     return absl::InternalError(msg);
   }
   b.ptr_ = p;
   b.bytes_ = bytes;
-  const int64_t now = g_in_use.fetch_add(bytes) + bytes;
-  int64_t peak = g_peak.load();
-  while (now > peak && !g_peak.compare_exchange_weak(peak, now)) {
-  }
+  RaisePeak(g_peak, g_in_use.fetch_add(bytes) + bytes);
   g_count.fetch_add(1);
   return b;
 }

@@ -21,8 +21,14 @@ struct DeviceMemoryStats {
   int64_t in_use_bytes = 0;  // held through DeviceBuffer now (all devices)
   int64_t peak_bytes = 0;    // high-water mark of in_use_bytes
   int64_t allocations = 0;   // live DeviceBuffers
+  // Backend::Alloc of the CUDA backends (caching_allocator.h), all devices:
+  int64_t backend_in_use_bytes = 0;  // live blocks (rounded sizes)
+  int64_t backend_cached_bytes = 0;  // freed blocks kept for reuse
+  int64_t backend_peak_bytes = 0;    // high-water mark of in_use + cached
 };
 DeviceMemoryStats GetDeviceMemoryStats();
+// Called by the caching allocator when its live / cached byte counts change.
+void NoteBackendMemory(int64_t in_use_delta, int64_t cached_delta);
 
 // Free and total bytes of `device` as cudaMemGetInfo reports them.
 absl::Status DeviceMemInfo(int device, int64_t* free_bytes, int64_t* total_bytes);
