@@ -1,11 +1,14 @@
-// The learner actor: a GrpoTrainer on the policy named by RunConfig.model,
+// The learner actor: a GrpoTrainer on the policy named by RunConfig.model
+// (on model.device, or data-parallel over learner.data_parallel_devices),
 // served as LearnerService. It resumes from the newest complete checkpoint in
 // the checkpoint dir and reaches the buffer at buffer.address.
 #include "learner/actor.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/log.h"
 #include "common/server.h"
 #include "common/status.h"
+#include "learner/data_parallel.h"
 #include "learner/learner_service.h"
 #include "rollout/model_source.h"
 
@@ -26,10 +29,14 @@ class LearnerActor final : public Actor {
 
 absl::StatusOr<std::unique_ptr<Actor>> NewLearnerActor(const ActorOptions& options) {
   const zerorl::v1::RunConfig& c = options.config;
-  ZRL_ASSIGN_OR_RETURN(auto model, rollout::LoadPolicyModel(c.model()));
+  ZRL_ASSIGN_OR_RETURN(auto replicas, learner::LoadPolicyReplicas(c));
   ZRL_ASSIGN_OR_RETURN(auto tokenizer, rollout::LoadPolicyTokenizer(c.model()));
-  ZRL_ASSIGN_OR_RETURN(auto trainer,
-                       learner::GrpoTrainer::Create(std::move(model), std::move(tokenizer), learner::TrainerOptionsFromConfig(c)));
+  if (replicas.models.size() > 1) {
+    ZLOG(INFO) << "learner: data parallel over " << replicas.models.size() << " replicas ("
+               << replicas.reducers[0]->kind() << " gradient all-reduce)";
+  }
+  ZRL_ASSIGN_OR_RETURN(auto trainer, learner::GrpoTrainer::Create(std::move(replicas), std::move(tokenizer),
+                                                                  learner::TrainerOptionsFromConfig(c)));
   std::shared_ptr<grpc::Channel> buffer;
   if (!c.buffer().address().empty()) buffer = MakeChannel(c.buffer().address(), c.server());
   auto service = std::make_unique<learner::LearnerServiceImpl>(std::move(trainer), c, buffer);

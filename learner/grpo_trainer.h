@@ -13,6 +13,22 @@
 //
 // Determinism: same weights, state and groups give bit-identical results on
 // CPU, so Save + Restore resumes exactly. Not thread-safe (callers serialise).
+//
+// Devices: the policy may live on any backend (model.device). Where the
+// trainer itself reads or writes weights (router bias, reference tensors in
+// Save, WeightTensors) it goes through Download/UploadTensor when the policy
+// is not host memory. WeightTensors() of a device policy are views into a
+// host staging copy of the weights, downloaded (one NumParams() copy) at the
+// first WeightTensors() call after each Step / Restore.
+//
+// Data parallel (PolicyReplicas with R > 1 ranks, learner.data_parallel_devices):
+// one replica per rank, each with its own reference and AdamW state. In every
+// epoch micro-batch j (of the same seeded shuffle as one rank would use) goes
+// to rank j mod R; the ranks run their micro-batches on their own threads,
+// then the gradients are summed across ranks (GradReducer), then every rank
+// clips and steps AdamW on the identical summed gradient, so the replicas
+// stay equal. Metrics are sums over ranks (grad_norm: rank 0's). The result
+// matches the single-replica step up to the gradient summation order.
 #pragma once
 
 #include <cstdint>
@@ -23,6 +39,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "learner/data_parallel.h"
 #include "model/model.h"
 #include "model/optimizer.h"
 #include "model/tokenizer.h"
@@ -53,6 +70,12 @@ class GrpoTrainer {
   static absl::StatusOr<std::unique_ptr<GrpoTrainer>> Create(std::unique_ptr<model::Model> policy,
                                                              std::shared_ptr<const Tokenizer> tokenizer,
                                                              const TrainerOptions& options);
+  // Data-parallel: rank r trains replicas.models[r] (any backends, same
+  // config; ranks >= 1 get rank 0's weights here) and reduces through
+  // replicas.reducers[r] (one per rank when R > 1).
+  static absl::StatusOr<std::unique_ptr<GrpoTrainer>> Create(PolicyReplicas replicas,
+                                                             std::shared_ptr<const Tokenizer> tokenizer,
+                                                             const TrainerOptions& options);
 
   // One optimisation step. INVALID_ARGUMENT on malformed groups (no samples,
   // token ids outside the vocabulary, sequences longer than the model's
@@ -68,9 +91,13 @@ class GrpoTrainer {
   // the checkpoint's model config differs from the trainer's.
   absl::StatusOr<std::string> Restore(const std::string& dir);
 
-  // The weights to publish, views into the live policy (valid until the next Step).
+  // The weights to publish, valid until the next Step / Restore: views into
+  // the live policy on the host, into the host staging copy (see the banner)
+  // for a device policy.
   std::vector<WeightTensor> WeightTensors();
-  model::Model& policy() { return *policy_; }
+  model::Model& policy() { return *policies_[0]; }  // rank 0
+  int ranks() const { return static_cast<int>(policies_.size()); }
+  model::Model& replica(int rank) { return *policies_[rank]; }
   int64_t step() const { return step_; }
   int64_t version() const { return version_; }
   const TrainerOptions& options() const { return options_; }
@@ -85,8 +112,12 @@ class GrpoTrainer {
 
   TrainerOptions options_;
   std::shared_ptr<const Tokenizer> tokenizer_;
-  std::unique_ptr<model::Model> policy_, reference_;
-  std::unique_ptr<model::AdamW> adam_;
+  // [rank]: policy replica, frozen reference (β > 0), optimizer state, reducer (R > 1).
+  std::vector<std::unique_ptr<model::Model>> policies_, references_;
+  std::vector<std::unique_ptr<model::AdamW>> adams_;
+  std::vector<std::unique_ptr<GradReducer>> reducers_;
+  std::vector<float> staging_;  // [NumParams()] host copy of rank 0's weights (device policy)
+  bool staging_stale_ = true;
   std::mt19937_64 rng_;
   int64_t step_ = 0, version_ = 0;
 };

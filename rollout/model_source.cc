@@ -3,22 +3,48 @@
 
 #include <filesystem>
 
+#include "absl/strings/str_cat.h"
+#include "common/config.h"
 #include "common/status.h"
+#ifdef ZERORL_HAVE_CUDA
+#include "model/ops/cuda/cuda_backend.h"
+#endif
 
 namespace zerorl::rollout {
 
-absl::StatusOr<std::unique_ptr<model::Model>> LoadPolicyModel(const zerorl::v1::ModelConfig& config) {
+absl::StatusOr<model::ops::Backend*> BackendForDevice(const std::string& device, const std::string& key) {
+  ZRL_ASSIGN_OR_RETURN(const int index, ParseDevice(device, key));
+  if (index < 0) return nullptr;
+#ifdef ZERORL_HAVE_CUDA
+  if (absl::Status st = model::ops::CudaDeviceStatus(index); !st.ok())
+    return absl::FailedPreconditionError(absl::StrCat(key, " is cuda:", index, ": ", st.message()));
+  auto backend = model::ops::CudaBackend(index);
+  if (!backend.ok()) return Annotate(backend.status(), absl::StrCat(key, " is cuda:", index));
+  return *backend;
+#else
+  return absl::FailedPreconditionError(
+      absl::StrCat(key, " is cuda:", index, " but zerorl was built without CUDA (configure with -DZERORL_CUDA=ON)"));
+#endif
+}
+
+absl::StatusOr<std::unique_ptr<model::Model>> LoadPolicyModelOn(const zerorl::v1::ModelConfig& config,
+                                                                model::ops::Backend* backend) {
   if (!config.path().empty()) {
-    auto m = model::Model::Load(config.path());
+    auto m = model::Model::Load(config.path(), backend);
     if (!m.ok()) return Annotate(m.status(), "model.path");
     return m;
   }
   if (!config.init_config().empty()) {
     auto cfg = model::LoadModelConfig(config.init_config());
     if (!cfg.ok()) return Annotate(cfg.status(), "model.init_config");
-    return model::Model::Create(*cfg, config.init_seed());
+    return model::Model::Create(*cfg, config.init_seed(), backend);
   }
   return absl::InvalidArgumentError("model: set model.path (a checkpoint) or model.init_config (a config.json)");
+}
+
+absl::StatusOr<std::unique_ptr<model::Model>> LoadPolicyModel(const zerorl::v1::ModelConfig& config) {
+  ZRL_ASSIGN_OR_RETURN(model::ops::Backend * backend, BackendForDevice(config.device(), "model.device"));
+  return LoadPolicyModelOn(config, backend);
 }
 
 absl::StatusOr<std::shared_ptr<const Tokenizer>> LoadPolicyTokenizer(const zerorl::v1::ModelConfig& config) {

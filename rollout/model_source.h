@@ -2,21 +2,38 @@
 // rollout workers and the learner both load them:
 //   path set         Model::Load(path) (config.json + safetensors)
 //   else init_config a random model of that config.json, seeded by init_seed
+//   device           "cpu" (default): the CPU backend; "cuda" / "cuda:N": the
+//                    model lives on GPU N (ops::CudaBackend(N)) — needs a build
+//                    with CUDA (ZERORL_CUDA) and a usable device, otherwise
+//                    FAILED_PRECONDITION naming the key and the reason
 //   tokenizer        "auto": tokenizer.json in path if present, else "char";
 //                    otherwise Tokenizer::Load(spec)
 // Errors name the config key at fault.
 #pragma once
 
 #include <memory>
+#include <string>
 
 #include "absl/status/statusor.h"
 #include "model/model.h"
+#include "model/ops/ops.h"
 #include "model/tokenizer.h"
 #include "zerorl/v1/config.pb.h"
 
 namespace zerorl::rollout {
 
+// The backend a device string names: nullptr for "cpu" (the models' default,
+// the CPU backend), ops::CudaBackend(N) for "cuda[:N]". `key` names the config
+// field in errors: INVALID_ARGUMENT for a malformed string; FAILED_PRECONDITION
+// "<key> is cuda:0 but zerorl was built without CUDA" or
+// "<key> is cuda:1: no CUDA device: ..." when the GPU is not there.
+absl::StatusOr<model::ops::Backend*> BackendForDevice(const std::string& device, const std::string& key);
+
+// The model on config.device (see the banner).
 absl::StatusOr<std::unique_ptr<model::Model>> LoadPolicyModel(const zerorl::v1::ModelConfig& config);
+// The same model on another backend (nullptr: CPU) — the learner's data-parallel replicas.
+absl::StatusOr<std::unique_ptr<model::Model>> LoadPolicyModelOn(const zerorl::v1::ModelConfig& config,
+                                                                model::ops::Backend* backend);
 absl::StatusOr<std::shared_ptr<const Tokenizer>> LoadPolicyTokenizer(const zerorl::v1::ModelConfig& config);
 
 }  // namespace zerorl::rollout
