@@ -1,7 +1,8 @@
 // The attention half of a decoder layer: MLA (deepseek_v3) or GQA with q/k
 // RMSNorm (qwen3_moe), forward and hand-written backward. The attention core
 // itself (softmax(QK^T)V over a batch of sequences) is ops::AttentionForward,
-// called by the model with training spans or KV caches.
+// called by the model with training spans or KV caches. Head splits and
+// merges are strided 2-D copies on the backend (ops::Backend::Copy2D).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -11,7 +12,7 @@
 namespace zerorl::model::internal {
 namespace {
 
-void Zero(std::vector<float>& v, size_t n) { v.assign(n, 0.f); }
+using Buf = ops::Buf<float>;
 
 }  // namespace
 
@@ -34,48 +35,45 @@ void AttnQkvForward(const Net& net, const Layer& L, LayerActs& A, const float* x
   ops::Backend* ops = net.ops;
   const int64_t D = c.hidden_size, H = c.num_attention_heads, Hkv = c.kv_heads(), dk = c.qk_head_dim(), dv = c.v_dim();
   const float eps = static_cast<float>(c.rms_norm_eps), theta = static_cast<float>(c.rope_theta);
-  A.ln1.resize(N * D);
-  A.rstd1.resize(N);
+  A.ln1.resize_discard(N * D);
+  A.rstd1.resize_discard(N);
   ops->RmsNormForward(A.ln1.data(), A.rstd1.data(), x, L.ln1, N, D, D, D, eps);
-  A.q.resize(N * H * dk);
-  A.k.resize(N * Hkv * dk);
-  A.v.resize(N * Hkv * dv);
+  A.q.resize_discard(N * H * dk);
+  A.k.resize_discard(N * Hkv * dk);
+  A.v.resize_discard(N * Hkv * dv);
   if (c.is_mla()) {
     const int64_t nope = c.qk_nope_head_dim, rd = c.qk_rope_head_dim, kvr = c.kv_lora_rank, qr = c.q_lora_rank;
     if (L.q_a_proj) {
-      A.qa.resize(N * qr);
-      A.qa_n.resize(N * qr);
-      A.qa_rstd.resize(N);
+      A.qa.resize_discard(N * qr);
+      A.qa_n.resize_discard(N * qr);
+      A.qa_rstd.resize_discard(N);
       ops->LinearForward(A.qa.data(), A.ln1.data(), L.q_a_proj, N, D, qr);
       ops->RmsNormForward(A.qa_n.data(), A.qa_rstd.data(), A.qa.data(), L.q_a_ln, N, qr, qr, qr, eps);
       ops->LinearForward(A.q.data(), A.qa_n.data(), L.q_proj, N, qr, H * dk);
     } else {
       ops->LinearForward(A.q.data(), A.ln1.data(), L.q_proj, N, D, H * dk);
     }
-    A.kva.resize(N * (kvr + rd));
-    A.ckv.resize(N * kvr);
-    A.ckv_rstd.resize(N);
-    A.kv.resize(N * H * (nope + dv));
+    A.kva.resize_discard(N * (kvr + rd));
+    A.ckv.resize_discard(N * kvr);
+    A.ckv_rstd.resize_discard(N);
+    A.kv.resize_discard(N * H * (nope + dv));
     ops->LinearForward(A.kva.data(), A.ln1.data(), L.kv_a_proj, N, D, kvr + rd);
     ops->RmsNormForward(A.ckv.data(), A.ckv_rstd.data(), A.kva.data(), L.kv_a_ln, N, kvr, kvr + rd, kvr, eps);
     ops->LinearForward(A.kv.data(), A.ckv.data(), L.kv_b_proj, N, kvr, H * (nope + dv));
-    for (int64_t n = 0; n < N; ++n) {
-      const float* kvn = A.kv.data() + n * H * (nope + dv);
-      const float* kpe = A.kva.data() + n * (kvr + rd) + kvr;
-      for (int64_t h = 0; h < H; ++h) {
-        float* kh = A.k.data() + (n * H + h) * dk;
-        std::memcpy(kh, kvn + h * (nope + dv), nope * 4);
-        std::memcpy(kh + nope, kpe, rd * 4);
-        std::memcpy(A.v.data() + (n * H + h) * dv, kvn + h * (nope + dv) + nope, dv * 4);
-      }
+    // k[n, h] = [k_nope of head h | the shared k_pe]; v[n, h] = v of head h.
+    const int64_t kvw = H * (nope + dv);
+    for (int64_t h = 0; h < H; ++h) {
+      ops->Copy2D(A.k.data() + h * dk, H * dk, A.kv.data() + h * (nope + dv), kvw, N, nope, false);
+      ops->Copy2D(A.k.data() + h * dk + nope, H * dk, A.kva.data() + kvr, kvr + rd, N, rd, false);
+      ops->Copy2D(A.v.data() + h * dv, H * dv, A.kv.data() + h * (nope + dv) + nope, kvw, N, dv, false);
     }
     ops->Rope(A.q.data(), pos, N, H, H * dk, dk, nope, rd, theta, /*interleaved=*/true, false);
     ops->Rope(A.k.data(), pos, N, H, H * dk, dk, nope, rd, theta, true, false);
   } else {
     const int64_t hd = c.head_dim, W = (H + 2 * Hkv) * hd;
-    A.qkv.resize(N * W);
-    A.qn_rstd.resize(H * N);
-    A.kn_rstd.resize(Hkv * N);
+    A.qkv.resize_discard(N * W);
+    A.qn_rstd.resize_discard(H * N);
+    A.kn_rstd.resize_discard(Hkv * N);
     ops->LinearForward(A.qkv.data(), A.ln1.data(), L.qkv_proj, N, D, W);
     for (int64_t h = 0; h < H; ++h)
       ops->RmsNormForward(A.q.data() + h * hd, A.qn_rstd.data() + h * N, A.qkv.data() + h * hd, L.q_norm, N, hd, W,
@@ -83,8 +81,7 @@ void AttnQkvForward(const Net& net, const Layer& L, LayerActs& A, const float* x
     for (int64_t h = 0; h < Hkv; ++h)
       ops->RmsNormForward(A.k.data() + h * hd, A.kn_rstd.data() + h * N, A.qkv.data() + (H + h) * hd, L.k_norm, N,
                           hd, W, Hkv * hd, eps);
-    for (int64_t n = 0; n < N; ++n)
-      std::memcpy(A.v.data() + n * Hkv * hd, A.qkv.data() + n * W + (H + Hkv) * hd, Hkv * hd * 4);
+    ops->Copy2D(A.v.data(), Hkv * hd, A.qkv.data() + (H + Hkv) * hd, W, N, Hkv * hd, false);
     ops->Rope(A.q.data(), pos, N, H, H * hd, hd, 0, hd, theta, /*interleaved=*/false, false);
     ops->Rope(A.k.data(), pos, N, Hkv, Hkv * hd, hd, 0, hd, theta, false, false);
   }
@@ -93,14 +90,14 @@ void AttnQkvForward(const Net& net, const Layer& L, LayerActs& A, const float* x
 void AttnOutForward(const Net& net, const Layer& L, LayerActs& A, const float* x, float* out, int64_t N) {
   const ModelConfig& c = *net.cfg;
   const int64_t D = c.hidden_size, HV = c.num_attention_heads * c.v_dim();
-  if (out != x) std::memcpy(out, x, N * D * 4);
+  if (out != x) net.ops->Copy(out, x, N * D * 4);
   net.ops->LinearForward(out, A.attn.data(), L.o_proj, N, HV, D, /*accumulate=*/true);
 }
 
 void AttnOutBackward(const Net& net, const Layer& L, LayerActs& A, const float* dres, float* dattn, int64_t N) {
   const ModelConfig& c = *net.cfg;
   const int64_t D = c.hidden_size, HV = c.num_attention_heads * c.v_dim();
-  std::fill(dattn, dattn + N * HV, 0.f);
+  net.ops->Fill(dattn, 0.f, N * HV);
   net.ops->LinearBackward(dattn, net.G(L.o_proj), dres, A.attn.data(), L.o_proj, N, HV, D);
 }
 
@@ -111,25 +108,21 @@ void AttnQkvBackward(const Net& net, const Layer& L, LayerActs& A, float* dq, fl
   const int64_t D = c.hidden_size, H = c.num_attention_heads, Hkv = c.kv_heads(), hdk = c.qk_head_dim(),
                 hdv = c.v_dim();
   const float theta = static_cast<float>(c.rope_theta);
-  std::vector<float> dln1;
-  Zero(dln1, N * D);
+  Buf dln1(ops, "attention gradients");
+  dln1.assign(N * D, 0.f);
   if (c.is_mla()) {
     const int64_t nope = c.qk_nope_head_dim, rd = c.qk_rope_head_dim, kvr = c.kv_lora_rank, qr = c.q_lora_rank;
     ops->Rope(dq, pos, N, H, H * hdk, hdk, nope, rd, theta, true, /*inverse=*/true);
     ops->Rope(dk, pos, N, H, H * hdk, hdk, nope, rd, theta, true, true);
-    std::vector<float> dkv, dkva, dckv;
-    Zero(dkv, N * H * (nope + hdv));
-    Zero(dkva, N * (kvr + rd));
-    Zero(dckv, N * kvr);
-    for (int64_t n = 0; n < N; ++n) {
-      float* dkvn = dkv.data() + n * H * (nope + hdv);
-      float* dkpe = dkva.data() + n * (kvr + rd) + kvr;
-      for (int64_t h = 0; h < H; ++h) {
-        const float* dkh = dk + (n * H + h) * hdk;
-        std::memcpy(dkvn + h * (nope + hdv), dkh, nope * 4);
-        for (int64_t r = 0; r < rd; ++r) dkpe[r] += dkh[nope + r];
-        std::memcpy(dkvn + h * (nope + hdv) + nope, dv + (n * H + h) * hdv, hdv * 4);
-      }
+    Buf dkv(ops, "attention gradients"), dkva(ops, "attention gradients"), dckv(ops, "attention gradients");
+    const int64_t kvw = H * (nope + hdv);
+    dkv.resize_discard(N * kvw);  // every element is written below
+    dkva.assign(N * (kvr + rd), 0.f);
+    dckv.assign(N * kvr, 0.f);
+    for (int64_t h = 0; h < H; ++h) {
+      ops->Copy2D(dkv.data() + h * (nope + hdv), kvw, dk + h * hdk, H * hdk, N, nope, false);
+      ops->Copy2D(dkva.data() + kvr, kvr + rd, dk + h * hdk + nope, H * hdk, N, rd, /*accumulate=*/true);
+      ops->Copy2D(dkv.data() + h * (nope + hdv) + nope, kvw, dv + h * hdv, H * hdv, N, hdv, false);
     }
     ops->LinearBackward(dckv.data(), net.G(L.kv_b_proj), dkv.data(), A.ckv.data(), L.kv_b_proj, N, kvr,
                         H * (nope + hdv));
@@ -137,9 +130,9 @@ void AttnQkvBackward(const Net& net, const Layer& L, LayerActs& A, float* dq, fl
                          kvr, kvr + rd, kvr);
     ops->LinearBackward(dln1.data(), net.G(L.kv_a_proj), dkva.data(), A.ln1.data(), L.kv_a_proj, N, D, kvr + rd);
     if (L.q_a_proj) {
-      std::vector<float> dqa_n, dqa;
-      Zero(dqa_n, N * qr);
-      Zero(dqa, N * qr);
+      Buf dqa_n(ops, "attention gradients"), dqa(ops, "attention gradients");
+      dqa_n.assign(N * qr, 0.f);
+      dqa.assign(N * qr, 0.f);
       ops->LinearBackward(dqa_n.data(), net.G(L.q_proj), dq, A.qa_n.data(), L.q_proj, N, qr, H * hdk);
       ops->RmsNormBackward(dqa.data(), net.G(L.q_a_ln), dqa_n.data(), A.qa.data(), L.q_a_ln, A.qa_rstd.data(), N,
                            qr, qr, qr);
@@ -151,16 +144,15 @@ void AttnQkvBackward(const Net& net, const Layer& L, LayerActs& A, float* dq, fl
     const int64_t hd = c.head_dim, W = (H + 2 * Hkv) * hd;
     ops->Rope(dq, pos, N, H, H * hd, hd, 0, hd, theta, false, true);
     ops->Rope(dk, pos, N, Hkv, Hkv * hd, hd, 0, hd, theta, false, true);
-    std::vector<float> dqkv;
-    Zero(dqkv, N * W);
+    Buf dqkv(ops, "attention gradients");
+    dqkv.assign(N * W, 0.f);
     for (int64_t h = 0; h < H; ++h)
       ops->RmsNormBackward(dqkv.data() + h * hd, net.G(L.q_norm), dq + h * hd, A.qkv.data() + h * hd, L.q_norm,
                            A.qn_rstd.data() + h * N, N, hd, W, H * hd);
     for (int64_t h = 0; h < Hkv; ++h)
       ops->RmsNormBackward(dqkv.data() + (H + h) * hd, net.G(L.k_norm), dk + h * hd, A.qkv.data() + (H + h) * hd,
                            L.k_norm, A.kn_rstd.data() + h * N, N, hd, W, Hkv * hd);
-    for (int64_t n = 0; n < N; ++n)
-      std::memcpy(dqkv.data() + n * W + (H + Hkv) * hd, dv + n * Hkv * hd, Hkv * hd * 4);
+    ops->Copy2D(dqkv.data() + (H + Hkv) * hd, W, dv, Hkv * hd, N, Hkv * hd, false);
     ops->LinearBackward(dln1.data(), net.G(L.qkv_proj), dqkv.data(), A.ln1.data(), L.qkv_proj, N, D, W);
   }
   ops->RmsNormBackward(dres, net.G(L.ln1), dln1.data(), A.x_in.data(), L.ln1, A.rstd1.data(), N, D, D, D);

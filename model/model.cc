@@ -21,8 +21,26 @@ uint64_t MixSeed(uint64_t seed, uint64_t i) {
   return z ^ (z >> 31);
 }
 
-Model::Model(const ModelConfig& config) : config_(config), ops_(ops::CpuBackend()) {}
+Model::Model(const ModelConfig& config, ops::Backend* backend)
+    : config_(config),
+      ops_(backend ? backend : ops::CpuBackend()),
+      params_(ops_, "model weights"),
+      grads_(ops_, "model gradients") {}
 Model::~Model() = default;
+
+namespace internal {
+absl::Status OutOfMemoryError(const char* doing, const std::bad_alloc& e) {
+  return absl::ResourceExhaustedError(absl::StrCat("out of memory ", doing, ": ", e.what()));
+}
+
+void LayerActs::Bind(ops::Backend* b) {
+  for (F* f : {&x_in, &ln1, &rstd1, &qa, &qa_rstd, &qa_n, &kva, &ckv_rstd, &ckv, &kv, &qkv, &qn_rstd, &kn_rstd, &q, &k,
+               &v, &probs, &attn, &x_mid, &ln2, &rstd2, &h, &a, &rlogits, &scores, &topk_w, &row_w, &ex_x, &ex_h,
+               &ex_a, &ex_y, &sh_h, &sh_a})
+    f->bind(b, "activations");
+  for (I* i : {&topk_idx, &row_token, &row_slot}) i->bind(b, "routing indices");
+}
+}  // namespace internal
 
 internal::Net Model::net() { return internal::Net{&config_, ops_, params_.data(), grads_.data()}; }
 
@@ -43,6 +61,7 @@ void Model::Layout() {
     r.shape = std::move(shape);
     r.size = size;
     r.trainable = trainable;
+    r.ops = ops_;
     r.data = base ? base + off : nullptr;
     r.grad = base ? grads_.data() + off : nullptr;
     refs_.push_back(r);
@@ -103,46 +122,65 @@ void Model::Layout() {
   num_params_ = off;
 }
 
+// Fills the weights on the host (in `host`, NumParams() floats) and uploads them.
 void Model::InitRandom(uint64_t seed) {
+  std::vector<float> staging(on_host() ? 0 : num_params_);
+  float* host = on_host() ? params_.data() : staging.data();
   std::mt19937_64 rng(seed);
   auto uniform = [&] { return (static_cast<double>(rng() >> 11) + 0.5) * (1.0 / 9007199254740992.0); };
   const float out_scale = 1.f / std::sqrt(2.f * static_cast<float>(config_.num_hidden_layers));
   for (auto& r : refs_) {
+    float* data = host + (r.data - params_.data());
     if (r.shape.size() < 2) {
       const bool bias = r.name.find("e_score_correction_bias") != std::string::npos;
-      std::fill(r.data, r.data + r.size, bias ? 0.f : 1.f);
+      std::fill(data, data + r.size, bias ? 0.f : 1.f);
       continue;
     }
     const bool out_proj = r.name.find("o_proj") != std::string::npos || r.name.find("down_proj") != std::string::npos;
     const double stddev = 0.02 * (out_proj ? out_scale : 1.f);
     for (int64_t i = 0; i < r.size; i += 2) {  // Box-Muller, two normals per draw
       double u1 = uniform(), u2 = uniform(), rad = std::sqrt(-2.0 * std::log(u1));
-      r.data[i] = static_cast<float>(stddev * rad * std::cos(2 * M_PI * u2));
-      if (i + 1 < r.size) r.data[i + 1] = static_cast<float>(stddev * rad * std::sin(2 * M_PI * u2));
+      data[i] = static_cast<float>(stddev * rad * std::cos(2 * M_PI * u2));
+      if (i + 1 < r.size) data[i + 1] = static_cast<float>(stddev * rad * std::sin(2 * M_PI * u2));
     }
   }
+  if (!on_host()) UploadParams(host);
 }
 
-absl::StatusOr<std::unique_ptr<Model>> Model::Create(const ModelConfig& config, uint64_t seed) {
+absl::StatusOr<std::unique_ptr<Model>> Model::Create(const ModelConfig& config, uint64_t seed,
+                                                     ops::Backend* backend) {
   ZRL_RETURN_IF_ERROR(config.Validate());
-  std::unique_ptr<Model> m(new Model(config));
-  m->Layout();
-  m->params_.assign(m->num_params_, 0.f);
-  m->grads_.assign(m->num_params_, 0.f);
-  m->Layout();
-  m->InitRandom(seed);
+  std::unique_ptr<Model> m(new Model(config, backend));
+  try {
+    m->Layout();
+    m->params_.assign(m->num_params_, 0.f);
+    m->grads_.assign(m->num_params_, 0.f);
+    m->Layout();
+    m->InitRandom(seed);
+  } catch (const std::bad_alloc& e) {
+    return internal::OutOfMemoryError("creating the model", e);
+  }
   m->expert_loads_.assign(config.num_hidden_layers, {});
   return m;
 }
 
 absl::Status Model::LoadWeights(const SafetensorsReader& reader) {
-  for (auto& r : refs_) ZRL_RETURN_IF_ERROR(reader.ReadF32(r.name, r.shape, r.data));
+  std::vector<float> staging;
+  for (auto& r : refs_) {
+    if (on_host()) {
+      ZRL_RETURN_IF_ERROR(reader.ReadF32(r.name, r.shape, r.data));
+      continue;
+    }
+    staging.resize(r.size);
+    ZRL_RETURN_IF_ERROR(reader.ReadF32(r.name, r.shape, staging.data()));
+    UploadTensor(r, staging.data());
+  }
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& dir) {
+absl::StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& dir, ops::Backend* backend) {
   ZRL_ASSIGN_OR_RETURN(ModelConfig config, LoadModelConfig(dir));
-  ZRL_ASSIGN_OR_RETURN(std::unique_ptr<Model> m, Create(config, 0));
+  ZRL_ASSIGN_OR_RETURN(std::unique_ptr<Model> m, Create(config, 0, backend));
   ZRL_ASSIGN_OR_RETURN(std::unique_ptr<SafetensorsReader> reader, SafetensorsReader::Open(dir));
   ZRL_RETURN_IF_ERROR(m->LoadWeights(*reader));
   return m;
@@ -160,9 +198,25 @@ absl::Status Model::Save(const std::string& dir, DType dtype) const {
     out << config_.ToJson();
     if (!out.good()) return absl::InternalError(absl::StrCat("writing ", path, " failed"));
   }
+  std::vector<float> staging(on_host() ? 0 : num_params_);
+  if (!on_host()) DownloadParams(staging.data());
   std::vector<SafetensorsTensor> ts;
-  for (const auto& r : refs_) ts.push_back({r.name, r.shape, r.data});
+  for (const auto& r : refs_)
+    ts.push_back({r.name, r.shape, on_host() ? r.data : staging.data() + (r.data - params_.data())});
   return WriteSafetensors(dir + "/model.safetensors", ts, dtype, {{"format", "pt"}});
+}
+
+void Model::DownloadTensor(const TensorRef& t, float* host) const {
+  ops_->Download(host, t.data, t.size * static_cast<int64_t>(sizeof(float)));
+}
+void Model::UploadTensor(const TensorRef& t, const float* host) {
+  ops_->Upload(t.data, host, t.size * static_cast<int64_t>(sizeof(float)));
+}
+void Model::DownloadParams(float* host) const {
+  ops_->Download(host, params_.data(), num_params_ * static_cast<int64_t>(sizeof(float)));
+}
+void Model::UploadParams(const float* host) {
+  ops_->Upload(params_.data(), host, num_params_ * static_cast<int64_t>(sizeof(float)));
 }
 
 std::vector<TensorRef> Model::Parameters() { return refs_; }
@@ -170,17 +224,28 @@ std::vector<TensorRef> Model::Parameters() { return refs_; }
 absl::Status Model::CopyWeightsFrom(const Model& other) {
   if (other.config_.ToJson() != config_.ToJson() || other.num_params_ != num_params_)
     return absl::FailedPreconditionError("CopyWeightsFrom: the models have different configs");
-  std::memcpy(params_.data(), other.params_.data(), num_params_ * sizeof(float));
+  if (other.ops_ == ops_) {
+    ops_->Copy(params_.data(), other.params_.data(), num_params_ * static_cast<int64_t>(sizeof(float)));
+  } else if (other.on_host()) {
+    UploadParams(other.params_.data());
+  } else {
+    std::vector<float> staging(num_params_);
+    other.DownloadParams(staging.data());
+    UploadParams(staging.data());
+  }
   return absl::OkStatus();
 }
 
-void Model::ZeroGrad() { std::fill(grads_.begin(), grads_.end(), 0.f); }
+void Model::ZeroGrad() { ops_->Fill(grads_.data(), 0.f, num_params_); }
 
 void Model::UpdateRouterBias(float gamma) {
   for (size_t l = 0; l < layers_.size(); ++l) {
-    float* bias = layers_[l]->router_bias;
+    float* bias_dev = layers_[l]->router_bias;
     const auto& loads = expert_loads_[l];
-    if (!bias || loads.empty()) continue;
+    if (!bias_dev || loads.empty()) continue;
+    const int64_t bytes = static_cast<int64_t>(loads.size() * sizeof(float));
+    std::vector<float> bias(loads.size());
+    ops_->Download(bias.data(), bias_dev, bytes);
     double mean = 0;
     for (int64_t v : loads) mean += static_cast<double>(v);
     mean /= static_cast<double>(loads.size());
@@ -188,6 +253,7 @@ void Model::UpdateRouterBias(float gamma) {
       double d = mean - static_cast<double>(loads[e]);
       bias[e] += gamma * static_cast<float>((d > 0) - (d < 0));
     }
+    ops_->Upload(bias_dev, bias.data(), bytes);
   }
 }
 

@@ -54,6 +54,7 @@ struct TensorRef {
   float* grad = nullptr;       // size floats (backend memory)
   int64_t size = 0;
   bool trainable = true;       // false: e_score_correction_bias (moved by UpdateRouterBias)
+  ops::Backend* ops = nullptr; // the backend whose memory data/grad are in (nullptr: CPU)
 };
 
 // B sequences padded to T tokens. Position t predicts tokens[b, t+1]; targets
@@ -168,8 +169,16 @@ class Model {
   void Layout();
   void InitRandom(uint64_t seed);
   internal::Net net();
+  absl::Status TrainForwardImpl(const TrainBatch& batch, const TrainOptions& options, TrainOutput* out);
+  absl::Status TrainBackwardImpl(const float* dlogp, const float* dentropy);
+  absl::Status GenerateImpl(const std::vector<std::vector<int32_t>>& prompts, int64_t G, const SamplerParams& params,
+                            uint64_t seed, const std::vector<int32_t>& stop_ids, int64_t max_new,
+                            std::vector<GeneratedSample>* out);
+  // logits [rows, V] stay in backend memory; InferToHost copies them out.
   absl::Status InferForward(const std::vector<KVCache*>& caches, const std::vector<std::vector<int32_t>>& toks,
-                            std::vector<float>* logits, bool all_logits);
+                            ops::Buf<float>* logits, bool all_logits);
+  absl::Status InferToHost(const std::vector<KVCache*>& caches, const std::vector<std::vector<int32_t>>& toks,
+                           std::vector<float>* logits, bool all_logits);
 
   ModelConfig config_;
   ops::Backend* ops_;

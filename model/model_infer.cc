@@ -1,17 +1,20 @@
 // Model inference: Prefill / DecodeStep over per-sequence KV caches (one
 // batched pass over all new tokens of all sequences; attention per sequence
-// against its cache), and Generate (shared prefill, forked caches, sampling).
+// against its cache), and Generate (shared prefill, forked caches, sampling on
+// the backend). Caches and logits stay in backend memory; Generate brings back
+// only the drawn tokens and their two logprobs per step.
 #include <algorithm>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "common/status.h"
 #include "model/model.h"
 #include "model/transformer.h"
 
 namespace zerorl::model {
 
 absl::Status Model::InferForward(const std::vector<KVCache*>& caches, const std::vector<std::vector<int32_t>>& toks,
-                                 std::vector<float>* logits, bool all_logits) {
+                                 ops::Buf<float>* logits, bool all_logits) {
   const ModelConfig& c = config_;
   const int64_t S = static_cast<int64_t>(caches.size()), D = c.hidden_size, V = c.vocab_size;
   const int64_t Lyr = c.num_hidden_layers;
@@ -33,22 +36,33 @@ absl::Status Model::InferForward(const std::vector<KVCache*>& caches, const std:
       ids[start[i] + j] = toks[i][j];
       pos[start[i] + j] = static_cast<int32_t>(caches[i]->len_ + static_cast<int64_t>(j));
     }
-  if (!scratch_) scratch_ = std::make_unique<internal::LayerActs>();
+  if (!scratch_) {
+    scratch_ = std::make_unique<internal::LayerActs>();
+    scratch_->Bind(ops_);
+  }
   internal::LayerActs& A = *scratch_;
   internal::Net n = net();
   const ops::AttnShape shape = internal::AttnShapeOf(c);
-  std::vector<float> x(N * D);
-  ops_->EmbeddingForward(x.data(), embed_, ids.data(), N, D);
+  ops::Buf<int32_t> ids_dev(ops_, "token ids"), pos_dev(ops_, "positions");
+  ids_dev.upload(ids.data(), N);
+  pos_dev.upload(pos.data(), N);
+  ops::Buf<float> x(ops_, "activations");
+  x.resize_discard(N * D);
+  ops_->EmbeddingForward(x.data(), embed_, ids_dev.data(), N, D);
   std::vector<ops::AttnSeq> seqs(S);
   const std::vector<internal::SeqSpan> no_spans;
   for (int64_t i = 0; i < S; ++i) {
     caches[i]->k_.resize(Lyr);
     caches[i]->v_.resize(Lyr);
+    for (int64_t l = 0; l < Lyr; ++l) {
+      caches[i]->k_[l].bind(ops_, "kv cache");
+      caches[i]->v_[l].bind(ops_, "kv cache");
+    }
   }
   for (int64_t l = 0; l < Lyr; ++l) {
     const internal::Layer& L = *layers_[l];
-    internal::AttnQkvForward(n, L, A, x.data(), pos.data(), N);
-    A.attn.resize(N * shape.out_stride);
+    internal::AttnQkvForward(n, L, A, x.data(), pos_dev.data(), N);
+    A.attn.resize_discard(N * shape.out_stride);
     for (int64_t i = 0; i < S; ++i) {
       KVCache& kv = *caches[i];
       const int64_t ni = start[i + 1] - start[i];
@@ -56,15 +70,15 @@ absl::Status Model::InferForward(const std::vector<KVCache*>& caches, const std:
       auto& Vc = kv.v_[l];
       K.resize((kv.len_ + ni) * shape.k_stride);
       Vc.resize((kv.len_ + ni) * shape.v_stride);
-      std::memcpy(K.data() + kv.len_ * shape.k_stride, A.k.data() + start[i] * shape.k_stride,
-                  ni * shape.k_stride * 4);
-      std::memcpy(Vc.data() + kv.len_ * shape.v_stride, A.v.data() + start[i] * shape.v_stride,
-                  ni * shape.v_stride * 4);
+      ops_->Copy(K.data() + kv.len_ * shape.k_stride, A.k.data() + start[i] * shape.k_stride,
+                 ni * shape.k_stride * 4);
+      ops_->Copy(Vc.data() + kv.len_ * shape.v_stride, A.v.data() + start[i] * shape.v_stride,
+                 ni * shape.v_stride * 4);
       seqs[i] = ops::AttnSeq{A.q.data() + start[i] * shape.q_stride, K.data(), Vc.data(),
                              A.attn.data() + start[i] * shape.out_stride, nullptr, ni, kv.len_ + ni, kv.len_};
     }
     ops_->AttentionForward(seqs.data(), S, shape);
-    A.x_mid.resize(N * D);
+    A.x_mid.resize_discard(N * D);
     internal::AttnOutForward(n, L, A, x.data(), A.x_mid.data(), N);
     internal::MlpForward(n, L, A, A.x_mid.data(), x.data(), N, no_spans, nullptr);
   }
@@ -77,17 +91,35 @@ absl::Status Model::InferForward(const std::vector<KVCache*>& caches, const std:
     for (int64_t i = 0; i < S; ++i) rows.push_back(static_cast<int32_t>(start[i + 1] - 1));
   }
   const int64_t R = static_cast<int64_t>(rows.size());
-  std::vector<float> h(R * D), hn(R * D);
-  ops_->GatherRows(h.data(), x.data(), rows.data(), R, D);
+  ops::Buf<int32_t> rows_dev(ops_, "row ids");
+  rows_dev.upload(rows.data(), R);
+  ops::Buf<float> h(ops_, "activations"), hn(ops_, "activations");
+  h.resize_discard(R * D);
+  hn.resize_discard(R * D);
+  ops_->GatherRows(h.data(), x.data(), rows_dev.data(), R, D);
   ops_->RmsNormForward(hn.data(), nullptr, h.data(), norm_, R, D, D, D, static_cast<float>(c.rms_norm_eps));
-  logits->resize(R * V);
+  logits->bind(ops_, "logits");
+  logits->resize_discard(R * V);
   ops_->LinearForward(logits->data(), hn.data(), lm_head_, R, D, V);
   return absl::OkStatus();
 }
 
+absl::Status Model::InferToHost(const std::vector<KVCache*>& caches, const std::vector<std::vector<int32_t>>& toks,
+                                std::vector<float>* logits, bool all_logits) {
+  try {
+    ops::Buf<float> dev(ops_, "logits");
+    ZRL_RETURN_IF_ERROR(InferForward(caches, toks, &dev, all_logits));
+    logits->resize(dev.size());
+    ops_->Download(logits->data(), dev.data(), dev.size() * 4);
+    return absl::OkStatus();
+  } catch (const std::bad_alloc& e) {
+    return internal::OutOfMemoryError("in a forward pass", e);
+  }
+}
+
 absl::Status Model::Prefill(const std::vector<int32_t>& tokens, KVCache* cache, std::vector<float>* logits,
                             bool all_logits) {
-  return InferForward({cache}, {tokens}, logits, all_logits);
+  return InferToHost({cache}, {tokens}, logits, all_logits);
 }
 
 absl::Status Model::DecodeStep(const std::vector<KVCache*>& caches, const std::vector<int32_t>& tokens,
@@ -97,7 +129,7 @@ absl::Status Model::DecodeStep(const std::vector<KVCache*>& caches, const std::v
         absl::StrCat("DecodeStep: ", caches.size(), " caches but ", tokens.size(), " tokens"));
   std::vector<std::vector<int32_t>> toks(tokens.size());
   for (size_t i = 0; i < tokens.size(); ++i) toks[i] = {tokens[i]};
-  return InferForward(caches, toks, logits, false);
+  return InferToHost(caches, toks, logits, false);
 }
 
 absl::StatusOr<std::vector<GeneratedSample>> Model::Generate(const std::vector<std::vector<int32_t>>& prompts,
@@ -109,16 +141,28 @@ absl::StatusOr<std::vector<GeneratedSample>> Model::Generate(const std::vector<s
     return absl::InvalidArgumentError("Generate: temperature must be > 0 (or use greedy)");
   if (!(params.top_p > 0.f && params.top_p <= 1.f)) return absl::InvalidArgumentError("Generate: top_p must be in (0, 1]");
   if (params.top_k < 0) return absl::InvalidArgumentError("Generate: top_k must be >= 0");
-  const int64_t P = static_cast<int64_t>(prompts.size()), V = config_.vocab_size;
-  std::vector<GeneratedSample> out(P * G);
-  if (P == 0 || max_new == 0) return out;
-  for (int64_t p = 0; p < P; ++p)
+  std::vector<GeneratedSample> out(prompts.size() * G);
+  if (prompts.empty() || max_new == 0) return out;
+  for (size_t p = 0; p < prompts.size(); ++p)
     if (prompts[p].empty()) return absl::InvalidArgumentError(absl::StrCat("Generate: prompt ", p, " is empty"));
+  try {
+    ZRL_RETURN_IF_ERROR(GenerateImpl(prompts, G, params, seed, stop_ids, max_new, &out));
+  } catch (const std::bad_alloc& e) {
+    return internal::OutOfMemoryError("in Generate", e);
+  }
+  return out;
+}
+
+absl::Status Model::GenerateImpl(const std::vector<std::vector<int32_t>>& prompts, int64_t G,
+                                 const SamplerParams& params, uint64_t seed, const std::vector<int32_t>& stop_ids,
+                                 int64_t max_new, std::vector<GeneratedSample>* out_ptr) {
+  std::vector<GeneratedSample>& out = *out_ptr;
+  const int64_t P = static_cast<int64_t>(prompts.size()), V = config_.vocab_size;
   std::vector<KVCache> bases(P);
   std::vector<KVCache*> base_ptrs;
   for (auto& b : bases) base_ptrs.push_back(&b);
-  std::vector<float> logits;
-  if (auto s = InferForward(base_ptrs, prompts, &logits, false); !s.ok()) return s;
+  ops::Buf<float> logits(ops_, "logits"), first(ops_, "logits");
+  ZRL_RETURN_IF_ERROR(InferForward(base_ptrs, prompts, &logits, false));
   std::vector<KVCache> caches;
   std::vector<Sampler> samplers;
   caches.reserve(P * G);
@@ -128,38 +172,72 @@ absl::StatusOr<std::vector<GeneratedSample>> Model::Generate(const std::vector<s
       caches.push_back(g + 1 < G ? bases[p].Fork() : std::move(bases[p]));
       samplers.emplace_back(params, MixSeed(seed, static_cast<uint64_t>(p * G + g)));
     }
+  // Sampling on the backend: uniforms from each sample's own stream (so the
+  // draws do not depend on batching), tokens and logprobs back to the host.
+  const ops::SampleParams sp = ToOpsParams(params);
+  ops::Buf<int32_t> tok_dev(ops_, "sampled tokens");
+  ops::Buf<float> lp_dev(ops_, "sampled logprobs"), slp_dev(ops_, "sampled logprobs");
+  std::vector<double> u;
+  std::vector<int32_t> tok;
+  std::vector<float> lp, slp;
+  auto draw = [&](const float* rows, const std::vector<int64_t>& who) {
+    const int64_t n = static_cast<int64_t>(who.size());
+    u.assign(n, 0.0);
+    if (!params.greedy)
+      for (int64_t j = 0; j < n; ++j) u[j] = samplers[who[j]].NextUniform();
+    tok_dev.resize_discard(n);
+    lp_dev.resize_discard(n);
+    slp_dev.resize_discard(n);
+    ops_->SampleRows(tok_dev.data(), lp_dev.data(), slp_dev.data(), rows, u.data(), n, V, sp);
+    tok.resize(n);
+    lp.resize(n);
+    slp.resize(n);
+    ops_->Download(tok.data(), tok_dev.data(), n * 4);
+    ops_->Download(lp.data(), lp_dev.data(), n * 4);
+    ops_->Download(slp.data(), slp_dev.data(), n * 4);
+  };
   auto is_stop = [&](int32_t t) { return std::find(stop_ids.begin(), stop_ids.end(), t) != stop_ids.end(); };
-  std::vector<int64_t> active;  // sample indices still decoding
-  std::vector<int32_t> next;
+  std::vector<int64_t> active, all(P * G);  // sample indices still decoding
+  for (int64_t i = 0; i < P * G; ++i) all[i] = i;
+  {
+    // Each prompt's last-token logits, once per sample.
+    std::vector<int32_t> rows(P * G);
+    for (int64_t i = 0; i < P * G; ++i) rows[i] = static_cast<int32_t>(i / G);
+    ops::Buf<int32_t> rows_dev(ops_, "row ids");
+    rows_dev.upload(rows.data(), P * G);
+    first.resize_discard(P * G * V);
+    ops_->GatherRows(first.data(), logits.data(), rows_dev.data(), P * G, V);
+    draw(first.data(), all);
+  }
   for (int64_t i = 0; i < P * G; ++i) {
-    TokenDraw d = samplers[i].Draw(logits.data() + (i / G) * V, V);
-    out[i].tokens.push_back(d.token);
-    out[i].logprobs.push_back(d.logprob);
-    out[i].sampling_logprobs.push_back(d.sampling_logprob);
-    if (is_stop(d.token)) out[i].finish = FinishReason::kStop;
+    out[i].tokens.push_back(tok[i]);
+    out[i].logprobs.push_back(lp[i]);
+    out[i].sampling_logprobs.push_back(slp[i]);
+    if (is_stop(tok[i])) out[i].finish = FinishReason::kStop;
     else if (max_new > 1) active.push_back(i);
   }
+  std::vector<std::vector<int32_t>> next;
   while (!active.empty()) {
     std::vector<KVCache*> cs;
     next.clear();
     for (int64_t i : active) {
       cs.push_back(&caches[i]);
-      next.push_back(out[i].tokens.back());
+      next.push_back({out[i].tokens.back()});
     }
-    if (auto s = DecodeStep(cs, next, &logits); !s.ok()) return s;
+    ZRL_RETURN_IF_ERROR(InferForward(cs, next, &logits, false));
+    draw(logits.data(), active);
     std::vector<int64_t> still;
     for (size_t j = 0; j < active.size(); ++j) {
       const int64_t i = active[j];
-      TokenDraw d = samplers[i].Draw(logits.data() + j * V, V);
-      out[i].tokens.push_back(d.token);
-      out[i].logprobs.push_back(d.logprob);
-      out[i].sampling_logprobs.push_back(d.sampling_logprob);
-      if (is_stop(d.token)) out[i].finish = FinishReason::kStop;
+      out[i].tokens.push_back(tok[j]);
+      out[i].logprobs.push_back(lp[j]);
+      out[i].sampling_logprobs.push_back(slp[j]);
+      if (is_stop(tok[j])) out[i].finish = FinishReason::kStop;
       else if (static_cast<int64_t>(out[i].tokens.size()) < max_new) still.push_back(i);
     }
     active.swap(still);
   }
-  return out;
+  return absl::OkStatus();
 }
 
 }  // namespace zerorl::model

@@ -34,7 +34,21 @@ absl::Status CheckBatch(const ModelConfig& c, const TrainBatch& b) {
 absl::Status Model::TrainForward(const TrainBatch& batch, const TrainOptions& options, TrainOutput* out) {
   const ModelConfig& c = config_;
   if (auto s = CheckBatch(c, batch); !s.ok()) return s;
-  if (!train_) train_ = std::make_unique<internal::TrainState>();
+  if (!train_) {
+    train_ = std::make_unique<internal::TrainState>();
+    for (auto* b : {&train_->tokens, &train_->pos, &train_->targets}) b->bind(ops_, "training batch");
+    for (auto* b : {&train_->x_final, &train_->lnf, &train_->rstdf, &train_->logits}) b->bind(ops_, "activations");
+  }
+  try {
+    return TrainForwardImpl(batch, options, out);
+  } catch (const std::bad_alloc& e) {
+    train_->ready = false;
+    return internal::OutOfMemoryError("in TrainForward", e);
+  }
+}
+
+absl::Status Model::TrainForwardImpl(const TrainBatch& batch, const TrainOptions& options, TrainOutput* out) {
+  const ModelConfig& c = config_;
   internal::TrainState& S = *train_;
   const int64_t B = batch.B, T = batch.T, N = B * T, D = c.hidden_size, V = c.vocab_size;
   const int64_t H = c.num_attention_heads;
@@ -42,31 +56,35 @@ absl::Status Model::TrainForward(const TrainBatch& batch, const TrainOptions& op
   S.T = T;
   S.N = N;
   S.balance_alpha = options.balance_alpha;
-  S.tokens = batch.tokens;
-  S.pos.resize(N);
-  S.targets.resize(N);
+  std::vector<int32_t> pos(N), targets(N);
   S.spans.resize(B);
   for (int64_t b = 0; b < B; ++b) {
     S.spans[b] = SeqSpan{b * T, T, batch.lengths[b]};
     for (int64_t t = 0; t < T; ++t) {
-      S.pos[b * T + t] = static_cast<int32_t>(t);
-      S.targets[b * T + t] = t + 1 < batch.lengths[b] ? batch.tokens[b * T + t + 1] : -1;
+      pos[b * T + t] = static_cast<int32_t>(t);
+      targets[b * T + t] = t + 1 < batch.lengths[b] ? batch.tokens[b * T + t + 1] : -1;
     }
   }
-  S.layers.resize(c.num_hidden_layers);
+  S.tokens.upload(batch.tokens.data(), N);
+  S.pos.upload(pos.data(), N);
+  S.targets.upload(targets.data(), N);
+  if (static_cast<int64_t>(S.layers.size()) != c.num_hidden_layers) {
+    S.layers.resize(c.num_hidden_layers);
+    for (auto& A : S.layers) A.Bind(ops_);
+  }
   internal::Net n = net();
   const ops::AttnShape shape = internal::AttnShapeOf(c);
   expert_loads_.assign(c.num_hidden_layers, {});
 
-  S.layers[0].x_in.resize(N * D);
+  S.layers[0].x_in.resize_discard(N * D);
   ops_->EmbeddingForward(S.layers[0].x_in.data(), embed_, S.tokens.data(), N, D);
   std::vector<ops::AttnSeq> seqs(B);
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     LayerActs& A = S.layers[l];
     const internal::Layer& L = *layers_[l];
     internal::AttnQkvForward(n, L, A, A.x_in.data(), S.pos.data(), N);
-    A.probs.resize(B * H * T * T);
-    A.attn.resize(N * H * shape.dv);
+    A.probs.resize_discard(B * H * T * T);
+    A.attn.resize_discard(N * H * shape.dv);
     for (int64_t b = 0; b < B; ++b) {
       seqs[b].q = A.q.data() + b * T * shape.q_stride;
       seqs[b].k = A.k.data() + b * T * shape.k_stride;
@@ -78,22 +96,28 @@ absl::Status Model::TrainForward(const TrainBatch& batch, const TrainOptions& op
       seqs[b].q_pos0 = 0;
     }
     ops_->AttentionForward(seqs.data(), B, shape);
-    A.x_mid.resize(N * D);
+    A.x_mid.resize_discard(N * D);
     internal::AttnOutForward(n, L, A, A.x_in.data(), A.x_mid.data(), N);
-    std::vector<float>& next = l + 1 < c.num_hidden_layers ? S.layers[l + 1].x_in : S.x_final;
-    next.resize(N * D);
+    ops::Buf<float>& next = l + 1 < c.num_hidden_layers ? S.layers[l + 1].x_in : S.x_final;
+    next.resize_discard(N * D);
     if (L.moe) expert_loads_[l].assign(c.n_routed_experts, 0);
     internal::MlpForward(n, L, A, A.x_mid.data(), next.data(), N, S.spans,
                          L.moe ? expert_loads_[l].data() : nullptr);
   }
-  S.lnf.resize(N * D);
-  S.rstdf.resize(N);
-  S.logits.resize(N * V);
+  S.lnf.resize_discard(N * D);
+  S.rstdf.resize_discard(N);
+  S.logits.resize_discard(N * V);
   ops_->RmsNormForward(S.lnf.data(), S.rstdf.data(), S.x_final.data(), norm_, N, D, D, D,
                        static_cast<float>(c.rms_norm_eps));
   ops_->LinearForward(S.logits.data(), S.lnf.data(), lm_head_, N, D, V);
+  ops::Buf<float> logp_dev(ops_, "logprobs"), ent_dev(ops_, "logprobs");
+  logp_dev.resize_discard(N);
+  ent_dev.resize_discard(options.entropy ? N : 0);
+  ops_->LogProbForward(logp_dev.data(), options.entropy ? ent_dev.data() : nullptr, S.logits.data(),
+                       S.targets.data(), N, V);
   std::vector<float> logp(N), ent(options.entropy ? N : 0);
-  ops_->LogProbForward(logp.data(), options.entropy ? ent.data() : nullptr, S.logits.data(), S.targets.data(), N, V);
+  ops_->Download(logp.data(), logp_dev.data(), N * 4);
+  if (options.entropy) ops_->Download(ent.data(), ent_dev.data(), N * 4);
   out->logp.resize(B * (T - 1));
   out->entropy.resize(options.entropy ? B * (T - 1) : 0);
   for (int64_t b = 0; b < B; ++b)
@@ -101,8 +125,12 @@ absl::Status Model::TrainForward(const TrainBatch& batch, const TrainOptions& op
       out->logp[b * (T - 1) + t] = logp[b * T + t];
       if (options.entropy) out->entropy[b * (T - 1) + t] = ent[b * T + t];
     }
-  if (options.keep_logits) out->logits = S.logits;
-  else out->logits.clear();
+  if (options.keep_logits) {
+    out->logits.resize(N * V);
+    ops_->Download(out->logits.data(), S.logits.data(), N * V * 4);
+  } else {
+    out->logits.clear();
+  }
   out->balance_loss = 0.f;
   if (options.balance_alpha > 0.f)
     for (int64_t l = 0; l < c.num_hidden_layers; ++l)
@@ -113,8 +141,16 @@ absl::Status Model::TrainForward(const TrainBatch& batch, const TrainOptions& op
 
 absl::Status Model::TrainBackward(const float* dlogp, const float* dentropy) {
   if (!train_ || !train_->ready) return absl::FailedPreconditionError("TrainBackward needs a TrainForward first");
+  train_->ready = false;
+  try {
+    return TrainBackwardImpl(dlogp, dentropy);
+  } catch (const std::bad_alloc& e) {
+    return internal::OutOfMemoryError("in TrainBackward", e);
+  }
+}
+
+absl::Status Model::TrainBackwardImpl(const float* dlogp, const float* dentropy) {
   internal::TrainState& S = *train_;
-  S.ready = false;
   const ModelConfig& c = config_;
   const int64_t B = S.B, T = S.T, N = S.N, D = c.hidden_size, V = c.vocab_size, H = c.num_attention_heads;
   internal::Net n = net();
@@ -125,12 +161,21 @@ absl::Status Model::TrainBackward(const float* dlogp, const float* dentropy) {
       gl[b * T + t] = dlogp[b * (T - 1) + t];
       if (dentropy) ge[b * T + t] = dentropy[b * (T - 1) + t];
     }
-  std::vector<float> dlogits(N * V), dlnf(N * D, 0.f), dres(N * D, 0.f);
-  ops_->LogProbBackward(dlogits.data(), gl.data(), dentropy ? ge.data() : nullptr, S.logits.data(),
+  using Buf = ops::Buf<float>;
+  Buf gl_dev(ops_, "gradients"), ge_dev(ops_, "gradients");
+  gl_dev.upload(gl.data(), N);
+  if (dentropy) ge_dev.upload(ge.data(), N);
+  Buf dlogits(ops_, "logit gradients"), dlnf(ops_, "gradients"), dres(ops_, "gradients");
+  dlogits.resize_discard(N * V);
+  dlnf.assign(N * D, 0.f);
+  dres.assign(N * D, 0.f);
+  ops_->LogProbBackward(dlogits.data(), gl_dev.data(), dentropy ? ge_dev.data() : nullptr, S.logits.data(),
                         S.targets.data(), N, V);
   ops_->LinearBackward(dlnf.data(), n.G(lm_head_), dlogits.data(), S.lnf.data(), lm_head_, N, D, V);
   ops_->RmsNormBackward(dres.data(), n.G(norm_), dlnf.data(), S.x_final.data(), norm_, S.rstdf.data(), N, D, D, D);
-  std::vector<float> dattn(N * H * shape.dv), dq(N * shape.q_stride), dk, dv;
+  Buf dattn(ops_, "gradients"), dq(ops_, "gradients"), dk(ops_, "gradients"), dv(ops_, "gradients");
+  dattn.resize_discard(N * H * shape.dv);
+  dq.resize_discard(N * shape.q_stride);
   std::vector<ops::AttnSeq> seqs(B);
   std::vector<ops::AttnSeqGrad> grads(B);
   for (int64_t l = c.num_hidden_layers - 1; l >= 0; --l) {
@@ -138,7 +183,7 @@ absl::Status Model::TrainBackward(const float* dlogp, const float* dentropy) {
     const internal::Layer& L = *layers_[l];
     internal::MlpBackward(n, L, A, dres.data(), N, S.spans, S.balance_alpha);
     internal::AttnOutBackward(n, L, A, dres.data(), dattn.data(), N);
-    dk.assign(N * shape.k_stride, 0.f);
+    dk.assign(N * shape.k_stride, 0.f);  // AttentionBackward accumulates dk, dv
     dv.assign(N * shape.v_stride, 0.f);
     for (int64_t b = 0; b < B; ++b) {
       seqs[b] = ops::AttnSeq{A.q.data() + b * T * shape.q_stride, A.k.data() + b * T * shape.k_stride,

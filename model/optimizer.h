@@ -6,6 +6,9 @@
 // checkpoint resumes the same trajectory. Weight decay applies to matrices
 // (tensors of rank >= 2) only; norms, biases and embeddings-as-vectors do not
 // decay. Tensors with trainable=false (e_score_correction_bias) are skipped.
+// Both run on the tensors' backend (TensorRef::ops): on a GPU the moments live
+// in device memory next to the weights and nothing crosses to the host but
+// the grad norm.
 #pragma once
 
 #include <cstdint>
@@ -14,6 +17,7 @@
 
 #include "absl/status/status.h"
 #include "model/model.h"
+#include "model/ops/buffer.h"
 
 namespace zerorl::model {
 
@@ -53,7 +57,8 @@ class AdamW {
  private:
   AdamWConfig config_;
   int64_t step_ = 0;
-  std::vector<float> m_, v_;
+  ops::Buf<float> m_, v_;               // on the parameters' backend, bound by the first Step
+  std::vector<float> restored_m_, restored_v_;  // RestoreState before that first Step
 };
 
 }  // namespace zerorl::model

@@ -10,6 +10,8 @@
 #include <cstdint>
 #include <random>
 
+#include "model/ops/ops.h"
+
 namespace zerorl::model {
 
 struct SamplerParams {
@@ -30,12 +32,17 @@ class Sampler {
   Sampler(const SamplerParams& params, uint64_t seed) : params_(params), rng_(seed) {}
   // logits[V] on the host. Not thread-safe (one Sampler per sequence).
   TokenDraw Draw(const float* logits, int64_t V);
+  // The uniform in [0, 1) the next non-greedy draw uses (advances the stream);
+  // for backends that draw on the device (ops::Backend::SampleRows).
+  double NextUniform();
   const SamplerParams& params() const { return params_; }
 
  private:
-  double Uniform();  // [0, 1)
   SamplerParams params_;
   std::mt19937_64 rng_;
 };
+
+// The same parameters as the op layer's struct (ops::Backend::SampleRows).
+ops::SampleParams ToOpsParams(const SamplerParams& p);
 
 }  // namespace zerorl::model

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "model/config.h"
 #include "model/ops/buffer.h"
 #include "model/ops/ops.h"
@@ -94,6 +95,9 @@ struct Net {
   float* grads;
   float* G(const float* p) const { return grads + (p - params); }
 };
+
+// RESOURCE_EXHAUSTED "out of memory <doing>: <what the backend said>".
+absl::Status OutOfMemoryError(const char* doing, const std::bad_alloc& e);
 
 // The attention geometry of a config (contiguous q/k/v/out rows).
 ops::AttnShape AttnShapeOf(const ModelConfig& c);

@@ -32,6 +32,37 @@ class CpuBackend final : public Backend {
   void GatherRows(float* out, const float* in, const int32_t* idx, int64_t M, int64_t C) override;
   void ScatterAddRows(float* out, const float* in, const int32_t* idx, const float* scale, int64_t M,
                       int64_t C) override;
+  // memory.cc
+  bool host_memory() const override { return true; }
+  void* Alloc(int64_t bytes, const char* what) override;
+  void Free(void* p) override;
+  void Copy(void* dst, const void* src, int64_t bytes) override;
+  void Upload(void* dst, const void* host, int64_t bytes) override;
+  void Download(void* host, const void* src, int64_t bytes) override;
+  void Fill(float* x, float value, int64_t n) override;
+  void FillI32(int32_t* x, int32_t value, int64_t n) override;
+  void Copy2D(float* dst, int64_t ld_dst, const float* src, int64_t ld_src, int64_t rows, int64_t cols,
+              bool accumulate) override;
+  void Synchronize() override {}
+  void AdamW(float* w, float* m, float* v, const float* g, int64_t n, float lr, float b1, float b2, float eps,
+             float wd, float bc1, float bc2) override;
+  double SumSquares(const float* x, int64_t n) override;
+  void Scale(float* x, float s, int64_t n) override;
+  // route.cc
+  void RouterScores(float* scores, const float* logits, int64_t N, int64_t E, bool sigmoid) override;
+  void RouterScoresBackward(float* dlogits, const float* dscores, const float* scores, int64_t N, int64_t E,
+                            bool sigmoid) override;
+  void RouterTopK(int32_t* idx, float* w, const float* scores, const float* bias, int64_t N,
+                  const RouteShape& r) override;
+  void RouterTopKBackward(float* dscores, const float* dw, const float* scores, const int32_t* idx, int64_t N,
+                          const RouteShape& r) override;
+  void MoePermute(int64_t* offsets, int32_t* row_token, int32_t* row_slot, const int32_t* idx, int64_t N, int64_t K,
+                  int64_t E) override;
+  void MoeCombineBackward(float* dy, float* dw_slot, const float* dout, const float* y, const float* row_w,
+                          const int32_t* row_token, const int32_t* row_slot, int64_t R, int64_t D) override;
+  // sample.cc
+  void SampleRows(int32_t* token, float* logprob, float* sampling_logprob, const float* logits, const double* u,
+                  int64_t n, int64_t V, const SampleParams& p) override;
   void ParallelFor(int64_t n, void (*fn)(void* ctx, int64_t i), void* ctx) override;
   int num_threads() const override;
 };

@@ -13,12 +13,11 @@
 #include <vector>
 
 #include "model/cuda_bench.h"
-#include "model/model.h"
+#include "model/ops/buffer.h"
 #include "model/ops/cuda/adamw.h"
 #include "model/ops/cuda/cuda_backend.h"
 #include "model/ops/cuda/device_memory.h"
 #include "model/ops/ops.h"
-#include "model/optimizer.h"
 
 namespace zerorl::model::ops {
 namespace {
@@ -346,32 +345,325 @@ TEST_F(CudaOps, AxpyAndParallelFor) {
   EXPECT_EQ(sum, 45);
 }
 
-TEST_F(CudaOps, AdamWMatchesHostOptimizer) {
-  const int64_t n = 4099;
-  Vec w = Random(n, rng_), g = Random(n, rng_), w_host = w;
-  AdamWConfig cfg;
-  cfg.weight_decay = 0.1f;
-  AdamW host(cfg);
-  TensorRef ref;
-  ref.name = "w";
-  ref.shape = {n, 1};  // a matrix: weight decay applies
-  ref.data = w_host.data();
-  ref.grad = g.data();
-  ref.size = n;
-  float *dw = Up(w), *dm = Up(Vec(n, 0.f)), *dv = Up(Vec(n, 0.f)), *dg = Up(g);
+TEST_F(CudaOps, AdamWSumSquaresScaleMatchCpu) {
+  const int64_t n = 40999;
+  Vec w = Random(n, rng_), g = Random(n, rng_), m(n, 0.f), v(n, 0.f);
+  Vec w2 = w, m2 = m, v2 = v;
+  float *dw = Up(w), *dm = Up(m), *dv = Up(v), *dg = Up(g);
+  float *dw2 = Up(w2), *dm2 = Up(m2), *dv2 = Up(v2);
   for (int64_t step = 1; step <= 3; ++step) {
-    ASSERT_TRUE(host.Step({ref}, 1e-2f).ok());
-    DeviceAdamWArgs a;
-    a.lr = 1e-2f, a.beta1 = cfg.beta1, a.beta2 = cfg.beta2, a.eps = cfg.eps, a.weight_decay = cfg.weight_decay;
-    a.step = step;
-    DeviceAdamWStep(dw, dm, dv, dg, n, a);
+    const float bc1 = 1.f - static_cast<float>(std::pow(0.9, step)), bc2 = 1.f - static_cast<float>(std::pow(0.95, step));
+    cpu_->AdamW(w.data(), m.data(), v.data(), g.data(), n, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, bc1, bc2);
+    fp32_->AdamW(dw, dm, dv, dg, n, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, bc1, bc2);
+    DeviceAdamWArgs a;  // the older host wrapper: the same kernel
+    a.lr = 1e-2f, a.beta1 = 0.9f, a.beta2 = 0.95f, a.eps = 1e-8f, a.weight_decay = 0.1f, a.step = step;
+    DeviceAdamWStep(dw2, dm2, dv2, dg, n, a);
   }
-  EXPECT_CLOSE(Down(dw, n), w_host, 1e-5);
+  EXPECT_CLOSE(Down(dw, n), w, 1e-5);
+  EXPECT_CLOSE(Down(dm, n), m, 1e-5);
+  EXPECT_CLOSE(Down(dv, n), v, 1e-5);
+  EXPECT_CLOSE(Down(dw2, n), w, 1e-5);
+  const double want = cpu_->SumSquares(g.data(), n);
+  EXPECT_NEAR(fp32_->SumSquares(dg, n), want, want * 1e-9);
+  EXPECT_NEAR(fp32_->SumSquares(dg, 1), static_cast<double>(g[0]) * g[0], 1e-9);
+  EXPECT_EQ(fp32_->SumSquares(dg, 0), 0.0);
   auto ss = DeviceSumSquares(dg, n);
   ASSERT_TRUE(ss.ok()) << ss.status();
-  double want = 0;
-  for (float v : g) want += static_cast<double>(v) * v;
   EXPECT_NEAR(*ss, want, want * 1e-4);
+  cpu_->Scale(g.data(), -0.37f, n);
+  fp32_->Scale(dg, -0.37f, n);
+  EXPECT_CLOSE(Down(dg, n), g, 1e-7);
+}
+
+// ---- backend memory ----
+
+template <typename T>
+Buf<T> ToBackend(Backend* b, const std::vector<T>& v, const char* what = "test buffer") {
+  Buf<T> x(b, what);
+  x.upload(v.data(), static_cast<int64_t>(v.size()));
+  return x;
+}
+template <typename T>
+std::vector<T> ToHost(Backend* b, const T* p, int64_t n) {
+  std::vector<T> v(static_cast<size_t>(n));
+  b->Download(v.data(), p, n * static_cast<int64_t>(sizeof(T)));
+  return v;
+}
+
+TEST_F(CudaOps, MemoryOpsMatchCpu) {
+  Backend* d = fp32_.get();
+  EXPECT_FALSE(d->host_memory());
+  EXPECT_TRUE(cpu_->host_memory());
+  const int64_t rows = 37, cols = 29, lds = 41, ldd = 33;
+  Vec src = Random(rows * lds, rng_), dst0 = Random(rows * ldd, rng_);
+  for (bool acc : {false, true}) {
+    Vec want = dst0;
+    cpu_->Copy2D(want.data(), ldd, src.data(), lds, rows, cols, acc);
+    Buf<float> s = ToBackend(d, src), t = ToBackend(d, dst0);
+    d->Copy2D(t.data(), ldd, s.data(), lds, rows, cols, acc);
+    EXPECT_EQ(ToHost(d, t.data(), t.size()), want) << "Copy2D accumulate=" << acc;
+  }
+  Buf<float> a = ToBackend(d, src);
+  Buf<float> b(d, "copy");
+  b.resize(a.size());
+  d->Copy(b.data(), a.data(), a.size() * 4);
+  EXPECT_EQ(ToHost(d, b.data(), b.size()), src);
+  Buf<float> c = b;  // Buf copies on the backend
+  EXPECT_EQ(ToHost(d, c.data(), c.size()), src);
+  c.resize(c.size() * 3);  // growth keeps the contents
+  EXPECT_EQ(ToHost(d, c.data(), static_cast<int64_t>(src.size())), src);
+  for (float value : {0.f, -2.5f}) {
+    Buf<float> f(d, "fill");
+    f.assign(100003, value);
+    EXPECT_EQ(ToHost(d, f.data(), f.size()), Vec(100003, value));
+  }
+  for (int32_t value : {0, -7}) {
+    Buf<int32_t> f(d, "fill i32");
+    f.assign(4097, value);
+    EXPECT_EQ(ToHost(d, f.data(), f.size()), std::vector<int32_t>(4097, value));
+  }
+  d->Synchronize();
+}
+
+TEST_F(CudaOps, CachingAllocatorReusesFreedBlocks) {
+  Backend* d = fp32_.get();
+  auto before = CudaBackendMemoryStats(d);
+  ASSERT_TRUE(before.ok()) << before.status();
+  void* p = d->Alloc(3000 * 4, "a");
+  void* q = d->Alloc(100, "b");
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % 64, 0u);
+  EXPECT_NE(p, q);
+  auto mid = CudaBackendMemoryStats(d);
+  ASSERT_TRUE(mid.ok());
+  EXPECT_EQ(mid->in_use_bytes - before->in_use_bytes, 16384 + 512) << "rounded to powers of two >= 512";
+  d->Free(p);
+  void* p2 = d->Alloc(12001, "a again");  // same rounded size: the cached block
+  EXPECT_EQ(p2, p);
+  auto after = CudaBackendMemoryStats(d);
+  ASSERT_TRUE(after.ok());
+  EXPECT_EQ(after->cuda_mallocs, mid->cuda_mallocs) << "a cache hit calls no cudaMalloc";
+  d->Free(p2);
+  d->Free(q);
+  EXPECT_EQ(CudaBackendMemoryStats(d)->in_use_bytes, before->in_use_bytes);
+  EXPECT_GT(GetDeviceMemoryStats().backend_cached_bytes, 0);
+  EXPECT_TRUE(ReleaseCudaBackendCache(d).ok());
+  EXPECT_EQ(CudaBackendMemoryStats(d)->cached_bytes, 0);
+  EXPECT_EQ(CudaBackendMemoryStats(cpu_).status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(cuda::CachingAllocator::RoundSize(1), 512u);
+  EXPECT_EQ(cuda::CachingAllocator::RoundSize(513), 1024u);
+  EXPECT_EQ(cuda::CachingAllocator::RoundSize((1 << 20) + 1), size_t{2} << 20);
+}
+
+TEST_F(CudaOps, HugeAllocThrowsOutOfMemoryNamingTheBuffer) {
+  try {
+    fp32_->Alloc(int64_t{1} << 52, "huge kv cache");
+    FAIL() << "a 4 PiB allocation succeeded";
+  } catch (const OutOfMemory& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("huge kv cache"), std::string::npos) << m;
+    EXPECT_NE(m.find("asked for 4503599627370496 bytes"), std::string::npos) << m;
+    EXPECT_NE(m.find("free "), std::string::npos) << m;
+    EXPECT_NE(m.find("out of memory"), std::string::npos) << m;
+  }
+  // The backend still works afterwards.
+  Buf<float> ok = ToBackend(fp32_.get(), Vec{1.f, 2.f});
+  EXPECT_EQ(ToHost(fp32_.get(), ok.data(), 2), (Vec{1.f, 2.f}));
+}
+
+// ---- MoE routing ----
+
+TEST_F(CudaOps, RouterScoresForwardBackward) {
+  for (int64_t E : {8, 64, 256}) {
+    for (bool sigmoid : {true, false}) {
+      const int64_t N = 37;
+      Vec z = Random(N * E, rng_, 2.f), ds = Random(N * E, rng_), s(N * E), dz(N * E);
+      cpu_->RouterScores(s.data(), z.data(), N, E, sigmoid);
+      cpu_->RouterScoresBackward(dz.data(), ds.data(), s.data(), N, E, sigmoid);
+      Buf<float> gz = ToBackend(fp32_.get(), z), gds = ToBackend(fp32_.get(), ds), gs(fp32_.get()),
+                 gdz(fp32_.get());
+      gs.resize(N * E);
+      gdz.resize(N * E);
+      fp32_->RouterScores(gs.data(), gz.data(), N, E, sigmoid);
+      fp32_->RouterScoresBackward(gdz.data(), gds.data(), gs.data(), N, E, sigmoid);
+      EXPECT_CLOSE(ToHost(fp32_.get(), gs.data(), N * E), s, 1e-6) << " E=" << E << " sigmoid=" << sigmoid;
+      EXPECT_CLOSE(ToHost(fp32_.get(), gdz.data(), N * E), dz, 1e-6) << " E=" << E << " sigmoid=" << sigmoid;
+    }
+  }
+}
+
+// Scores on a coarse grid, so ties (within and across groups) are common:
+// the picks must be the CPU's exactly (ties: lower index first).
+Vec GridScores(size_t n, std::mt19937& rng) {
+  std::uniform_int_distribution<int> d(0, 15);
+  Vec v(n);
+  for (auto& x : v) x = static_cast<float>(d(rng)) / 16.f;
+  return v;
+}
+
+struct RouteCase {
+  RouteShape r;
+  bool bias = false;
+  bool ties = false;
+};
+
+TEST_F(CudaOps, RouterTopKAndBackwardMatchCpuExactly) {
+  std::vector<RouteCase> cases;
+  {
+    RouteCase c;  // DeepSeek-V3: 256 experts in 8 groups, top-4 groups, 8 per token, bias, normalised, scaled
+    c.r.E = 256, c.r.K = 8, c.r.n_group = 8, c.r.topk_group = 4, c.r.normalize = true, c.r.scale = 2.5f;
+    c.bias = true;
+    cases.push_back(c);
+    c.ties = true;
+    cases.push_back(c);
+  }
+  {
+    RouteCase c;  // Qwen3-MoE: 128 experts, 8 per token, no groups, normalised
+    c.r.E = 128, c.r.K = 8, c.r.normalize = true;
+    cases.push_back(c);
+    c.ties = true;
+    c.r.normalize = false;
+    c.r.scale = 0.5f;
+    cases.push_back(c);
+  }
+  {
+    RouteCase c;  // small: 6 of 40 experts in 4 groups, one group kept, unnormalised
+    c.r.E = 40, c.r.K = 6, c.r.n_group = 4, c.r.topk_group = 1;
+    c.ties = true;
+    cases.push_back(c);
+  }
+  {
+    RouteCase c;  // K = E: every expert, in descending order
+    c.r.E = 8, c.r.K = 8, c.r.normalize = true;
+    cases.push_back(c);
+  }
+  for (const RouteCase& c : cases) {
+    SCOPED_TRACE("E=" + std::to_string(c.r.E) + " K=" + std::to_string(c.r.K) + " groups=" +
+                 std::to_string(c.r.n_group) + " ties=" + std::to_string(c.ties));
+    const int64_t N = 301, E = c.r.E, K = c.r.K;
+    Vec s = c.ties ? GridScores(N * E, rng_) : Random(N * E, rng_);
+    if (!c.ties)
+      for (auto& x : s) x = 1.f / (1.f + std::exp(-x));
+    Vec bias = c.ties ? GridScores(E, rng_) : Random(E, rng_, 0.1f);
+    std::vector<int32_t> idx(N * K);
+    Vec w(N * K), dw = Random(N * K, rng_), ds0 = Random(N * E, rng_), ds = ds0;
+    const float* hb = c.bias ? bias.data() : nullptr;
+    cpu_->RouterTopK(idx.data(), w.data(), s.data(), hb, N, c.r);
+    cpu_->RouterTopKBackward(ds.data(), dw.data(), s.data(), idx.data(), N, c.r);
+    Backend* d = fp32_.get();
+    Buf<float> gs = ToBackend(d, s), gb = ToBackend(d, bias), gw(d), gdw = ToBackend(d, dw), gds = ToBackend(d, ds0);
+    Buf<int32_t> gi(d);
+    gi.resize(N * K);
+    gw.resize(N * K);
+    d->RouterTopK(gi.data(), gw.data(), gs.data(), c.bias ? gb.data() : nullptr, N, c.r);
+    d->RouterTopKBackward(gds.data(), gdw.data(), gs.data(), gi.data(), N, c.r);
+    EXPECT_EQ(ToHost(d, gi.data(), N * K), idx);
+    EXPECT_CLOSE(ToHost(d, gw.data(), N * K), w, 1e-6);
+    EXPECT_CLOSE(ToHost(d, gds.data(), N * E), ds, 1e-5);
+  }
+}
+
+TEST_F(CudaOps, MoePermuteIsTheCpusStableGrouping) {
+  for (int64_t E : {1, 7, 64, 256}) {
+    const int64_t N = 513, K = std::min<int64_t>(E, 8);
+    // Distinct experts per token (as top-k gives), skewed so some experts get none.
+    std::vector<int32_t> idx(N * K);
+    for (int64_t n = 0; n < N; ++n) {
+      std::vector<int32_t> all(E);
+      for (int64_t e = 0; e < E; ++e) all[e] = static_cast<int32_t>(e);
+      std::shuffle(all.begin(), all.begin() + std::max<int64_t>(K, E / 2), rng_);
+      for (int64_t k = 0; k < K; ++k) idx[n * K + k] = all[k];
+    }
+    std::vector<int64_t> off(E + 1), goff(E + 1, -1);
+    std::vector<int32_t> tok(N * K), slot(N * K);
+    cpu_->MoePermute(off.data(), tok.data(), slot.data(), idx.data(), N, K, E);
+    Backend* d = fp32_.get();
+    Buf<int32_t> gi = ToBackend(d, idx), gt(d), gsl(d);
+    gt.resize(N * K);
+    gsl.resize(N * K);
+    d->MoePermute(goff.data(), gt.data(), gsl.data(), gi.data(), N, K, E);
+    EXPECT_EQ(goff, off) << "E=" << E;
+    EXPECT_EQ(ToHost(d, gt.data(), N * K), tok) << "E=" << E;
+    EXPECT_EQ(ToHost(d, gsl.data(), N * K), slot) << "E=" << E;
+  }
+}
+
+TEST_F(CudaOps, MoeCombineBackwardMatchesCpu) {
+  const int64_t N = 45, K = 3, E = 9, D = 300, R = N * K;
+  std::vector<int32_t> idx(R);
+  for (int64_t r = 0; r < R; ++r) idx[r] = static_cast<int32_t>((r * 5 + r / K) % E);
+  std::vector<int64_t> off(E + 1);
+  std::vector<int32_t> tok(R), slot(R);
+  cpu_->MoePermute(off.data(), tok.data(), slot.data(), idx.data(), N, K, E);
+  Vec dout = Random(N * D, rng_), y = Random(R * D, rng_), rw = Random(R, rng_), dy(R * D), dws(R);
+  cpu_->MoeCombineBackward(dy.data(), dws.data(), dout.data(), y.data(), rw.data(), tok.data(), slot.data(), R, D);
+  Backend* d = fp32_.get();
+  Buf<float> gdo = ToBackend(d, dout), gy = ToBackend(d, y), grw = ToBackend(d, rw), gdy(d), gdws(d);
+  Buf<int32_t> gt = ToBackend(d, tok), gsl = ToBackend(d, slot);
+  gdy.resize(R * D);
+  gdws.resize(R);
+  d->MoeCombineBackward(gdy.data(), gdws.data(), gdo.data(), gy.data(), grw.data(), gt.data(), gsl.data(), R, D);
+  EXPECT_EQ(ToHost(d, gdy.data(), R * D), dy);
+  EXPECT_CLOSE(ToHost(d, gdws.data(), R), dws, 1e-5);
+}
+
+// ---- sampling ----
+
+TEST_F(CudaOps, SampleRowsMatchesCpuOnALargeVocabulary) {
+  const int64_t n = 6, V = 151936;
+  Vec logits = Random(n * V, rng_, 3.f);
+  // Ties: row 0 has two equal maxima (greedy takes the lower index); row 1 is on
+  // a coarse grid (many equal logits around the top-k / top-p cut).
+  logits[0 * V + 777] = 40.f, logits[0 * V + 150000] = 40.f;
+  for (int64_t v = 0; v < V; ++v) logits[1 * V + v] = std::round(logits[1 * V + v] * 2.f) / 2.f;
+  logits[2 * V + 5] = -0.f, logits[2 * V + 6] = 0.f;
+  std::uniform_real_distribution<double> ud(0.0, 1.0);
+  struct Case { const char* name; SampleParams p; };
+  std::vector<Case> cases;
+  {
+    SampleParams p;
+    p.greedy = true;
+    cases.push_back({"greedy", p});
+  }
+  {
+    SampleParams p;
+    cases.push_back({"T=1", p});
+    p.temperature = 0.7f;
+    cases.push_back({"T=0.7", p});
+    p.top_k = 50;
+    cases.push_back({"T=0.7 top_k=50", p});
+    p.top_k = 0, p.top_p = 0.9f;
+    cases.push_back({"T=0.7 top_p=0.9", p});
+    p.top_k = 40, p.top_p = 0.8f, p.temperature = 1.3f;
+    cases.push_back({"T=1.3 top_k=40 top_p=0.8", p});
+    p.top_k = 1, p.top_p = 1.f;
+    cases.push_back({"top_k=1", p});
+    p.top_k = 0, p.top_p = 1e-6f;
+    cases.push_back({"top_p=1e-6", p});
+  }
+  Backend* d = fp32_.get();
+  Buf<float> gl = ToBackend(d, logits);
+  for (const Case& c : cases) {
+    for (int rep = 0; rep < 3; ++rep) {
+      SCOPED_TRACE(std::string(c.name) + " rep " + std::to_string(rep));
+      std::vector<double> u(n);
+      for (auto& x : u) x = ud(rng_);
+      if (rep == 2) u[0] = 0.0, u[1] = 0.999999999;
+      std::vector<int32_t> tok(n);
+      Vec lp(n), slp(n);
+      cpu_->SampleRows(tok.data(), lp.data(), slp.data(), logits.data(), u.data(), n, V, c.p);
+      Buf<int32_t> gt(d);
+      Buf<float> glp(d), gslp(d);
+      gt.resize(n), glp.resize(n), gslp.resize(n);
+      d->SampleRows(gt.data(), glp.data(), gslp.data(), gl.data(), u.data(), n, V, c.p);
+      EXPECT_EQ(ToHost(d, gt.data(), n), tok);
+      EXPECT_CLOSE(ToHost(d, glp.data(), n), lp, 1e-5);
+      EXPECT_CLOSE(ToHost(d, gslp.data(), n), slp, 1e-5);
+      if (c.p.greedy) {
+        EXPECT_EQ(tok[0], 777) << "greedy ties go to the lower index";
+        break;
+      }
+    }
+  }
 }
 
 }  // namespace
