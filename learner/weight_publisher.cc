@@ -23,6 +23,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/server.h"
+#include "learner/nccl_weight_broadcaster.h"
+#include "rollout/nccl_weight_member.h"
 #include "common/status.h"
 #include "common/log.h"
 #include "rollout/weight_chunk_buffer.h"
@@ -236,6 +238,52 @@ PublishResult PublishWeights(const std::vector<PublishTarget>& targets, const st
     if (st.ok()) result.bytes += bytes[i];
     else result.errors.push_back(absl::StrCat(targets[i].address, ": ", st.ToString()));
   }
+  result.mb_per_s = result.seconds > 0 ? result.bytes / result.seconds / 1e6 : 0;
+  return result;
+}
+
+absl::StatusOr<WeightTransport> ParseWeightTransport(absl::string_view value) {
+  if (value.empty() || value == "grpc") return WeightTransport::kGrpc;
+  if (value == "nccl") return WeightTransport::kNccl;
+  return absl::InvalidArgumentError(
+      absl::StrCat("learner.weight_transport must be \"grpc\" or \"nccl\", got \"", value, "\""));
+}
+
+NcclWeightSource NcclWeightSourceOf(model::Model& model) {
+  return {model.param_data(), model.NumParams(), !model.on_host(), rollout::ModelConfigFingerprint(model.config())};
+}
+
+WeightPublisher::WeightPublisher(const Options& options) : options_(options) {
+  if (options_.transport == WeightTransport::kNccl)
+    nccl_ = std::make_unique<NcclWeightBroadcaster>(
+        NcclWeightBroadcaster::Options{options_.nccl_device, options_.nccl_join_timeout});
+}
+
+WeightPublisher::~WeightPublisher() = default;
+
+PublishResult WeightPublisher::Publish(const std::vector<PublishTarget>& targets, const NcclWeightSource& source,
+                                       const std::function<std::vector<WeightTensor>()>& tensors,
+                                       const ChunkOptions& options, std::chrono::milliseconds timeout) {
+  if (!nccl_ || targets.empty()) return PublishWeights(targets, tensors(), options, timeout);
+  const auto t0 = std::chrono::steady_clock::now();
+  PublishResult result;
+  const std::vector<absl::Status> sent = nccl_->Send(targets, source, options.version, timeout);
+  std::vector<PublishTarget> stream;
+  for (size_t i = 0; i < targets.size(); ++i) {
+    if (sent[i].ok()) {
+      ++result.nccl_workers;
+      result.bytes += source.num_params * static_cast<int64_t>(sizeof(float));
+    } else {
+      stream.push_back(targets[i]);
+      result.fallbacks.push_back(absl::StrCat(targets[i].address, ": ", sent[i].ToString()));
+    }
+  }
+  if (!stream.empty()) {
+    const PublishResult streamed = PublishWeights(stream, tensors(), options, timeout);
+    result.bytes += streamed.bytes;
+    result.errors = streamed.errors;
+  }
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   result.mb_per_s = result.seconds > 0 ? result.bytes / result.seconds / 1e6 : 0;
   return result;
 }

@@ -77,6 +77,16 @@ model::ModelConfig GenerationEngine::config() const {
   return live_->config();
 }
 
+bool GenerationEngine::weights_on_host() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return live_->on_host();
+}
+
+int64_t GenerationEngine::num_params() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return live_->NumParams();
+}
+
 absl::StatusOr<std::vector<std::vector<GeneratedText>>> GenerationEngine::Generate(
     const std::vector<std::vector<int32_t>>& prompts, int G, const GenerationParams& params,
     int64_t min_policy_version) {
@@ -319,11 +329,40 @@ absl::StatusOr<UpdateResult> GenerationEngine::ReceiveWeights(
       cancelled);
 }
 
+absl::StatusOr<std::shared_ptr<model::Model>> GenerationEngine::TakeSpare(const model::ModelConfig& cfg) {
+  std::shared_ptr<model::Model> spare;
+  model::ops::Backend* backend = nullptr;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    backend = live_->backend();
+    if (retired_ && retired_.use_count() == 1 && retired_->config().ToJson() == cfg.ToJson())
+      spare = std::move(retired_);
+    retired_.reset();
+  }
+  if (spare) return spare;
+  auto created = model::Model::Create(cfg, 0, backend);
+  if (!created.ok()) return Annotate(created.status(), "spare model for the weight update");
+  return std::shared_ptr<model::Model>(std::move(*created));
+}
+
+void GenerationEngine::ReturnSpare(std::shared_ptr<model::Model> spare) {
+  std::lock_guard<std::mutex> lk(mu_);
+  if (spare && !retired_) retired_ = std::move(spare);
+}
+
+void GenerationEngine::SwapIn(std::shared_ptr<model::Model> spare, int64_t version) {
+  std::lock_guard<std::mutex> lk(mu_);
+  retired_ = std::move(live_);
+  live_ = std::move(spare);
+  live_version_ = version;
+}
+
 absl::StatusOr<UpdateResult> GenerationEngine::ReceiveWeightChunks(const ChunkFeed& feed,
                                                                    const std::function<bool()>& cancelled) {
   std::lock_guard<std::mutex> one_at_a_time(update_mu_);
   const auto t0 = std::chrono::steady_clock::now();
   std::shared_ptr<model::Model> spare;
+  bool staged = false;  // chunks land in staging_, uploaded after Finish
   WeightReceiver rx([&](const zerorl::v1::WeightChunk& first) -> absl::StatusOr<WeightDestinations> {
     model::ModelConfig cfg = config();
     if (!first.config_json().empty()) {
@@ -331,19 +370,13 @@ absl::StatusOr<UpdateResult> GenerationEngine::ReceiveWeightChunks(const ChunkFe
       if (!parsed.ok()) return Annotate(parsed.status(), "config_json of the weight transfer");
       cfg = *parsed;
     }
-    {
-      std::lock_guard<std::mutex> lk(mu_);
-      if (retired_ && retired_.use_count() == 1 && retired_->config().ToJson() == cfg.ToJson())
-        spare = std::move(retired_);
-      retired_.reset();
-    }
-    if (!spare) {
-      auto created = model::Model::Create(cfg, 0);
-      if (!created.ok()) return created.status();
-      spare = std::shared_ptr<model::Model>(std::move(*created));
-    }
+    ZRL_ASSIGN_OR_RETURN(spare, TakeSpare(cfg));
+    staged = options_.stage_through_host || !spare->on_host();
+    if (staged) staging_.resize(static_cast<size_t>(spare->NumParams()));
+    const float* base = spare->param_data();
     WeightDestinations dest;
-    for (const model::TensorRef& t : spare->Parameters()) dest[t.name] = {t.shape, t.data, t.size};
+    for (const model::TensorRef& t : spare->Parameters())
+      dest[t.name] = {t.shape, staged ? staging_.data() + (t.data - base) : t.data, t.size};
     return dest;
   });
   absl::Status st;
@@ -355,19 +388,34 @@ absl::StatusOr<UpdateResult> GenerationEngine::ReceiveWeightChunks(const ChunkFe
   if (st.ok()) st = rx.Finish();
   if (!st.ok()) {
     ZLOG(WARNING) << "weight update rejected, still serving version " << version() << ": " << st.message();
-    std::lock_guard<std::mutex> lk(mu_);
-    if (spare && !retired_) retired_ = std::move(spare);
+    ReturnSpare(std::move(spare));
     return st;
   }
-  {
-    std::lock_guard<std::mutex> lk(mu_);
-    retired_ = std::move(live_);
-    live_ = std::move(spare);
-    live_version_ = rx.version();
-  }
+  if (staged) spare->UploadParams(staging_.data());  // [NumParams] floats, host -> backend
+  SwapIn(std::move(spare), rx.version());
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  ZLOG(INFO) << "serving policy version " << rx.version() << " (" << rx.bytes() / 1e6 << " MB in " << secs << " s)";
+  ZLOG(INFO) << "serving policy version " << rx.version() << " (" << rx.bytes() / 1e6 << " MB in " << secs << " s"
+             << (staged ? ", staged in host memory" : "") << ")";
   return UpdateResult{rx.version(), rx.bytes(), secs};
+}
+
+absl::StatusOr<UpdateResult> GenerationEngine::ReceiveWeightsInPlace(
+    int64_t version, const std::function<absl::Status(model::Model* spare)>& fill) {
+  std::lock_guard<std::mutex> one_at_a_time(update_mu_);
+  const auto t0 = std::chrono::steady_clock::now();
+  ZRL_ASSIGN_OR_RETURN(std::shared_ptr<model::Model> spare, TakeSpare(config()));
+  absl::Status st = fill(spare.get());
+  if (!st.ok()) {
+    ZLOG(WARNING) << "in-place weight update to version " << version << " failed, still serving version "
+                  << this->version() << ": " << st.message();
+    ReturnSpare(std::move(spare));
+    return st;
+  }
+  const int64_t bytes = spare->NumParams() * static_cast<int64_t>(sizeof(float));
+  SwapIn(std::move(spare), version);
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  ZLOG(INFO) << "serving policy version " << version << " (" << bytes / 1e6 << " MB in place in " << secs << " s)";
+  return UpdateResult{version, bytes, secs};
 }
 
 DrainCounts GenerationEngine::Drain(bool abort_in_flight) {

@@ -11,7 +11,12 @@
 // admissions/iterations. A sequence keeps the model it was admitted with until
 // it finishes, so every sample is produced by exactly one policy version (the
 // one it reports). An aborted or corrupt transfer leaves the live model and
-// version untouched and returns why.
+// version untouched and returns why. The spare lives on the live model's
+// backend: on the CPU the chunks land straight in its parameter buffer (no
+// extra copy); on a GPU they land in a host staging buffer (NumParams floats,
+// kept between transfers) that is uploaded in one UploadParams before the
+// swap. ReceiveWeightsInPlace instead hands the spare to a transport that
+// writes backend memory itself (the NCCL broadcast).
 //
 // Thread-safety: every public method may be called from any thread.
 #pragma once
@@ -69,6 +74,10 @@ class GenerationEngine {
   struct Options {
     int max_batch_sequences = 256;  // sequences decoded together (a prompt's G may exceed it alone)
     int64_t initial_version = 0;    // policy version of the model given at construction
+    // Stage streamed weights in host memory and UploadParams them even when
+    // the model is on the host (always done for a device model). For tests
+    // of the device path on a CPU-only machine; default: false.
+    bool stage_through_host = false;
   };
   GenerationEngine(std::unique_ptr<model::Model> model, std::shared_ptr<const Tokenizer> tokenizer,
                    const Options& options);
@@ -92,12 +101,23 @@ class GenerationEngine {
   using ChunkFeed = std::function<std::optional<absl::Status>(WeightReceiver* rx)>;
   absl::StatusOr<UpdateResult> ReceiveWeightChunks(const ChunkFeed& feed, const std::function<bool()>& cancelled = nullptr);
 
+  // For transports that write the spare's backend memory directly: takes a
+  // spare with the serving config on the serving backend, calls fill(spare)
+  // (e.g. an NCCL broadcast into spare->param_data()), and swaps it in as
+  // `version` when fill returns OK. One transfer at a time (shared with
+  // ReceiveWeightChunks). Errors leave the serving model as it was.
+  absl::StatusOr<UpdateResult> ReceiveWeightsInPlace(int64_t version,
+                                                     const std::function<absl::Status(model::Model* spare)>& fill);
+
   // Stops taking work (Generate then answers UNAVAILABLE), then finishes or
   // aborts what is in flight and returns the counts. Idempotent.
   DrainCounts Drain(bool abort_in_flight);
 
   int64_t version() const;
   model::ModelConfig config() const;
+  // True when the serving weights are in host memory (the CPU backend).
+  bool weights_on_host() const;
+  int64_t num_params() const;
   const Tokenizer& tokenizer() const { return *tokenizer_; }
   // Prompt text -> ids the way rollout and learner agree on: BOS (when the
   // tokenizer has one) + Encode(text).
@@ -111,6 +131,11 @@ class GenerationEngine {
   void Advance(Seq* s, const model::TokenDraw& d);
   void FinishSeq(Seq* s, SampleFinish f);
   void FailRequest(Request* r, const absl::Status& st);
+  // A model for the next version: the retired one when no sequence pins it and
+  // its config matches, else a new one on the serving backend.
+  absl::StatusOr<std::shared_ptr<model::Model>> TakeSpare(const model::ModelConfig& cfg);
+  void ReturnSpare(std::shared_ptr<model::Model> spare);  // after a failed transfer
+  void SwapIn(std::shared_ptr<model::Model> spare, int64_t version);
 
   std::shared_ptr<const Tokenizer> tokenizer_;
   const Options options_;
@@ -128,6 +153,7 @@ class GenerationEngine {
   bool stop_ = false, draining_ = false, abort_ = false;
   DrainCounts drain_counts_;
   std::mutex update_mu_;  // one weight transfer at a time
+  std::vector<float> staging_;  // guarded by update_mu_: host copy of a device spare's params
   std::thread loop_;
 };
 

@@ -224,6 +224,62 @@ TEST(GenerationEngineTest, CorruptOrAbortedTransferKeepsServingTheOldVersion) {
   EXPECT_EQ(engine->version(), 1);
 }
 
+// The device path's receive (host staging + UploadParams), forced on the CPU:
+// the staged weights are the sender's, across repeated transfers that reuse
+// the retired model and the staging buffer, and a corrupt one changes nothing.
+TEST(GenerationEngineTest, StagedThroughHostTransfersLandWhole) {
+  GenerationEngine::Options o;
+  o.stage_through_host = true;
+  GenerationEngine engine(testing::TinyMoe(1), testing::CharTokenizer(), o);
+  const auto prompts = Prompts(engine, {"ab"});
+  for (uint64_t seed : {2, 3, 2}) {
+    auto sender = testing::TinyMoe(seed);
+    const int64_t version = engine.version() + 1;
+    auto r = Push(engine, ChunksOf(*sender, version));
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(engine.version(), version);
+    auto got = engine.Generate(prompts, 1, Greedy(8));
+    auto want = sender->Generate(prompts, 1, {true}, 7, {2}, 8);
+    ASSERT_TRUE(got.ok() && want.ok());
+    EXPECT_EQ((*got)[0][0].tokens, (*want)[0].tokens) << "seed " << seed;
+    EXPECT_EQ((*got)[0][0].logprobs, (*want)[0].logprobs) << "seed " << seed;
+  }
+  auto corrupt = ChunksOf(*testing::TinyMoe(4), 9);
+  std::string d = corrupt[3].data();
+  d[1] ^= 0x40;
+  corrupt[3].set_data(d);
+  EXPECT_EQ(Push(engine, corrupt).status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(engine.version(), 3);
+}
+
+// ReceiveWeightsInPlace (the NCCL path's swap) with a memcpy standing in for
+// the broadcast: the spare has the serving config, its fill becomes the new
+// version; a failing fill leaves the old version serving.
+TEST(GenerationEngineTest, InPlaceReceiveSwapsOnlyWhenTheFillSucceeds) {
+  auto engine = Engine(1);
+  auto sender = testing::TinyMoe(5);
+  const auto prompts = Prompts(*engine, {"ab"});
+  auto before = engine->Generate(prompts, 1, Greedy(8));
+  ASSERT_TRUE(before.ok());
+  auto failed = engine->ReceiveWeightsInPlace(4, [](model::Model*) { return absl::InternalError("broadcast broke"); });
+  EXPECT_EQ(failed.status().code(), absl::StatusCode::kInternal);
+  EXPECT_EQ(engine->version(), 0);
+  auto r = engine->ReceiveWeightsInPlace(4, [&](model::Model* spare) {
+    EXPECT_EQ(spare->NumParams(), sender->NumParams());
+    std::copy(sender->param_data(), sender->param_data() + sender->NumParams(), spare->param_data());
+    return absl::OkStatus();
+  });
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->version, 4);
+  EXPECT_EQ(r->bytes, sender->NumParams() * 4);
+  EXPECT_EQ(engine->version(), 4);
+  auto got = engine->Generate(prompts, 1, Greedy(8));
+  auto want = sender->Generate(prompts, 1, {true}, 7, {2}, 8);
+  ASSERT_TRUE(got.ok() && want.ok());
+  EXPECT_EQ((*got)[0][0].logprobs, (*want)[0].logprobs);
+  EXPECT_EQ((*got)[0][0].policy_version, 4);
+}
+
 TEST(GenerationEngineTest, RejectsBadRequests) {
   auto engine = Engine(1);
   EXPECT_EQ(engine->Generate({}, 1, Greedy(4)).status().code(), absl::StatusCode::kInvalidArgument);

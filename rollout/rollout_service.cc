@@ -30,8 +30,8 @@ absl::StatusOr<GenerationParams> ParamsFromRequest(const zerorl::v1::GenerateReq
   return p;
 }
 
-RolloutServiceImpl::RolloutServiceImpl(GenerationEngine* engine, std::string worker)
-    : engine_(engine), worker_(std::move(worker)) {
+RolloutServiceImpl::RolloutServiceImpl(GenerationEngine* engine, std::string worker, int cuda_device)
+    : engine_(engine), worker_(std::move(worker)), nccl_(engine, cuda_device) {
   KeepFreedHeapForWeightTransfers();
   // Swap the generated UpdateWeights handler (which parses every chunk's 4 MiB
   // data into a std::string) for the same client-streaming handler over raw
@@ -126,6 +126,24 @@ grpc::Status RolloutServiceImpl::Drain(grpc::ServerContext*, const zerorl::v1::D
   const DrainCounts c = engine_->Drain(req->abort_in_flight());
   resp->set_finished(c.finished);
   resp->set_aborted(c.aborted);
+  return grpc::Status::OK;
+}
+
+grpc::Status RolloutServiceImpl::JoinWeightGroup(grpc::ServerContext*, const zerorl::v1::JoinWeightGroupRequest* req,
+                                                 zerorl::v1::JoinWeightGroupResponse* resp) {
+  auto device = nccl_.Join(*req);
+  if (!device.ok()) return ToGrpcStatus(device.status());
+  resp->set_device(*device);
+  return grpc::Status::OK;
+}
+
+grpc::Status RolloutServiceImpl::ReceiveWeightsNccl(grpc::ServerContext*, const zerorl::v1::ReceiveWeightsNcclRequest* req,
+                                                    zerorl::v1::UpdateWeightsResponse* resp) {
+  auto r = nccl_.Receive(*req);
+  if (!r.ok()) return ToGrpcStatus(r.status());
+  resp->set_version(r->version);
+  resp->set_bytes(r->bytes);
+  resp->set_seconds(r->seconds);
   return grpc::Status::OK;
 }
 

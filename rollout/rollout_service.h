@@ -5,6 +5,8 @@
 //                   max_new_tokens 0 = 256, seed 0 = derived from request_id.
 //   UpdateWeights   client stream of WeightChunk, staged then swapped.
 //   Drain           stop taking work, finish or abort what is in flight.
+//   JoinWeightGroup / ReceiveWeightsNccl
+//                   the NCCL weight broadcast (see nccl_weight_member.h).
 // Also PullWeights: the pull path, a worker fetching the learner's current
 // weights through LearnerService.FetchWeights.
 #pragma once
@@ -13,6 +15,7 @@
 #include <string>
 
 #include "rollout/generation_engine.h"
+#include "rollout/nccl_weight_member.h"
 #include "zerorl/v1/learner.grpc.pb.h"
 #include "zerorl/v1/rollout.grpc.pb.h"
 
@@ -23,13 +26,19 @@ class RolloutServiceImpl final : public zerorl::v1::RolloutService::Service {
   // `worker`: the name written into Sample.worker (usually host:port).
   // UpdateWeights is served by UpdateWeightsRaw (chunk data read straight from the
   // gRPC slices, no protobuf parse of the payload): the constructor swaps it in.
-  RolloutServiceImpl(GenerationEngine* engine, std::string worker);
+  // `cuda_device`: the device the engine's model lives on (for the NCCL
+  // weight broadcast; unused on the CPU).
+  RolloutServiceImpl(GenerationEngine* engine, std::string worker, int cuda_device = 0);
 
   grpc::Status Generate(grpc::ServerContext*, const zerorl::v1::GenerateRequest*,
                         zerorl::v1::GenerateResponse*) override;
   grpc::Status GetPolicyVersion(grpc::ServerContext*, const zerorl::v1::GetPolicyVersionRequest*,
                                 zerorl::v1::PolicyVersion*) override;
   grpc::Status Drain(grpc::ServerContext*, const zerorl::v1::DrainRequest*, zerorl::v1::DrainResponse*) override;
+  grpc::Status JoinWeightGroup(grpc::ServerContext*, const zerorl::v1::JoinWeightGroupRequest*,
+                               zerorl::v1::JoinWeightGroupResponse*) override;
+  grpc::Status ReceiveWeightsNccl(grpc::ServerContext*, const zerorl::v1::ReceiveWeightsNcclRequest*,
+                                  zerorl::v1::UpdateWeightsResponse*) override;
 
  private:
   grpc::Status UpdateWeightsRaw(grpc::ServerContext*, grpc::ServerReader<grpc::ByteBuffer>*,
@@ -37,6 +46,7 @@ class RolloutServiceImpl final : public zerorl::v1::RolloutService::Service {
 
   GenerationEngine* engine_;
   std::string worker_;
+  NcclWeightMember nccl_;
 };
 
 // Request -> engine params (the defaults above). INVALID_ARGUMENT on bad values.
