@@ -5,11 +5,13 @@
 
 namespace zerorl::model {
 
-int BenchModelCuda(const ModelConfig&, int64_t, int64_t, int64_t) {
+int BenchModelCuda(const ModelConfig&, const CudaBenchOptions&) {
   std::fprintf(stderr,
                "zerorl bench model --device cuda: this zerorl was built without CUDA "
                "(configure with nvcc available, -DZERORL_CUDA=ON)\n");
   return 2;
 }
+
+int BenchModelCuda(const ModelConfig& c, int64_t, int64_t, int64_t) { return BenchModelCuda(c, CudaBenchOptions{}); }
 
 }  // namespace zerorl::model
