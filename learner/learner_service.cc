@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "common/config.h"
 #include "common/log.h"
 #include "common/server.h"
 #include "common/status.h"
@@ -24,6 +25,23 @@ std::string CheckpointRoot(const zerorl::v1::RunConfig& c) {
   return (c.run_dir().empty() ? std::string("runs/") + c.run_id() : c.run_dir()) + "/checkpoints";
 }
 
+// learner.weight_transport (an unknown value is logged and the stream used)
+// and the learner's CUDA device: rank 0's replica, else model.device.
+WeightPublisher::Options PublisherOptions(const zerorl::v1::RunConfig& config) {
+  WeightPublisher::Options o;
+  auto transport = ParseWeightTransport(config.learner().weight_transport());
+  if (transport.ok()) {
+    o.transport = *transport;
+  } else {
+    ZLOG(ERROR) << transport.status().message() << "; publishing by the gRPC stream";
+  }
+  const auto& dp = config.learner().data_parallel_devices();
+  auto device = dp.empty() ? ParseDevice(config.model().device(), "model.device")
+                           : ParseDevice(dp[0], "learner.data_parallel_devices[0]");
+  o.nccl_device = device.ok() && *device >= 0 ? *device : 0;
+  return o;
+}
+
 }  // namespace
 
 LearnerServiceImpl::LearnerServiceImpl(std::unique_ptr<GrpoTrainer> trainer, const zerorl::v1::RunConfig& config,
@@ -32,7 +50,8 @@ LearnerServiceImpl::LearnerServiceImpl(std::unique_ptr<GrpoTrainer> trainer, con
       config_(config),
       buffer_(buffer ? zerorl::v1::BufferService::NewStub(buffer) : nullptr),
       rollout_channels_(std::move(rollout_channels)),
-      checkpoints_(CheckpointRoot(config), config.learner().checkpoint().keep_last()) {
+      checkpoints_(CheckpointRoot(config), config.learner().checkpoint().keep_last()),
+      publisher_(PublisherOptions(config)) {
   if (!rollout_channels_) {
     const zerorl::v1::ServerConfig server = config.server();
     rollout_channels_ = [server](const std::string& a) { return MakeChannel(a, server); };
@@ -128,9 +147,12 @@ grpc::Status LearnerServiceImpl::Train(grpc::ServerContext*, const zerorl::v1::T
     co.version = trainer_->version();
     co.config_json = ConfigJson();
     co.chunk_bytes = config_.learner().weight_chunk_bytes() > 0 ? config_.learner().weight_chunk_bytes() : 4 << 20;
-    const PublishResult pr = PublishWeights(targets, trainer_->WeightTensors(), co, std::chrono::milliseconds(deadline_ms));
+    const PublishResult pr = publisher_.Publish(targets, NcclWeightSourceOf(trainer_->policy()),
+                                                [&] { return trainer_->WeightTensors(); }, co,
+                                                std::chrono::milliseconds(deadline_ms));
     resp->set_publish_mb_per_s(pr.mb_per_s);
     for (const std::string& e : pr.errors) resp->add_publish_errors(e);
+    if (pr.nccl_workers > 0) (*metrics)["publish_nccl_workers"] = pr.nccl_workers;
     (*metrics)["publish_mb_per_s"] = pr.mb_per_s;
     (*metrics)["publish_seconds"] = pr.seconds;
   }

@@ -19,6 +19,7 @@
 
 #include "learner/checkpoint_dir.h"
 #include "learner/grpo_trainer.h"
+#include "learner/weight_publisher.h"
 #include "zerorl/v1/buffer.grpc.pb.h"
 #include "zerorl/v1/config.pb.h"
 #include "zerorl/v1/learner.grpc.pb.h"
@@ -60,6 +61,7 @@ class LearnerServiceImpl final : public zerorl::v1::LearnerService::Service {
   CheckpointDir checkpoints_;
   zerorl::v1::CheckpointInfo last_checkpoint_;
   std::string data_cursor_;  // last cursor the orchestrator gave us
+  WeightPublisher publisher_;  // learner.weight_transport; keeps the NCCL group between publishes
 };
 
 }  // namespace zerorl::learner

@@ -18,6 +18,7 @@
 #endif
 
 namespace zerorl::learner {
+#ifdef ZERORL_HAVE_NCCL
 namespace {
 
 using rollout::RunWithDeadline;
@@ -43,6 +44,7 @@ std::vector<absl::Status> OnEach(size_t n, const std::function<absl::Status(size
 }
 
 }  // namespace
+#endif
 
 NcclWeightBroadcaster::NcclWeightBroadcaster(const Options& options) : options_(options) {}
 
@@ -128,7 +130,7 @@ std::vector<absl::Status> NcclWeightBroadcaster::Send(const std::vector<PublishT
     });
 #ifdef ZERORL_HAVE_NCCL
   std::shared_ptr<NcclComm> comm = comm_;
-  auto root = RunWithDeadline<absl::Status>(
+  auto root = rollout::RunWithDeadline<absl::Status>(
       [comm, p = source.params, n = source.num_params] { return comm->Broadcast(p, n, /*root=*/0); }, timeout);
   const absl::Status sent =
       !root ? absl::DeadlineExceededError(absl::StrCat("NCCL broadcast did not finish within ", timeout.count(), " ms"))
