@@ -288,13 +288,15 @@ INSTANTIATE_TEST_SUITE_P(Families, CudaModel, ::testing::ValuesIn(Configs()), Fa
 
 // Running out of device memory is RESOURCE_EXHAUSTED naming the buffer and the bytes.
 TEST(CudaModelMemory, HugeModelIsResourceExhausted) {
+  // ~2^41 bytes of parameters: far beyond any single GPU (a valid config, so
+  // the failure below is the allocation's).
+  const ModelConfig c = testing::MustParse(testing::TinyQwenJson(R"({"vocab_size":1048576,"hidden_size":131072,
+      "num_hidden_layers":1,"num_attention_heads":1024,"num_key_value_heads":1024,"head_dim":128})"));
+  ASSERT_TRUE(c.Validate().ok()) << c.Validate();
   absl::Status st = ops::CudaDeviceStatus(0);
   if (!st.ok()) GTEST_SKIP() << st.message();
   auto b = ops::NewCudaBackend({0, ops::GemmPrecision::kBf16});
   ASSERT_TRUE(b.ok()) << b.status();
-  // ~2^41 bytes of parameters: far beyond any single GPU.
-  const ModelConfig c = testing::MustParse(testing::TinyQwenJson(R"({"vocab_size":1048576,"hidden_size":131072,
-      "num_hidden_layers":1,"num_attention_heads":1024,"num_key_value_heads":1024,"head_dim":128})"));
   auto m = Model::Create(c, 1, b->get());
   ASSERT_FALSE(m.ok());
   EXPECT_EQ(m.status().code(), absl::StatusCode::kResourceExhausted) << m.status();
