@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <random>
@@ -253,6 +254,7 @@ TEST(DataParallelTest, CpuReplicasMatchOneReplicaAndStayEqual) {
     const std::vector<float> w0 = Weights((*dp)->replica(0));
     double max_diff = 0;
     for (size_t i = 0; i < w0.size(); ++i) max_diff = std::max(max_diff, std::fabs(double(w0[i]) - w1[i]));
+    std::printf("R=%d: max |w_dp - w_1| after %zu steps = %.3g\n", R, data.size(), max_diff);
     EXPECT_LT(max_diff, 1e-4) << "R " << R << ": data-parallel weights drift from the single replica's";
     for (int r = 1; r < R; ++r)
       EXPECT_EQ(Weights((*dp)->replica(r)), w0) << "replica " << r << " differs from rank 0";
