@@ -3,6 +3,7 @@
 // nccl_weight_broadcaster.h). NCCL calls only with ZERORL_HAVE_NCCL.
 #include "learner/nccl_weight_broadcaster.h"
 
+#include <atomic>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -117,6 +118,7 @@ std::vector<absl::Status> NcclWeightBroadcaster::Send(const std::vector<PublishT
   req.set_num_params(source.num_params);
   req.set_config_fingerprint(source.fingerprint);
   std::vector<absl::Status> got(members_.size());
+  std::atomic<bool> member_failed{false};  // then the broadcast can never complete
   std::vector<std::thread> calls;
   for (size_t k = 0; k < members_.size(); ++k)
     calls.emplace_back([&, k] {
@@ -127,14 +129,18 @@ std::vector<absl::Status> NcclWeightBroadcaster::Send(const std::vector<PublishT
       if (got[k].ok() && resp.version() != version)
         got[k] = absl::InternalError(absl::StrCat("ReceiveWeightsNccl answered version ", resp.version(), ", sent ",
                                                   version));
+      if (!got[k].ok()) member_failed = true;
     });
 #ifdef ZERORL_HAVE_NCCL
   std::shared_ptr<NcclComm> comm = comm_;
   auto root = rollout::RunWithDeadline<absl::Status>(
-      [comm, p = source.params, n = source.num_params] { return comm->Broadcast(p, n, /*root=*/0); }, timeout);
+      [comm, p = source.params, n = source.num_params] { return comm->Broadcast(p, n, /*root=*/0); }, timeout,
+      [&] { return member_failed.load(); });
   const absl::Status sent =
-      !root ? absl::DeadlineExceededError(absl::StrCat("NCCL broadcast did not finish within ", timeout.count(), " ms"))
-            : *root;
+      root ? *root
+      : member_failed
+          ? absl::AbortedError("NCCL broadcast abandoned: a worker failed to take part")
+          : absl::DeadlineExceededError(absl::StrCat("NCCL broadcast did not finish within ", timeout.count(), " ms"));
 #else
   const absl::Status sent = absl::UnimplementedError("the learner was built without NCCL");
 #endif
@@ -191,11 +197,14 @@ absl::Status NcclWeightBroadcaster::FormGroup(const std::vector<PublishTarget>& 
   req.set_nranks(static_cast<int32_t>(joining.size()) + 1);
   req.set_timeout_ms(static_cast<int32_t>(options_.join_timeout.count()));
   std::vector<absl::Status> joins;
+  std::atomic<bool> join_failed{false};  // then rank 0 can never complete its init
   std::thread workers([&] {
     joins = OnEach(joining.size(), [&](size_t i) {
       zerorl::v1::JoinWeightGroupRequest r = req;
       r.set_rank(static_cast<int32_t>(i) + 1);
-      return Join(joining[i], r, options_.join_timeout + kJoinSlack);
+      absl::Status st = Join(joining[i], r, options_.join_timeout + kJoinSlack);
+      if (!st.ok()) join_failed = true;
+      return st;
     });
   });
   const int nranks = static_cast<int>(joining.size()) + 1, device = options_.device;
@@ -204,7 +213,7 @@ absl::Status NcclWeightBroadcaster::FormGroup(const std::vector<PublishTarget>& 
         ZRL_ASSIGN_OR_RETURN(std::unique_ptr<NcclComm> c, NcclComm::Create(id, nranks, /*rank=*/0, device));
         return std::shared_ptr<NcclComm>(std::move(c));
       },
-      options_.join_timeout + kJoinSlack);
+      options_.join_timeout + kJoinSlack, [&] { return join_failed.load(); });
   workers.join();
   for (size_t i = 0; i < joining.size(); ++i)
     if (!joins[i].ok()) return Annotate(joins[i], absl::StrCat("worker ", joining[i].address, " joining"));

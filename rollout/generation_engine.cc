@@ -371,7 +371,7 @@ absl::StatusOr<UpdateResult> GenerationEngine::ReceiveWeightChunks(const ChunkFe
       cfg = *parsed;
     }
     ZRL_ASSIGN_OR_RETURN(spare, TakeSpare(cfg));
-    staged = options_.stage_through_host || !spare->on_host();
+    staged = !spare->on_host();
     if (staged) staging_.resize(static_cast<size_t>(spare->NumParams()));
     const float* base = spare->param_data();
     WeightDestinations dest;

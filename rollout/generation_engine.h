@@ -74,10 +74,6 @@ class GenerationEngine {
   struct Options {
     int max_batch_sequences = 256;  // sequences decoded together (a prompt's G may exceed it alone)
     int64_t initial_version = 0;    // policy version of the model given at construction
-    // Stage streamed weights in host memory and UploadParams them even when
-    // the model is on the host (always done for a device model). For tests
-    // of the device path on a CPU-only machine; default: false.
-    bool stage_through_host = false;
   };
   GenerationEngine(std::unique_ptr<model::Model> model, std::shared_ptr<const Tokenizer> tokenizer,
                    const Options& options);

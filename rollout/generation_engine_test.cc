@@ -10,6 +10,7 @@
 
 #include <gtest/gtest.h>
 
+#include "model/ops/detached_backend.h"
 #include "rollout/test_models.h"
 
 namespace zerorl::rollout {
@@ -224,20 +225,32 @@ TEST(GenerationEngineTest, CorruptOrAbortedTransferKeepsServingTheOldVersion) {
   EXPECT_EQ(engine->version(), 1);
 }
 
-// The device path's receive (host staging + UploadParams), forced on the CPU:
-// the staged weights are the sender's, across repeated transfers that reuse
-// the retired model and the staging buffer, and a corrupt one changes nothing.
-TEST(GenerationEngineTest, StagedThroughHostTransfersLandWhole) {
-  GenerationEngine::Options o;
-  o.stage_through_host = true;
-  GenerationEngine engine(testing::TinyMoe(1), testing::CharTokenizer(), o);
+// A model in device-style memory (the detached backend: the host cannot
+// dereference it): streamed chunks land in host staging and arrive by one
+// UploadParams per transfer, across transfers that reuse the retired model
+// and the staging buffer; a corrupt one changes nothing.
+TEST(GenerationEngineTest, DeviceResidentModelReceivesThroughHostStaging) {
+  std::unique_ptr<model::ops::DetachedBackendHandle> dev = model::ops::NewDetachedBackend();
+  auto cfg = model::ParseModelConfig(testing::TinyMoeConfigJson());
+  ASSERT_TRUE(cfg.ok());
+  auto on_device = model::Model::Create(*cfg, 1, dev->backend());
+  ASSERT_TRUE(on_device.ok()) << on_device.status();
+  const int64_t bytes = (*on_device)->NumParams() * 4;
+  GenerationEngine engine(std::move(*on_device), testing::CharTokenizer(), GenerationEngine::Options{});
+  EXPECT_FALSE(engine.weights_on_host());
   const auto prompts = Prompts(engine, {"ab"});
   for (uint64_t seed : {2, 3, 2}) {
     auto sender = testing::TinyMoe(seed);
     const int64_t version = engine.version() + 1;
+    dev->ResetStats();
     auto r = Push(engine, ChunksOf(*sender, version));
     ASSERT_TRUE(r.ok()) << r.status();
     EXPECT_EQ(engine.version(), version);
+    // One upload of the whole model; the first transfer also creates the
+    // spare (its random init is uploaded too), later ones reuse the retired model.
+    if (seed == 2 && version == 1) EXPECT_EQ(dev->stats().uploaded_bytes, 2 * bytes);
+    else EXPECT_EQ(dev->stats().uploaded_bytes, bytes);
+    EXPECT_EQ(dev->stats().downloaded_bytes, 0);
     auto got = engine.Generate(prompts, 1, Greedy(8));
     auto want = sender->Generate(prompts, 1, {true}, 7, {2}, 8);
     ASSERT_TRUE(got.ok() && want.ok());

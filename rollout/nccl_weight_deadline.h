@@ -4,8 +4,11 @@
 // it overruns, the caller gets nullopt and the thread is left to finish
 // detached — its state (and whatever the call holds, e.g. a communicator) is
 // kept alive by a shared pointer until then and its result is dropped.
+// `give_up` (may be empty), polled every 20 ms, ends the wait early the same
+// way (e.g. a peer already failed, so a collective can never complete).
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <functional>
@@ -17,7 +20,8 @@
 namespace zerorl::rollout {
 
 template <typename T>
-std::optional<T> RunWithDeadline(std::function<T()> fn, std::chrono::milliseconds timeout) {
+std::optional<T> RunWithDeadline(std::function<T()> fn, std::chrono::milliseconds timeout,
+                                 const std::function<bool()>& give_up = nullptr) {
   struct State {
     std::mutex mu;
     std::condition_variable cv;
@@ -30,12 +34,18 @@ std::optional<T> RunWithDeadline(std::function<T()> fn, std::chrono::millisecond
     state->result.emplace(std::move(r));
     state->cv.notify_all();
   });
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
   std::unique_lock<std::mutex> lk(state->mu);
-  if (state->cv.wait_for(lk, timeout, [&] { return state->result.has_value(); })) {
-    lk.unlock();
-    worker.join();
-    return std::move(state->result);
+  for (;;) {
+    const auto slice = std::min(deadline, std::chrono::steady_clock::now() + std::chrono::milliseconds(20));
+    if (state->cv.wait_until(lk, slice, [&] { return state->result.has_value(); })) {
+      lk.unlock();
+      worker.join();
+      return std::move(state->result);
+    }
+    if (std::chrono::steady_clock::now() >= deadline || (give_up && give_up())) break;
   }
+  lk.unlock();
   worker.detach();
   return std::nullopt;
 }
