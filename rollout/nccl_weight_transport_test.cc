@@ -10,6 +10,7 @@
 #include "common/config.h"
 #include "common/server.h"
 #include "learner/weight_publisher.h"
+#include "model/ops/detached_backend.h"
 #include "rollout/nccl_weight_member.h"
 #include "rollout/rollout_service.h"
 #include "rollout/test_models.h"
@@ -26,6 +27,14 @@ using learner::PublishResult;
 using learner::PublishTarget;
 using learner::WeightPublisher;
 using learner::WeightTransport;
+
+bool HaveGpu() {
+#ifdef ZERORL_HAVE_NCCL
+  return model::ops::CudaDeviceStatus(0).ok();
+#else
+  return false;
+#endif
+}
 
 struct Worker {
   std::unique_ptr<GenerationEngine> engine;
@@ -142,6 +151,45 @@ TEST(WeightTransportTest, NcclConfiguredPublishFallsBackToTheStream) {
   for (Worker& w : workers) w.server.Shutdown();
 }
 
+// Learner and worker in device-style memory (the detached backend) on a
+// machine without a GPU: the publisher gets past its own preconditions, the
+// worker refuses the group (no NCCL build, or no CUDA device), and the
+// version arrives by the stream into the worker's device-resident model.
+TEST(WeightTransportTest, DeviceResidentWorkerWithoutAGpuIsStreamedTo) {
+  if (HaveGpu()) GTEST_SKIP() << "a CUDA device is present: the real broadcast test covers it";
+  std::unique_ptr<model::ops::DetachedBackendHandle> learner_dev = model::ops::NewDetachedBackend();
+  std::unique_ptr<model::ops::DetachedBackendHandle> worker_dev = model::ops::NewDetachedBackend();
+  auto cfg = model::ParseModelConfig(testing::TinyMoeConfigJson());
+  ASSERT_TRUE(cfg.ok());
+  auto learner_model = model::Model::Create(*cfg, 9, learner_dev->backend());
+  auto worker_model = model::Model::Create(*cfg, 1, worker_dev->backend());
+  ASSERT_TRUE(learner_model.ok() && worker_model.ok());
+  Worker w = StartWorker(std::move(*worker_model));
+  auto reference = std::make_unique<GenerationEngine>(testing::TinyMoe(9), testing::CharTokenizer(),
+                                                      GenerationEngine::Options{});
+  const std::vector<float> want = GreedyLogprobs(*reference);  // the detached backend equals the CPU bit for bit
+
+  WeightPublisher::Options po;
+  po.transport = WeightTransport::kNccl;
+  WeightPublisher publisher(po);
+  const HostWeights host(**learner_model);
+  for (int64_t version : {1, 2}) {
+    const PublishResult r = publisher.Publish({{w.address, w.channel}}, learner::NcclWeightSourceOf(**learner_model),
+                                              [&] { return host.tensors; }, Chunking(**learner_model, version),
+                                              std::chrono::seconds(30));
+    EXPECT_TRUE(r.errors.empty()) << r.errors[0];
+    EXPECT_EQ(r.nccl_workers, 0);
+    ASSERT_EQ(r.fallbacks.size(), 1u);
+    EXPECT_TRUE(r.fallbacks[0].find("without NCCL") != std::string::npos ||
+                r.fallbacks[0].find("no CUDA device") != std::string::npos ||
+                r.fallbacks[0].find("ncclGetUniqueId") != std::string::npos)
+        << r.fallbacks[0];
+    EXPECT_EQ(w.engine->version(), version);
+    EXPECT_EQ(GreedyLogprobs(*w.engine), want);
+  }
+  w.server.Shutdown();
+}
+
 TEST(WeightTransportTest, GrpcTransportNeverTouchesNccl) {
   Worker w = StartWorker(testing::TinyMoe(1));
   auto learner_model = testing::TinyMoe(9);
@@ -202,6 +250,29 @@ TEST(WeightTransportTest, JoinRefusesBadRequestsByName) {
   s = join(good);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
   EXPECT_NE(s.error_message().find("host memory"), std::string::npos) << s.error_message();
+
+  // A worker in device memory passes the checks above and stops at the
+  // missing NCCL build or CUDA device.
+  if (!HaveGpu()) {
+    std::unique_ptr<model::ops::DetachedBackendHandle> dev = model::ops::NewDetachedBackend();
+    auto cfg = model::ParseModelConfig(testing::TinyMoeConfigJson());
+    ASSERT_TRUE(cfg.ok());
+    auto m = model::Model::Create(*cfg, 1, dev->backend());
+    ASSERT_TRUE(m.ok());
+    Worker d = StartWorker(std::move(*m));
+    auto dstub = zerorl::v1::RolloutService::NewStub(d.channel);
+    grpc::ClientContext dctx;
+    zerorl::v1::JoinWeightGroupResponse dresp;
+    s = dstub->JoinWeightGroup(&dctx, good, &dresp);
+    if (NcclWeightTransportBuilt()) {
+      EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+      EXPECT_NE(s.error_message().find("no CUDA device"), std::string::npos) << s.error_message();
+    } else {
+      EXPECT_EQ(s.error_code(), grpc::StatusCode::UNIMPLEMENTED);
+      EXPECT_NE(s.error_message().find("built without NCCL"), std::string::npos) << s.error_message();
+    }
+    d.server.Shutdown();
+  }
 
   // No group joined: nothing to receive, and the serving version stays.
   grpc::ClientContext ctx;
