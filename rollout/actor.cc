@@ -5,6 +5,7 @@
 #include "rollout/actor.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/config.h"
 #include "common/log.h"
 #include "common/server.h"
 #include "common/status.h"
@@ -14,10 +15,18 @@
 namespace zerorl {
 namespace {
 
+// The CUDA device of model.device (0 for the CPU; the NCCL weight broadcast only).
+int CudaDeviceOf(const zerorl::v1::ModelConfig& model) {
+  auto device = ParseDevice(model.device(), "model.device");
+  return device.ok() && *device >= 0 ? *device : 0;
+}
+
 class RolloutActor final : public Actor {
  public:
   RolloutActor(std::unique_ptr<rollout::GenerationEngine> engine, const ActorOptions& options)
-      : options_(options), engine_(std::move(engine)), service_(engine_.get(), options.self_address) {}
+      : options_(options),
+        engine_(std::move(engine)),
+        service_(engine_.get(), options.self_address, CudaDeviceOf(options.config.model())) {}
 
   std::vector<grpc::Service*> Services() override { return {&service_}; }
 
