@@ -22,6 +22,14 @@
 #include "model/optimizer.h"
 #include "model/test_util.h"
 
+// Built twice: against the real CUDA backend (runs on a GPU, skips without
+// one) and, with ZERORL_CUDA_EMU, against the same backend over the emulated
+// runtime (model/ops/cuda/emu/), where the suites get an Emu prefix.
+#ifdef ZERORL_CUDA_EMU
+#define CudaModel EmuCudaModel
+#define CudaModelMemory EmuCudaModelMemory
+#endif
+
 namespace zerorl::model {
 namespace {
 

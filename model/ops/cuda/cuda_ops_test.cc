@@ -19,6 +19,14 @@
 #include "model/ops/cuda/device_memory.h"
 #include "model/ops/ops.h"
 
+// Built twice: against the real CUDA backend (runs on a GPU, skips without
+// one) and, with ZERORL_CUDA_EMU, against the same backend over the emulated
+// runtime (model/ops/cuda/emu/), where the suites get an Emu prefix.
+#ifdef ZERORL_CUDA_EMU
+#define CudaOps EmuCudaOps
+#define CudaDevice EmuCudaDevice
+#endif
+
 namespace zerorl::model::ops {
 namespace {
 
@@ -323,9 +331,12 @@ TEST_F(CudaOps, LogProbEntropyForwardBackward) {
   int32_t* dT = UpI(t);
   fp32_->LogProbForward(dL, dE, dZ, dT, N, V);
   fp32_->LogProbBackward(gZ, gL, gE, dZ, dT, N, V);
+  // Both sides sum 5003 fp32 terms, in different orders (the CPU left to right,
+  // the GPU in per-thread partials and a tree), and the entropy lse - E[z]
+  // cancels: ~1e-5 of its scale apart (seen 1.1e-5 under the emulation).
   EXPECT_CLOSE(Down(dL, N), logp, 1e-5);
-  EXPECT_CLOSE(Down(dE, N), ent, 1e-5);
-  EXPECT_CLOSE(Down(gZ, dz.size()), dz, 1e-5);
+  EXPECT_CLOSE(Down(dE, N), ent, 5e-5);
+  EXPECT_CLOSE(Down(gZ, dz.size()), dz, 5e-5);
   // logp-only backward (no entropy gradient).
   Vec dz2(N * V);
   cpu_->LogProbBackward(dz2.data(), dlogp.data(), nullptr, z.data(), t.data(), N, V);

@@ -52,9 +52,15 @@ inline dim3 threadIdx, blockIdx, blockDim, gridDim;
 inline std::vector<double> g_xchg;  // per-thread exchange slots (8 bytes)
 inline std::vector<char> g_dyn_smem;
 
+#if defined(__x86_64__)
+extern "C" void zrl_emu_switch(void** save_sp, void* to_sp);  // fiber_switch.cc
+#define ZRL_EMU_FAST_SWITCH 1
+#endif
+
 namespace emu {
 struct Fiber {
   ucontext_t ctx;
+  void* sp = nullptr;  // saved stack pointer (fast switch)
   std::vector<char> stack;
   bool done = false;
 };
@@ -63,6 +69,7 @@ struct Barrier {  // generation counting over the live threads of a group
   long gen = 0;
 };
 inline ucontext_t g_sched;
+inline void* g_sched_sp = nullptr;
 inline std::vector<Fiber> g_fibers;
 inline int g_cur = 0;
 inline Barrier g_block;
@@ -70,7 +77,13 @@ inline std::vector<Barrier> g_warps;
 inline std::function<void()> g_body;
 inline std::mt19937 g_rng(12345);
 
-inline void Yield() { swapcontext(&g_fibers[g_cur].ctx, &g_sched); }
+inline void Yield() {
+#ifdef ZRL_EMU_FAST_SWITCH
+  zrl_emu_switch(&g_fibers[g_cur].sp, g_sched_sp);
+#else
+  swapcontext(&g_fibers[g_cur].ctx, &g_sched);
+#endif
+}
 inline void Wait(Barrier& b) {
   const long gen = b.gen;
   if (++b.arrived == b.live) {
@@ -92,7 +105,41 @@ inline void Entry() {
   g_fibers[g_cur].done = true;
   Drop(g_warps[g_cur / 32]);
   Drop(g_block);
-}  // returns to g_sched (uc_link)
+#ifdef ZRL_EMU_FAST_SWITCH
+  void* dead = nullptr;
+  zrl_emu_switch(&dead, g_sched_sp);  // never resumed
+#endif
+}  // (ucontext: returns to g_sched through uc_link)
+
+// Prepares fiber t to start in Entry on its own stack.
+inline void Start(Fiber& f) {
+  f.done = false;
+  if (f.stack.empty()) f.stack.resize(256 * 1024);
+#ifdef ZRL_EMU_FAST_SWITCH
+  // The first switch pops six zero registers and returns into Entry, with the
+  // stack aligned as after a call (rsp % 16 == 8 at Entry's first instruction).
+  auto top = reinterpret_cast<uintptr_t>(f.stack.data() + f.stack.size()) & ~uintptr_t{15};
+  auto* sp = reinterpret_cast<void**>(top - 16);  // the return-address slot, 16-byte aligned
+  sp[0] = reinterpret_cast<void*>(&Entry);
+  sp[1] = nullptr;
+  sp -= 6;
+  for (int i = 0; i < 6; ++i) sp[i] = nullptr;
+  f.sp = sp;
+#else
+  getcontext(&f.ctx);
+  f.ctx.uc_stack.ss_sp = f.stack.data();
+  f.ctx.uc_stack.ss_size = f.stack.size();
+  f.ctx.uc_link = &g_sched;
+  makecontext(&f.ctx, Entry, 0);
+#endif
+}
+inline void Resume(Fiber& f) {
+#ifdef ZRL_EMU_FAST_SWITCH
+  zrl_emu_switch(&g_sched_sp, f.sp);
+#else
+  swapcontext(&g_sched, &f.ctx);
+#endif
+}
 }  // namespace emu
 
 inline void __syncthreads() { emu::Wait(emu::g_block); }
@@ -154,16 +201,7 @@ void EmuLaunch(dim3 grid, dim3 block, size_t smem, cudaStream_t, K kernel, A... 
       g_dyn_smem.assign(smem + 16, 0x7f);
       emu::g_block = emu::Barrier{static_cast<int>(T), 0, 0};
       emu::g_warps.assign(T / 32, emu::Barrier{32, 0, 0});
-      for (unsigned t = 0; t < T; ++t) {
-        emu::Fiber& f = emu::g_fibers[t];
-        f.done = false;
-        f.stack.resize(256 * 1024);
-        getcontext(&f.ctx);
-        f.ctx.uc_stack.ss_sp = f.stack.data();
-        f.ctx.uc_stack.ss_size = f.stack.size();
-        f.ctx.uc_link = &emu::g_sched;
-        makecontext(&f.ctx, emu::Entry, 0);
-      }
+      for (unsigned t = 0; t < T; ++t) emu::Start(emu::g_fibers[t]);
       // Each round runs a random half of the warps (in a shuffled order; the
       // lanes of a running warp in a shuffled order too), so some warps run
       // ahead by several barriers while others lag, as on a GPU: races that a
@@ -171,8 +209,8 @@ void EmuLaunch(dim3 grid, dim3 block, size_t smem, cudaStream_t, K kernel, A... 
       const unsigned W = T / 32;
       std::vector<unsigned> warps(W), order;
       std::iota(warps.begin(), warps.end(), 0u);
-      std::vector<char> stuck(T, 0);
-      unsigned live = T, nstuck = 0;
+      std::vector<unsigned> stuck(T, 0);  // == epoch: resumed without progress since the last progress
+      unsigned live = T, nstuck = 0, epoch = 1;
       while (live > 0) {
         std::shuffle(warps.begin(), warps.end(), emu::g_rng);
         order.clear();
@@ -187,13 +225,13 @@ void EmuLaunch(dim3 grid, dim3 block, size_t smem, cudaStream_t, K kernel, A... 
           const long before = emu::g_block.gen + emu::g_warps[t / 32].gen;
           emu::g_cur = static_cast<int>(t);
           threadIdx = dim3(t, 0, 0);
-          swapcontext(&emu::g_sched, &emu::g_fibers[t].ctx);
+          emu::Resume(emu::g_fibers[t]);
           if (emu::g_fibers[t].done || emu::g_block.gen + emu::g_warps[t / 32].gen != before) {
             live -= emu::g_fibers[t].done;
-            std::fill(stuck.begin(), stuck.end(), 0);
+            ++epoch;
             nstuck = 0;
-          } else if (!stuck[t]) {
-            stuck[t] = 1;
+          } else if (stuck[t] != epoch) {
+            stuck[t] = epoch;
             ++nstuck;
           }
           if (live > 0 && nstuck == live) {
