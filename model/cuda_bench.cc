@@ -196,7 +196,7 @@ std::string TorchCudaPython() {
 PeerResult RunTorchPeer(const CudaBenchOptions& o) {
   PeerResult r;
   if (!o.peer || o.config_path.empty()) {
-    r.note = "skipped (no config file path given)";
+    r.note = !o.peer ? "skipped (--no-peer)" : "skipped (no config file path to give it)";
     return r;
   }
   const std::string py = TorchCudaPython();
