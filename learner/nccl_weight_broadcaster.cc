@@ -75,6 +75,12 @@ std::vector<absl::Status> NcclWeightBroadcaster::Send(const std::vector<PublishT
     for (absl::Status& s : out) s = local;
     return out;
   }
+  // A refusal holds while the worker stays in the target list (a worker that
+  // left and came back, e.g. restarted on a GPU, is asked again).
+  std::set<std::string> targeted;
+  for (const PublishTarget& t : targets) targeted.insert(t.address);
+  for (auto it = refused_.begin(); it != refused_.end();)
+    it = targeted.count(it->first) ? std::next(it) : refused_.erase(it);
   std::vector<size_t> candidates;
   std::set<std::string> want;
   for (size_t i = 0; i < targets.size(); ++i) {
