@@ -108,7 +108,7 @@ int BenchModel(int argc, char** argv) {
   app.add_option("--new", new_tokens, "decode: new tokens per sample")->capture_default_str();
   app.add_option("--peer-script", peer_script, "the PyTorch peer")->capture_default_str();
   app.add_flag("--no-peer", no_peer, "skip the PyTorch peer");
-  std::string device = "cpu";  // cuda: op-level GPU numbers (model/cuda_bench.h); exit 2 without a device
+  std::string device = "cpu";  // cuda: the whole model on the GPU (model/cuda_bench.h); exit 2 without a device
   app.add_option("--device", device, "cpu, or cuda")->capture_default_str();
   try {
     app.parse(argc, argv);
@@ -124,7 +124,19 @@ int BenchModel(int argc, char** argv) {
     std::fprintf(stderr, "zerorl bench model: %s\n", std::string(config.status().message()).c_str());
     return 1;
   }
-  if (device == "cuda") return model::BenchModelCuda(*config, int64_t{batch} * seq, samples, prompt_len + new_tokens);
+  if (device == "cuda") {
+    model::CudaBenchOptions o;
+    o.batch = batch;
+    o.seq = seq;
+    o.train_steps = train_steps;
+    o.samples = samples;
+    o.prompt = prompt_len;
+    o.new_tokens = new_tokens;
+    o.config_path = config_path;
+    o.peer_script = peer_script;
+    o.peer = !no_peer;
+    return model::BenchModelCuda(*config, o);
+  }
   if (device != "cpu") {
     std::fprintf(stderr, "zerorl bench model: --device must be cpu or cuda, got \"%s\"\n", device.c_str());
     return 2;

@@ -374,15 +374,4 @@ int BenchModelCuda(const ModelConfig& c, const CudaBenchOptions& o) {
   return rc_ops;
 }
 
-int BenchModelCuda(const ModelConfig& c, int64_t tokens, int64_t decode_batch, int64_t decode_ctx) {
-  CudaBenchOptions o;
-  o.seq = std::max<int64_t>(2, std::min<int64_t>(tokens, 128));
-  o.batch = std::max<int64_t>(1, tokens / o.seq);
-  o.samples = std::max<int64_t>(1, decode_batch);
-  o.prompt = std::max<int64_t>(1, decode_ctx / 3);
-  o.new_tokens = std::max<int64_t>(1, decode_ctx - o.prompt);
-  o.peer = false;
-  return BenchModelCuda(c, o);
-}
-
 }  // namespace zerorl::model

@@ -34,9 +34,4 @@ struct CudaBenchOptions {
 
 int BenchModelCuda(const ModelConfig& c, const CudaBenchOptions& options);
 
-// The older entry point (bench/bench_model.cc): tokens = B*T of the train
-// step (T = min(tokens, 128)), decode_batch = samples, decode_ctx = prompt +
-// new tokens (a third prompt). No PyTorch peer.
-int BenchModelCuda(const ModelConfig& c, int64_t tokens, int64_t decode_batch, int64_t decode_ctx);
-
 }  // namespace zerorl::model

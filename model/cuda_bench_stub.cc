@@ -12,6 +12,4 @@ int BenchModelCuda(const ModelConfig&, const CudaBenchOptions&) {
   return 2;
 }
 
-int BenchModelCuda(const ModelConfig& c, int64_t, int64_t, int64_t) { return BenchModelCuda(c, CudaBenchOptions{}); }
-
 }  // namespace zerorl::model

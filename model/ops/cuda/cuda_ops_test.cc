@@ -121,7 +121,7 @@ TEST(CudaDevice, NoDeviceErrorsAreClear) {
 TEST(CudaDevice, BenchWithoutDeviceExits2) {
   if (CudaDeviceStatus(0).ok()) GTEST_SKIP() << "a CUDA device is present; the no-device path is not reachable";
   ::testing::internal::CaptureStderr();
-  const int rc = BenchModelCuda(ModelConfig{}, 128, 4, 64);
+  const int rc = BenchModelCuda(ModelConfig{}, CudaBenchOptions{});
   const std::string err = ::testing::internal::GetCapturedStderr();
   EXPECT_EQ(rc, 2);
   EXPECT_NE(err.find("--device cuda: no CUDA device"), std::string::npos) << err;
