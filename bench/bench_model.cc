@@ -25,32 +25,6 @@ using Clock = std::chrono::steady_clock;
 
 double Seconds(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
 
-// Multiply-accumulates per token in the matmuls (no attention core).
-double MatmulMacsPerToken(const ModelConfig& c) {
-  const double D = c.hidden_size, H = c.num_attention_heads;
-  double m = 0;
-  if (c.is_mla()) {
-    const double dq = c.qk_head_dim();
-    m += c.q_lora_rank > 0 ? D * c.q_lora_rank + c.q_lora_rank * H * dq : D * H * dq;
-    m += D * (c.kv_lora_rank + c.qk_rope_head_dim) + c.kv_lora_rank * H * (c.qk_nope_head_dim + c.v_head_dim);
-    m *= c.num_hidden_layers;
-  } else {
-    m += c.num_hidden_layers * D * (H + 2.0 * c.num_key_value_heads) * c.head_dim;
-  }
-  m += c.num_hidden_layers * H * c.v_dim() * D;  // o_proj
-  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
-    if (c.IsMoeLayer(l))
-      m += D * c.n_routed_experts + 3.0 * D * c.moe_intermediate_size * (c.num_experts_per_tok + c.n_shared_experts);
-    else
-      m += 3.0 * D * c.intermediate_size;
-  }
-  return m + D * c.vocab_size;
-}
-// Attention-core MACs per token attending over `ctx` positions.
-double AttnMacs(const ModelConfig& c, double ctx) {
-  return c.num_hidden_layers * c.num_attention_heads * (c.qk_head_dim() + c.v_dim()) * ctx;
-}
-
 double SgemmGflops() {
   const int64_t n = 1024;
   std::vector<float> a(n * n, 0.5f), b(n * n, 0.25f), cm(n * n);
@@ -176,7 +150,8 @@ int BenchModel(int argc, char** argv) {
   for (int s = 0; s < train_steps; ++s) step();
   const double train_s = Seconds(t0, Clock::now());
   const double train_tps = static_cast<double>(batch) * seq * train_steps / train_s;
-  const double train_flops_per_tok = 3 * 2 * (MatmulMacsPerToken(c) + AttnMacs(c, (seq + 1) / 2.0));
+  const double train_flops_per_tok =
+      3 * 2 * (MatmulMacsPerToken(c) + AttentionMacsPerToken(c, (seq + 1) / 2.0));
   const double train_gflops = train_tps * train_flops_per_tok / 1e9;
   std::printf("train  %dx%d, %d steps: %.0f tokens/s, %.1f GFLOP/s model, MFU %.0f%% of sgemm roof\n", batch, seq,
               train_steps, train_tps, train_gflops, 100 * train_gflops / roof);
@@ -195,7 +170,8 @@ int BenchModel(int argc, char** argv) {
   for (int r = 0; r < reps; ++r) decode();
   const double dec_s = Seconds(t0, Clock::now()) / reps;
   const double dec_tps = static_cast<double>(samples) * new_tokens / dec_s;
-  const double dec_flops_per_tok = 2 * (MatmulMacsPerToken(c) + AttnMacs(c, prompt_len + new_tokens / 2.0));
+  const double dec_flops_per_tok =
+      2 * (MatmulMacsPerToken(c) + AttentionMacsPerToken(c, prompt_len + new_tokens / 2.0));
   const double dec_gflops = dec_tps * dec_flops_per_tok / 1e9;
   std::printf("decode %d samples x %d new (prompt %d): %.0f tokens/s, %.1f GFLOP/s model, MFU %.0f%%\n", samples,
               new_tokens, prompt_len, dec_tps, dec_gflops, 100 * dec_gflops / roof);

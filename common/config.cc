@@ -542,6 +542,8 @@ absl::Status FinalizeRunConfig(zerorl::v1::RunConfig* c) {
     return bad("learner.weight_chunk_bytes", "must be at least 1024");
   if (c->server().max_message_mb() < 1) return bad("server.max_message_mb", "must be at least 1");
   if (auto s = ValidateDevices(*c); !s.ok()) return s;
+  if (const std::string& wt = c->learner().weight_transport(); !wt.empty() && wt != "grpc" && wt != "nccl")
+    return bad("learner.weight_transport", absl::StrCat("must be \"grpc\" or \"nccl\", got \"", wt, "\""));
   return absl::OkStatus();
 }
 

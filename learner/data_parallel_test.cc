@@ -17,6 +17,7 @@
 #include "learner/grad_reducer.h"
 #include "learner/grpo_trainer.h"
 #include "rollout/model_source.h"
+#include "learner/test_groups.h"
 #include "rollout/test_models.h"
 #include "tests/testing/subprocess.h"
 #ifdef ZERORL_HAVE_CUDA
@@ -67,6 +68,17 @@ TEST(DeviceConfigTest, DataParallelDevicesAreCheckedByIndex) {
   const LearnerDevices one = LearnerDevicesFromConfig(DefaultRunConfig());
   EXPECT_EQ(one.devices, (std::vector<std::string>{"cpu"}));
   EXPECT_EQ(one.keys[0], "model.device");
+}
+
+TEST(DeviceConfigTest, UnknownWeightTransportIsRejectedByKey) {
+  auto c = ParseRunConfig("learner:\n  weight_transport: rdma\n", "t.yaml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(c.status().message(), HasSubstr("learner.weight_transport: must be \"grpc\" or \"nccl\", got \"rdma\""));
+  for (const char* ok : {"grpc", "nccl"}) {
+    auto good = ParseRunConfig(absl::StrCat("learner:\n  weight_transport: ", ok, "\n"), "t.yaml");
+    EXPECT_TRUE(good.ok()) << ok << ": " << good.status();
+  }
 }
 
 // A RunConfig whose model is a fresh TinyMoe (init_config in a temp dir).
@@ -170,25 +182,6 @@ TEST(HostGradReducerTest, MismatchedSizesFailOnEveryRankWithoutHanging) {
 
 // ---- data-parallel GRPO ----
 
-std::vector<zerorl::v1::Group> RandomGroups(uint64_t seed, int n_groups, int G) {
-  std::mt19937_64 rng(seed);
-  auto tok = [&] { return static_cast<int32_t>(4 + rng() % 95); };
-  std::vector<zerorl::v1::Group> groups(n_groups);
-  for (auto& g : groups) {
-    g.mutable_prompt()->add_token_ids(1);
-    for (int i = 0, n = 2 + rng() % 5; i < n; ++i) g.mutable_prompt()->add_token_ids(tok());
-    for (int s = 0; s < G; ++s) {
-      auto* t = g.add_trajectories();
-      for (int i = 0, n = 1 + rng() % 10; i < n; ++i) {
-        t->mutable_sample()->add_token_ids(tok());
-        t->mutable_sample()->add_logprobs(-0.1f - static_cast<float>(rng() % 300) / 100.f);
-      }
-      t->mutable_reward()->set_reward(static_cast<double>(rng() % 3) / 2.0);
-    }
-  }
-  return groups;
-}
-
 TrainerOptions Options() {
   TrainerOptions o;
   auto& g = o.grpo;
@@ -222,7 +215,7 @@ std::vector<float> Weights(model::Model& m) {
 
 TEST(DataParallelTest, CpuReplicasMatchOneReplicaAndStayEqual) {
   std::vector<std::vector<zerorl::v1::Group>> data;
-  for (int s = 0; s < 3; ++s) data.push_back(RandomGroups(200 + s, 3, 4));
+  for (int s = 0; s < 3; ++s) data.push_back(zerorl::testing::RandomGroups(200 + s, 3, 4));
   auto single = GrpoTrainer::Create(zerorl::testing::TinyMoe(11), zerorl::testing::CharTokenizer(), Options());
   ASSERT_TRUE(single.ok()) << single.status();
   std::vector<Metrics> want;
@@ -272,7 +265,7 @@ TEST(DataParallelTest, CpuReplicasMatchOneReplicaAndStayEqual) {
 }
 
 TEST(DataParallelTest, CheckpointOfReplicasRestoresIntoOneReplica) {
-  const auto groups = RandomGroups(7, 3, 4);
+  const auto groups = zerorl::testing::RandomGroups(7, 3, 4);
   PolicyReplicas reps;
   reps.models.push_back(zerorl::testing::TinyMoe(11));
   reps.models.push_back(zerorl::testing::TinyMoe(12));

@@ -21,6 +21,7 @@
 #include "learner/grpo_trainer.h"
 #include "model/ops/detached_backend.h"
 #include "rollout/model_source.h"
+#include "learner/test_groups.h"
 #include "rollout/test_models.h"
 #include "tests/testing/subprocess.h"
 #ifdef ZERORL_HAVE_CUDA
@@ -48,25 +49,6 @@ std::unique_ptr<model::Model> TinyMoeOn(uint64_t seed, model::ops::Backend* back
   if (!cfg.ok()) return nullptr;
   auto m = model::Model::Create(*cfg, seed, backend);
   return m.ok() ? std::move(*m) : nullptr;
-}
-
-std::vector<zerorl::v1::Group> Groups(uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  auto tok = [&] { return static_cast<int32_t>(4 + rng() % 95); };
-  std::vector<zerorl::v1::Group> groups(3);
-  for (auto& g : groups) {
-    g.mutable_prompt()->add_token_ids(1);
-    for (int i = 0, n = 2 + rng() % 5; i < n; ++i) g.mutable_prompt()->add_token_ids(tok());
-    for (int s = 0; s < 4; ++s) {
-      auto* t = g.add_trajectories();
-      for (int i = 0, n = 1 + rng() % 10; i < n; ++i) {
-        t->mutable_sample()->add_token_ids(tok());
-        t->mutable_sample()->add_logprobs(-0.1f - static_cast<float>(rng() % 300) / 100.f);
-      }
-      t->mutable_reward()->set_reward(static_cast<double>(rng() % 3) / 2.0);
-    }
-  }
-  return groups;
 }
 
 TrainerOptions Options() {
@@ -122,7 +104,7 @@ TEST(DevicePolicyTest, TrainsLikeTheHostPolicyAndPublishesThroughStaging) {
     if (t.name == "model.layers.1.mlp.gate.e_score_correction_bias") bias = &t;
   ASSERT_NE(bias, nullptr);
   for (int s = 0; s < 3; ++s) {
-    const auto groups = Groups(40 + s);
+    const auto groups = zerorl::testing::RandomGroups(40 + s, 3, 4);
     auto mh = (*host)->Step(groups);
     auto md = (*dev)->Step(groups);
     ASSERT_TRUE(mh.ok()) << mh.status();
@@ -153,7 +135,7 @@ TEST(DevicePolicyTest, TrainsLikeTheHostPolicyAndPublishesThroughStaging) {
 TEST(DevicePolicyTest, CheckpointsRoundTripBetweenDeviceAndHost) {
   auto dev = GrpoTrainer::Create(TinyMoeOn(3, DeviceBackend()), zerorl::testing::CharTokenizer(), Options());
   ASSERT_TRUE(dev.ok()) << dev.status();
-  ASSERT_TRUE((*dev)->Step(Groups(1)).ok());
+  ASSERT_TRUE((*dev)->Step(zerorl::testing::RandomGroups(1, 3, 4)).ok());
   const std::string dir = zerorl::testing::MakeTempDir("dev_ckpt");
   ASSERT_TRUE((*dev)->Save(dir, "c").ok());
   auto host = GrpoTrainer::Create(TinyMoeOn(8, nullptr), zerorl::testing::CharTokenizer(), Options());
@@ -162,7 +144,7 @@ TEST(DevicePolicyTest, CheckpointsRoundTripBetweenDeviceAndHost) {
   EXPECT_EQ(Weights((*host)->policy()), Weights((*dev)->policy()));
   // The same next step on both sides: the reference (written from device memory) and
   // the optimizer state came across too.
-  const auto groups = Groups(2);
+  const auto groups = zerorl::testing::RandomGroups(2, 3, 4);
   auto mh = (*host)->Step(groups);
   auto md = (*dev)->Step(groups);
   ASSERT_TRUE(mh.ok() && md.ok());
@@ -197,8 +179,8 @@ TEST(DevicePolicyTest, DeviceReplicasThroughTheStagedHostReducerMatchHostReplica
   auto dev = make(DeviceBackend());
   ASSERT_TRUE(host.ok() && dev.ok());
   for (int s = 0; s < 2; ++s) {
-    auto mh = (*host)->Step(Groups(70 + s));
-    auto md = (*dev)->Step(Groups(70 + s));
+    auto mh = (*host)->Step(zerorl::testing::RandomGroups(70 + s, 3, 4));
+    auto md = (*dev)->Step(zerorl::testing::RandomGroups(70 + s, 3, 4));
     ASSERT_TRUE(mh.ok()) << mh.status();
     ASSERT_TRUE(md.ok()) << md.status();
     EXPECT_EQ((*md)["loss"], (*mh)["loss"]);
@@ -250,7 +232,7 @@ TEST(DevicePolicyTest, GpuStepMatchesCpuStep) {
   auto dev = GrpoTrainer::Create(TinyMoeOn(3, gpu), zerorl::testing::CharTokenizer(), Options());
   ASSERT_TRUE(host.ok() && dev.ok());
   ASSERT_FALSE((*dev)->policy().on_host());
-  const auto groups = Groups(40);
+  const auto groups = zerorl::testing::RandomGroups(40, 3, 4);
   auto mh = (*host)->Step(groups);
   auto md = (*dev)->Step(groups);
   ASSERT_TRUE(mh.ok()) << mh.status();
@@ -278,8 +260,8 @@ TEST(DevicePolicyTest, GpuReplicasThroughTheHostReducerStayEqual) {
   auto one = GrpoTrainer::Create(TinyMoeOn(3, gpu), zerorl::testing::CharTokenizer(), Options());
   ASSERT_TRUE(one.ok());
   for (int s = 0; s < 2; ++s) {
-    auto md = (*dp)->Step(Groups(60 + s));
-    auto m1 = (*one)->Step(Groups(60 + s));
+    auto md = (*dp)->Step(zerorl::testing::RandomGroups(60 + s, 3, 4));
+    auto m1 = (*one)->Step(zerorl::testing::RandomGroups(60 + s, 3, 4));
     ASSERT_TRUE(md.ok()) << md.status();
     ASSERT_TRUE(m1.ok()) << m1.status();
     EXPECT_NEAR((*md)["loss"], (*m1)["loss"], 1e-3 * (1 + std::fabs((*m1)["loss"])));

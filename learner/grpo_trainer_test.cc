@@ -9,31 +9,12 @@
 #include <gtest/gtest.h>
 
 #include "rollout/generation_engine.h"
+#include "learner/test_groups.h"
 #include "rollout/test_models.h"
 #include "tests/testing/subprocess.h"
 
 namespace zerorl::learner {
 namespace {
-
-std::vector<zerorl::v1::Group> RandomGroups(uint64_t seed, int n_groups, int G) {
-  std::mt19937_64 rng(seed);
-  auto tok = [&] { return static_cast<int32_t>(4 + rng() % 95); };
-  std::vector<zerorl::v1::Group> groups(n_groups);
-  for (auto& g : groups) {
-    g.mutable_prompt()->add_token_ids(1);
-    for (int i = 0, n = 2 + rng() % 5; i < n; ++i) g.mutable_prompt()->add_token_ids(tok());
-    for (int s = 0; s < G; ++s) {
-      auto* t = g.add_trajectories();
-      for (int i = 0, n = 1 + rng() % 10; i < n; ++i) {
-        t->mutable_sample()->add_token_ids(tok());
-        t->mutable_sample()->add_logprobs(-0.1f - static_cast<float>(rng() % 300) / 100.f);
-      }
-      t->mutable_reward()->set_reward(static_cast<double>(rng() % 3) / 2.0);
-      t->mutable_reward()->set_correct(rng() % 2);
-    }
-  }
-  return groups;
-}
 
 TrainerOptions ResumeOptions() {
   TrainerOptions o;
@@ -65,7 +46,7 @@ TrainerOptions ResumeOptions() {
 
 TEST(GrpoTrainerTest, ResumeIsBitExact) {
   std::vector<std::vector<zerorl::v1::Group>> data;
-  for (int s = 0; s < 5; ++s) data.push_back(RandomGroups(100 + s, 3, 4));
+  for (int s = 0; s < 5; ++s) data.push_back(zerorl::testing::RandomGroups(100 + s, 3, 4));
   auto a = GrpoTrainer::Create(testing::TinyMoe(11), testing::CharTokenizer(), ResumeOptions());
   ASSERT_TRUE(a.ok()) << a.status();
   const std::string dir = zerorl::testing::MakeTempDir("resume");
@@ -106,7 +87,7 @@ TEST(GrpoTrainerTest, RejectsMalformedGroups) {
   auto t = GrpoTrainer::Create(testing::TinyMoe(1), testing::CharTokenizer(), ResumeOptions());
   ASSERT_TRUE(t.ok());
   EXPECT_FALSE((*t)->Step({}).ok());
-  auto groups = RandomGroups(1, 2, 2);
+  auto groups = zerorl::testing::RandomGroups(1, 2, 2);
   groups[1].mutable_trajectories(0)->mutable_sample()->set_token_ids(0, 5000);
   auto s = (*t)->Step(groups);
   EXPECT_EQ(s.status().code(), absl::StatusCode::kInvalidArgument);
@@ -119,7 +100,7 @@ TEST(GrpoTrainerTest, DynamicSamplingDropsUniformGroups) {
   o.grpo.set_dynamic_sampling(true);
   auto t = GrpoTrainer::Create(testing::TinyMoe(1), testing::CharTokenizer(), o);
   ASSERT_TRUE(t.ok());
-  auto groups = RandomGroups(2, 4, 3);
+  auto groups = zerorl::testing::RandomGroups(2, 4, 3);
   for (auto& tr : *groups[0].mutable_trajectories()) tr.mutable_reward()->set_reward(1.0);
   for (auto& tr : *groups[1].mutable_trajectories()) tr.mutable_reward()->set_reward(0.0);
   groups[2].mutable_trajectories(0)->mutable_reward()->set_reward(1.0);

@@ -25,7 +25,8 @@ std::string CheckpointRoot(const zerorl::v1::RunConfig& c) {
   return (c.run_dir().empty() ? std::string("runs/") + c.run_id() : c.run_dir()) + "/checkpoints";
 }
 
-// learner.weight_transport (an unknown value is logged and the stream used)
+// learner.weight_transport (loaded configs are checked; an unknown value in a
+// config built in code is logged and the stream used)
 // and the learner's CUDA device: rank 0's replica, else model.device.
 WeightPublisher::Options PublisherOptions(const zerorl::v1::RunConfig& config) {
   WeightPublisher::Options o;

@@ -321,4 +321,29 @@ absl::StatusOr<ModelConfig> LoadModelConfig(const std::string& path) {
   return c;
 }
 
+double MatmulMacsPerToken(const ModelConfig& c) {
+  const double D = c.hidden_size, H = c.num_attention_heads;
+  double m = 0;
+  if (c.is_mla()) {
+    const double dq = c.qk_head_dim();
+    m += c.q_lora_rank > 0 ? D * c.q_lora_rank + c.q_lora_rank * H * dq : D * H * dq;
+    m += D * (c.kv_lora_rank + c.qk_rope_head_dim) + c.kv_lora_rank * H * (c.qk_nope_head_dim + c.v_head_dim);
+    m *= c.num_hidden_layers;
+  } else {
+    m += c.num_hidden_layers * D * (H + 2.0 * c.num_key_value_heads) * c.head_dim;
+  }
+  m += c.num_hidden_layers * H * c.v_dim() * D;  // o_proj
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    if (c.IsMoeLayer(l))
+      m += D * c.n_routed_experts + 3.0 * D * c.moe_intermediate_size * (c.num_experts_per_tok + c.n_shared_experts);
+    else
+      m += 3.0 * D * c.intermediate_size;
+  }
+  return m + D * c.vocab_size;
+}
+
+double AttentionMacsPerToken(const ModelConfig& c, double ctx) {
+  return c.num_hidden_layers * c.num_attention_heads * (c.qk_head_dim() + c.v_dim()) * ctx;
+}
+
 }  // namespace zerorl::model

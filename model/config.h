@@ -78,4 +78,11 @@ absl::StatusOr<ModelConfig> ParseModelConfig(const std::string& json_text);
 // Reads and parses a config.json file (or DIR/config.json when given a directory).
 absl::StatusOr<ModelConfig> LoadModelConfig(const std::string& path);
 
+// Multiply-accumulates per token in the model's matmuls (projections, router,
+// the K routed + shared experts, the head; no attention core), and in the
+// attention core of a token attending over `ctx` positions. FLOP counts for
+// the benchmarks' MFU (CPU and GPU count the same way).
+double MatmulMacsPerToken(const ModelConfig& c);
+double AttentionMacsPerToken(const ModelConfig& c, double ctx);
+
 }  // namespace zerorl::model

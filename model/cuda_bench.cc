@@ -46,33 +46,6 @@ double Time(Fn fn, int reps) {
   return Seconds(t0, Clock::now()) / reps;
 }
 
-// Multiply-accumulates per token in the matmuls (no attention core): the
-// same count as the CPU bench (bench/bench_model.cc), so MFUs compare.
-double MatmulMacsPerToken(const ModelConfig& c) {
-  const double D = c.hidden_size, H = c.num_attention_heads;
-  double m = 0;
-  if (c.is_mla()) {
-    const double dq = c.qk_head_dim();
-    m += c.q_lora_rank > 0 ? D * c.q_lora_rank + c.q_lora_rank * H * dq : D * H * dq;
-    m += D * (c.kv_lora_rank + c.qk_rope_head_dim) + c.kv_lora_rank * H * (c.qk_nope_head_dim + c.v_head_dim);
-    m *= c.num_hidden_layers;
-  } else {
-    m += c.num_hidden_layers * D * (H + 2.0 * c.num_key_value_heads) * c.head_dim;
-  }
-  m += c.num_hidden_layers * H * c.v_dim() * D;  // o_proj
-  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
-    if (c.IsMoeLayer(l))
-      m += D * c.n_routed_experts + 3.0 * D * c.moe_intermediate_size * (c.num_experts_per_tok + c.n_shared_experts);
-    else
-      m += 3.0 * D * c.intermediate_size;
-  }
-  return m + D * c.vocab_size;
-}
-// Attention-core MACs per token attending over `ctx` positions.
-double AttnMacs(const ModelConfig& c, double ctx) {
-  return c.num_hidden_layers * c.num_attention_heads * (c.qk_head_dim() + c.v_dim()) * ctx;
-}
-
 std::string Mfu(double tflops, double peak) {
   if (peak <= 0) return "n/a";
   char b[32];
@@ -128,7 +101,7 @@ int BenchWholeModel(const ModelConfig& c, const CudaBenchOptions& o, ops::Backen
   if (failed) return 1;
   const double train_s = Seconds(t0, Clock::now());
   r->train_tps = static_cast<double>(o.batch * o.seq * o.train_steps) / train_s;
-  const double train_flops_tok = 3 * 2 * (MatmulMacsPerToken(c) + AttnMacs(c, (o.seq + 1) / 2.0));
+  const double train_flops_tok = 3 * 2 * (MatmulMacsPerToken(c) + AttentionMacsPerToken(c, (o.seq + 1) / 2.0));
   r->train_tflops = r->train_tps * train_flops_tok / 1e12;
   std::printf("train  %lldx%lld, %lld steps: %.0f tokens/s, %.2f TFLOP/s model, MFU %s of bf16 peak\n",
               static_cast<long long>(o.batch), static_cast<long long>(o.seq), static_cast<long long>(o.train_steps),
@@ -160,7 +133,7 @@ int BenchWholeModel(const ModelConfig& c, const CudaBenchOptions& o, ops::Backen
   if (failed) return 1;
   r->decode_tps = static_cast<double>(o.samples * o.new_tokens) / dec_s;
   r->decode_top_p_tps = static_cast<double>(o.samples * o.new_tokens) / dec_p_s;
-  const double dec_flops_tok = 2 * (MatmulMacsPerToken(c) + AttnMacs(c, o.prompt + o.new_tokens / 2.0));
+  const double dec_flops_tok = 2 * (MatmulMacsPerToken(c) + AttentionMacsPerToken(c, o.prompt + o.new_tokens / 2.0));
   r->decode_tflops = r->decode_tps * dec_flops_tok / 1e12;
   std::printf("decode %lld samples x %lld new (prompt %lld): %.0f tokens/s, %.3f TFLOP/s model, MFU %s; "
               "with top-k 50 / top-p 0.95: %.0f tokens/s\n",
