@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/commands.h"
+#include "model/device.h"
 #include "model/model.h"
 #include "model/tokenizer.h"
 
@@ -55,6 +56,9 @@ int GenerateCommand(int argc, char** argv) {
   app.add_option("--seed", seed, "sampling seed (same seed, same tokens)")->capture_default_str();
   app.add_option("--samples", samples, "completions of the prompt (one shared prefill)")->capture_default_str();
   app.add_option("--threads", threads, "CPU threads (0 = all)")->capture_default_str();
+  std::string device = "cpu";
+  app.add_option("--device", device, "cpu, cuda or cuda:N (the model and its KV cache on that GPU)")
+      ->capture_default_str();
   app.add_flag("--json", as_json, "print one JSON object per completion with ids and logprobs");
   try {
     app.parse(argc, argv);
@@ -72,7 +76,12 @@ int GenerateCommand(int argc, char** argv) {
     return 2;
   }
   if (threads > 0) model::ops::SetCpuThreads(threads);
-  auto m = model::Model::Load(dir);
+  auto backend = model::BackendForDevice(device, "--device");
+  if (!backend.ok()) {
+    std::fprintf(stderr, "zerorl generate: %s\n", std::string(backend.status().message()).c_str());
+    return 2;
+  }
+  auto m = model::Model::Load(dir, *backend);
   if (!m.ok()) {
     std::fprintf(stderr, "zerorl generate: %s\n", std::string(m.status().message()).c_str());
     return 1;

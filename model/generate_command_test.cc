@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/commands.h"
+#include "model/device.h"
 #include "model/model.h"
 #include "model/test_util.h"
 #include "tests/testing/subprocess.h"
@@ -66,6 +67,34 @@ TEST(GenerateCommandTest, ErrorsAreReported) {
   EXPECT_EQ(RunGenerate({"--model", dir, "--prompt-ids", "1,x"}, &out), 2);
   EXPECT_EQ(RunGenerate({"--model", dir, "--prompt-ids", "1,400"}, &out), 2);
   EXPECT_EQ(RunGenerate({"--model", dir, "--prompt-ids", "1", "--greedy", "--temperature", "0.5"}, &out), 2);
+}
+
+// --device: a malformed value and a missing GPU are usage errors naming the
+// flag; where the GPU exists, the run gives the CPU's greedy tokens.
+TEST(GenerateCommandTest, DeviceFlagRunsOnTheGpuOrNamesTheProblem) {
+  const std::string dir = zerorl::testing::MakeTempDir("generate-cmd-dev");
+  ASSERT_TRUE((*Model::Create(testing::MustParse(testing::TinyQwenJson()), 3))->Save(dir).ok());
+  std::string out, cpu_out;
+  ::testing::internal::CaptureStderr();
+  EXPECT_EQ(RunGenerate({"--model", dir, "--prompt-ids", "1", "--device", "gpu"}, &out), 2);
+  std::string err = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(err.find("--device: \"gpu\" is not a device"), std::string::npos) << err;
+  const std::vector<std::string> args = {"--model", dir, "--prompt-ids", "1,2", "--greedy", "--max-new-tokens", "4",
+                                         "--json"};
+  ASSERT_EQ(RunGenerate(args, &cpu_out), 0);
+  std::vector<std::string> gpu_args = args;
+  gpu_args.insert(gpu_args.end(), {"--device", "cuda:0"});
+  ::testing::internal::CaptureStderr();
+  const int rc = RunGenerate(gpu_args, &out);
+  err = ::testing::internal::GetCapturedStderr();
+  if (BackendForDevice("cuda:0", "probe").ok()) {
+    ASSERT_EQ(rc, 0) << err;
+    EXPECT_EQ(nlohmann::json::parse(out.substr(0, out.find('\n')))["tokens"],
+              nlohmann::json::parse(cpu_out.substr(0, cpu_out.find('\n')))["tokens"]);
+  } else {
+    EXPECT_EQ(rc, 2);
+    EXPECT_NE(err.find("--device is cuda:0"), std::string::npos) << err;
+  }
 }
 
 }  // namespace

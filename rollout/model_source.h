@@ -15,6 +15,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "model/device.h"
 #include "model/model.h"
 #include "model/ops/ops.h"
 #include "model/tokenizer.h"
@@ -22,12 +23,8 @@
 
 namespace zerorl::rollout {
 
-// The backend a device string names: nullptr for "cpu" (the models' default,
-// the CPU backend), ops::CudaBackend(N) for "cuda[:N]". `key` names the config
-// field in errors: INVALID_ARGUMENT for a malformed string; FAILED_PRECONDITION
-// "<key> is cuda:0 but zerorl was built without CUDA" or
-// "<key> is cuda:1: no CUDA device: ..." when the GPU is not there.
-absl::StatusOr<model::ops::Backend*> BackendForDevice(const std::string& device, const std::string& key);
+// The backend a device string names (model/device.h).
+using model::BackendForDevice;
 
 // The model on config.device (see the banner).
 absl::StatusOr<std::unique_ptr<model::Model>> LoadPolicyModel(const zerorl::v1::ModelConfig& config);
