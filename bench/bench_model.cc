@@ -8,11 +8,11 @@
 #include <chrono>
 #include <cstdio>
 #include <random>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "bench/bench.h"
+#include "model/bench_peer.h"
 #include "model/cuda_bench.h"
 #include "model/model.h"
 #include "model/optimizer.h"
@@ -44,23 +44,15 @@ struct PeerResult {
 
 PeerResult RunPeer(const std::string& cmd) {
   PeerResult r;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) {
+  const model::PeerRun run = model::RunBenchPeer(cmd);
+  if (!run.started) {
     r.error = "cannot start python";
     return r;
   }
-  char line[512];
-  while (std::fgets(line, sizeof line, p)) {
-    std::istringstream in(line);
-    std::string key;
-    double v;
-    if (!(in >> key >> v)) continue;
-    if (key == "train_tokens_per_s") r.train = v;
-    if (key == "decode_tokens_per_s") r.decode = v;
-  }
-  const int rc = pclose(p);
-  r.ok = rc == 0 && (r.train > 0 || r.decode > 0);
-  if (!r.ok) r.error = "the PyTorch peer failed (exit " + std::to_string(rc) + ")";
+  r.train = run.train;
+  r.decode = run.decode;
+  r.ok = run.exit_code == 0 && (r.train > 0 || r.decode > 0);
+  if (!r.ok) r.error = "the PyTorch peer failed (exit " + std::to_string(run.exit_code) + ")";
   return r;
 }
 

@@ -17,7 +17,7 @@
 #include "learner/grad_reducer.h"
 #include "learner/grpo_trainer.h"
 #include "rollout/model_source.h"
-#include "learner/test_groups.h"
+#include "learner/test_util.h"
 #include "rollout/test_models.h"
 #include "tests/testing/subprocess.h"
 #ifdef ZERORL_HAVE_CUDA
@@ -183,34 +183,19 @@ TEST(HostGradReducerTest, MismatchedSizesFailOnEveryRankWithoutHanging) {
 // ---- data-parallel GRPO ----
 
 TrainerOptions Options() {
-  TrainerOptions o;
+  TrainerOptions o = zerorl::testing::BaseTrainerOptions();
   auto& g = o.grpo;
-  g.set_clip_low(0.2);
-  g.set_clip_high(0.28);
   g.set_beta(0.05);  // a reference per rank
-  g.set_loss_aggregation(zerorl::v1::LOSS_AGGREGATION_DAPO);
-  g.set_std_normalize(true);
   g.set_epochs(2);
   g.set_micro_batch(3);  // 12 sequences: 4 micro-batches per epoch
   g.set_router_bias_gamma(0.01);
-  g.set_adv_eps(1e-6);
   auto& op = o.optimizer;
   op.set_lr(1e-3);
-  op.set_beta1(0.9);
-  op.set_beta2(0.99);
-  op.set_eps(1e-8);
   op.set_weight_decay(0.01);
-  op.set_grad_clip(1.0);
   o.max_new_tokens = 10;
   o.total_steps = 10;
   o.seed = 3;
   return o;
-}
-
-std::vector<float> Weights(model::Model& m) {
-  std::vector<float> w(m.NumParams());
-  m.DownloadParams(w.data());
-  return w;
 }
 
 TEST(DataParallelTest, CpuReplicasMatchOneReplicaAndStayEqual) {
@@ -224,7 +209,7 @@ TEST(DataParallelTest, CpuReplicasMatchOneReplicaAndStayEqual) {
     ASSERT_TRUE(m.ok()) << m.status();
     want.push_back(*m);
   }
-  const std::vector<float> w1 = Weights((*single)->policy());
+  const std::vector<float> w1 = zerorl::testing::Weights((*single)->policy());
 
   for (int R : {2, 3}) {  // 3 ranks: rank 0 gets two micro-batches, the others one
     PolicyReplicas reps;
@@ -244,13 +229,13 @@ TEST(DataParallelTest, CpuReplicasMatchOneReplicaAndStayEqual) {
       EXPECT_EQ((*m)["expert_load_max_over_mean"], want[s]["expert_load_max_over_mean"]);
       EXPECT_EQ((*m)["policy_version"], want[s]["policy_version"]);
     }
-    const std::vector<float> w0 = Weights((*dp)->replica(0));
+    const std::vector<float> w0 = zerorl::testing::Weights((*dp)->replica(0));
     double max_diff = 0;
     for (size_t i = 0; i < w0.size(); ++i) max_diff = std::max(max_diff, std::fabs(double(w0[i]) - w1[i]));
     std::printf("R=%d: max |w_dp - w_1| after %zu steps = %.3g\n", R, data.size(), max_diff);
     EXPECT_LT(max_diff, 1e-4) << "R " << R << ": data-parallel weights drift from the single replica's";
     for (int r = 1; r < R; ++r)
-      EXPECT_EQ(Weights((*dp)->replica(r)), w0) << "replica " << r << " differs from rank 0";
+      EXPECT_EQ(zerorl::testing::Weights((*dp)->replica(r)), w0) << "replica " << r << " differs from rank 0";
     // WeightTensors publish rank 0's weights.
     const auto wt = (*dp)->WeightTensors();
     const auto params = (*dp)->replica(0).Parameters();
@@ -278,15 +263,15 @@ TEST(DataParallelTest, CheckpointOfReplicasRestoresIntoOneReplica) {
   auto one = GrpoTrainer::Create(zerorl::testing::TinyMoe(99), zerorl::testing::CharTokenizer(), Options());
   ASSERT_TRUE(one.ok());
   ASSERT_TRUE((*one)->Restore(dir).ok());
-  EXPECT_EQ(Weights((*one)->policy()), Weights((*dp)->replica(1)));
+  EXPECT_EQ(zerorl::testing::Weights((*one)->policy()), zerorl::testing::Weights((*dp)->replica(1)));
   EXPECT_EQ((*one)->step(), 1);
   // And back: a checkpoint restores into every replica.
   ASSERT_TRUE((*one)->Step(groups).ok());
   const std::string dir2 = zerorl::testing::MakeTempDir("dp_ckpt2");
   ASSERT_TRUE((*one)->Save(dir2, "c2").ok());
   ASSERT_TRUE((*dp)->Restore(dir2).ok());
-  EXPECT_EQ(Weights((*dp)->replica(0)), Weights((*one)->policy()));
-  EXPECT_EQ(Weights((*dp)->replica(1)), Weights((*one)->policy()));
+  EXPECT_EQ(zerorl::testing::Weights((*dp)->replica(0)), zerorl::testing::Weights((*one)->policy()));
+  EXPECT_EQ(zerorl::testing::Weights((*dp)->replica(1)), zerorl::testing::Weights((*one)->policy()));
 }
 
 TEST(DataParallelTest, ReplicasWithoutReducersAreRefused) {

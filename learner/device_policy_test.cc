@@ -21,7 +21,7 @@
 #include "learner/grpo_trainer.h"
 #include "model/ops/detached_backend.h"
 #include "rollout/model_source.h"
-#include "learner/test_groups.h"
+#include "learner/test_util.h"
 #include "rollout/test_models.h"
 #include "tests/testing/subprocess.h"
 #ifdef ZERORL_HAVE_CUDA
@@ -52,30 +52,15 @@ std::unique_ptr<model::Model> TinyMoeOn(uint64_t seed, model::ops::Backend* back
 }
 
 TrainerOptions Options() {
-  TrainerOptions o;
-  o.grpo.set_clip_low(0.2);
-  o.grpo.set_clip_high(0.28);
+  TrainerOptions o = zerorl::testing::BaseTrainerOptions();
   o.grpo.set_beta(0.05);
-  o.grpo.set_loss_aggregation(zerorl::v1::LOSS_AGGREGATION_DAPO);
-  o.grpo.set_std_normalize(true);
   o.grpo.set_epochs(2);
   o.grpo.set_micro_batch(4);
   o.grpo.set_router_bias_gamma(0.01);
-  o.grpo.set_adv_eps(1e-6);
   o.optimizer.set_lr(1e-3);
-  o.optimizer.set_beta1(0.9);
-  o.optimizer.set_beta2(0.99);
-  o.optimizer.set_eps(1e-8);
-  o.optimizer.set_grad_clip(1.0);
   o.max_new_tokens = 10;
   o.seed = 5;
   return o;
-}
-
-std::vector<float> Weights(model::Model& m) {
-  std::vector<float> w(m.NumParams());
-  m.DownloadParams(w.data());
-  return w;
 }
 
 // Mean |a - b| over the elements.
@@ -97,7 +82,7 @@ TEST(DevicePolicyTest, TrainsLikeTheHostPolicyAndPublishesThroughStaging) {
   ASSERT_TRUE(host.ok()) << host.status();
   ASSERT_TRUE(dev.ok()) << dev.status();
   ASSERT_FALSE((*dev)->policy().on_host());
-  ASSERT_EQ(Weights((*host)->policy()), Weights((*dev)->policy()));
+  ASSERT_EQ(zerorl::testing::Weights((*host)->policy()), zerorl::testing::Weights((*dev)->policy()));
   const model::TensorRef* bias = nullptr;
   const auto params = (*dev)->policy().Parameters();
   for (const auto& t : params)
@@ -122,7 +107,7 @@ TEST(DevicePolicyTest, TrainsLikeTheHostPolicyAndPublishesThroughStaging) {
       EXPECT_EQ(std::memcmp(wt[i].data, live.data(), live.size() * sizeof(float)), 0) << wt[i].name << " step " << s;
     }
   }
-  EXPECT_EQ(Weights((*host)->policy()), Weights((*dev)->policy()));
+  EXPECT_EQ(zerorl::testing::Weights((*host)->policy()), zerorl::testing::Weights((*dev)->policy()));
   // The router bias moved (through Download/UploadTensor) as on the host.
   std::vector<float> bh(bias->size), bd(bias->size);
   (*dev)->policy().DownloadTensor(*bias, bd.data());
@@ -141,7 +126,7 @@ TEST(DevicePolicyTest, CheckpointsRoundTripBetweenDeviceAndHost) {
   auto host = GrpoTrainer::Create(TinyMoeOn(8, nullptr), zerorl::testing::CharTokenizer(), Options());
   ASSERT_TRUE(host.ok());
   ASSERT_TRUE((*host)->Restore(dir).ok());
-  EXPECT_EQ(Weights((*host)->policy()), Weights((*dev)->policy()));
+  EXPECT_EQ(zerorl::testing::Weights((*host)->policy()), zerorl::testing::Weights((*dev)->policy()));
   // The same next step on both sides: the reference (written from device memory) and
   // the optimizer state came across too.
   const auto groups = zerorl::testing::RandomGroups(2, 3, 4);
@@ -151,14 +136,14 @@ TEST(DevicePolicyTest, CheckpointsRoundTripBetweenDeviceAndHost) {
   EXPECT_EQ((*mh)["kl"], (*md)["kl"]);
   EXPECT_GT((*md)["kl"], 0);
   EXPECT_EQ((*mh)["loss"], (*md)["loss"]);
-  EXPECT_EQ(Weights((*host)->policy()), Weights((*dev)->policy()));
+  EXPECT_EQ(zerorl::testing::Weights((*host)->policy()), zerorl::testing::Weights((*dev)->policy()));
   // And back into a device trainer: the restored weights are uploaded.
   auto dev2 = GrpoTrainer::Create(TinyMoeOn(9, DeviceBackend()), zerorl::testing::CharTokenizer(), Options());
   ASSERT_TRUE(dev2.ok());
   const std::string dir2 = zerorl::testing::MakeTempDir("dev_ckpt2");
   ASSERT_TRUE((*host)->Save(dir2, "c2").ok());
   ASSERT_TRUE((*dev2)->Restore(dir2).ok());
-  EXPECT_EQ(Weights((*dev2)->policy()), Weights((*host)->policy()));
+  EXPECT_EQ(zerorl::testing::Weights((*dev2)->policy()), zerorl::testing::Weights((*host)->policy()));
   const auto wt = (*dev2)->WeightTensors();  // staging refreshed by Restore
   const auto hp = (*host)->policy().Parameters();
   for (size_t i = 0; i < wt.size(); ++i)
@@ -186,8 +171,8 @@ TEST(DevicePolicyTest, DeviceReplicasThroughTheStagedHostReducerMatchHostReplica
     EXPECT_EQ((*md)["loss"], (*mh)["loss"]);
     EXPECT_EQ((*md)["grad_norm"], (*mh)["grad_norm"]);
   }
-  EXPECT_EQ(Weights((*dev)->replica(0)), Weights((*host)->replica(0)));
-  EXPECT_EQ(Weights((*dev)->replica(1)), Weights((*dev)->replica(0)));
+  EXPECT_EQ(zerorl::testing::Weights((*dev)->replica(0)), zerorl::testing::Weights((*host)->replica(0)));
+  EXPECT_EQ(zerorl::testing::Weights((*dev)->replica(1)), zerorl::testing::Weights((*dev)->replica(0)));
 }
 
 // The CUDA backend of device 0, or nullptr (the test skips) without one.
@@ -239,7 +224,7 @@ TEST(DevicePolicyTest, GpuStepMatchesCpuStep) {
   ASSERT_TRUE(md.ok()) << md.status();
   for (const char* k : {"loss", "entropy", "grad_norm"})
     EXPECT_NEAR((*md)[k], (*mh)[k], 2e-2 * (1 + std::fabs((*mh)[k]))) << k;
-  const auto wh = Weights((*host)->policy()), wd = Weights((*dev)->policy());
+  const auto wh = zerorl::testing::Weights((*host)->policy()), wd = zerorl::testing::Weights((*dev)->policy());
   std::printf("GPU vs CPU after one step: max |dw| %.3g, mean |dw| %.3g\n", MaxDiff(wh, wd), MeanDiff(wh, wd));
   EXPECT_LT(MaxDiff(wh, wd), 5e-3);
   EXPECT_LT(MeanDiff(wh, wd), 1e-4);
@@ -266,8 +251,8 @@ TEST(DevicePolicyTest, GpuReplicasThroughTheHostReducerStayEqual) {
     ASSERT_TRUE(m1.ok()) << m1.status();
     EXPECT_NEAR((*md)["loss"], (*m1)["loss"], 1e-3 * (1 + std::fabs((*m1)["loss"])));
   }
-  EXPECT_EQ(Weights((*dp)->replica(0)), Weights((*dp)->replica(1)));
-  const auto wd = Weights((*dp)->replica(0)), w1 = Weights((*one)->policy());
+  EXPECT_EQ(zerorl::testing::Weights((*dp)->replica(0)), zerorl::testing::Weights((*dp)->replica(1)));
+  const auto wd = zerorl::testing::Weights((*dp)->replica(0)), w1 = zerorl::testing::Weights((*one)->policy());
   std::printf("2 GPU replicas vs 1 after two steps: max |dw| %.3g, mean |dw| %.3g\n", MaxDiff(wd, w1), MeanDiff(wd, w1));
   EXPECT_LT(MaxDiff(wd, w1), 5e-3);
   EXPECT_LT(MeanDiff(wd, w1), 1e-4);

@@ -9,7 +9,7 @@
 #include <gtest/gtest.h>
 
 #include "rollout/generation_engine.h"
-#include "learner/test_groups.h"
+#include "learner/test_util.h"
 #include "rollout/test_models.h"
 #include "tests/testing/subprocess.h"
 
@@ -17,24 +17,15 @@ namespace zerorl::learner {
 namespace {
 
 TrainerOptions ResumeOptions() {
-  TrainerOptions o;
+  TrainerOptions o = zerorl::testing::BaseTrainerOptions();
   auto& g = o.grpo;
-  g.set_clip_low(0.2);
-  g.set_clip_high(0.28);
   g.set_beta(0.05);
-  g.set_loss_aggregation(zerorl::v1::LOSS_AGGREGATION_DAPO);
-  g.set_std_normalize(true);
   g.set_epochs(2);
   g.set_micro_batch(3);
   g.set_router_bias_gamma(0.01);
-  g.set_adv_eps(1e-6);
   auto& op = o.optimizer;
   op.set_lr(3e-2);
-  op.set_beta1(0.9);
-  op.set_beta2(0.99);
-  op.set_eps(1e-8);
   op.set_weight_decay(0.01);
-  op.set_grad_clip(1.0);
   op.set_warmup_steps(1);
   op.set_cosine(true);
   op.set_min_lr_ratio(0.1);
@@ -116,20 +107,11 @@ TEST(GrpoTrainerTest, DynamicSamplingDropsUniformGroups) {
 TEST(GrpoTrainerTest, TinyMoePolicyLearnsToEmitAChosenCharacter) {
   auto tokenizer = testing::CharTokenizer();
   const int32_t target = tokenizer->Encode("a")[0];
-  TrainerOptions o;
-  o.grpo.set_clip_low(0.2);
-  o.grpo.set_clip_high(0.28);
-  o.grpo.set_loss_aggregation(zerorl::v1::LOSS_AGGREGATION_DAPO);
-  o.grpo.set_std_normalize(true);
+  TrainerOptions o = zerorl::testing::BaseTrainerOptions();
   o.grpo.set_epochs(1);
   o.grpo.set_micro_batch(16);
   o.grpo.set_router_bias_gamma(0.001);
-  o.grpo.set_adv_eps(1e-6);
   o.optimizer.set_lr(1e-2);
-  o.optimizer.set_beta1(0.9);
-  o.optimizer.set_beta2(0.99);
-  o.optimizer.set_eps(1e-8);
-  o.optimizer.set_grad_clip(1.0);
   o.max_new_tokens = 8;
   o.total_steps = 50;
   auto trainer = GrpoTrainer::Create(testing::TinyMoe(5), tokenizer, o);

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "model/bench_peer.h"
 #include "model/model.h"
 #include "model/ops/cuda/cuda_backend.h"
 #include "model/ops/cuda/device_memory.h"
@@ -199,27 +200,16 @@ PeerResult RunTorchPeer(const CudaBenchOptions& o) {
   cmd << py << " " << path << " " << o.peer_script << " --config " << o.config_path << " --threads 4 --batch "
       << o.batch << " --seq " << o.seq << " --train-steps " << o.train_steps << " --samples " << o.samples
       << " --prompt " << o.prompt << " --new " << o.new_tokens << " 2>&1";
-  FILE* p = popen(cmd.str().c_str(), "r");
-  if (!p) {
-    std::remove(path);
+  const PeerRun run = RunBenchPeer(cmd.str());
+  std::remove(path);
+  if (!run.started) {
     r.note = "skipped: cannot start " + py;
     return r;
   }
-  char line[1024];
-  std::string last;
-  while (std::fgets(line, sizeof line, p)) {
-    last = line;
-    std::istringstream in(line);
-    std::string key;
-    double v;
-    if (!(in >> key >> v)) continue;
-    if (key == "train_tokens_per_s") r.train = v;
-    if (key == "decode_tokens_per_s") r.decode = v;
-  }
-  const int rc = pclose(p);
-  std::remove(path);
-  r.ok = rc == 0 && r.train > 0 && r.decode > 0;
-  if (!r.ok) r.note = "failed (exit " + std::to_string(rc) + "): " + last;
+  r.train = run.train;
+  r.decode = run.decode;
+  r.ok = run.exit_code == 0 && r.train > 0 && r.decode > 0;
+  if (!r.ok) r.note = "failed (exit " + std::to_string(run.exit_code) + "): " + run.last_line;
   return r;
 }
 

@@ -40,10 +40,9 @@ ops::RouteShape RouteShapeOf(const ModelConfig& c) {
 }
 
 template <typename T>
-std::vector<T> ToHost(ops::Backend* ops, const ops::Buf<T>& b) {
-  std::vector<T> h(b.size());
-  ops->Download(h.data(), b.data(), b.size() * static_cast<int64_t>(sizeof(T)));
-  return h;
+void ToHost(ops::Backend* ops, const ops::Buf<T>& b, std::vector<T>* h) {
+  h->resize(b.size());
+  ops->Download(h->data(), b.data(), b.size() * static_cast<int64_t>(sizeof(T)));
 }
 
 std::vector<uint8_t> ValidMask(const std::vector<SeqSpan>& spans, int64_t N) {
@@ -101,10 +100,10 @@ void MlpForward(const Net& net, const Layer& L, LayerActs& A, const float* x_mid
   A.row_slot.resize_discard(R);
   ops->MoePermute(A.ex_off.data(), A.row_token.data(), A.row_slot.data(), A.topk_idx.data(), N, K, E);
   if (loads) {
-    const std::vector<int32_t> idx = ToHost(ops, A.topk_idx);
+    ToHost(ops, A.topk_idx, &A.topk_idx_host);
     std::vector<uint8_t> valid = ValidMask(spans, N);
     for (int64_t r = 0; r < R; ++r)
-      if (valid[r / K]) ++loads[idx[r]];
+      if (valid[r / K]) ++loads[A.topk_idx_host[r]];
   }
   A.ex_x.resize_discard(R * D);
   A.ex_h.resize_discard(R * 2 * Im);
@@ -129,11 +128,11 @@ void MlpForward(const Net& net, const Layer& L, LayerActs& A, const float* x_mid
   }
 }
 
-float BalanceLoss(const ModelConfig& c, const LayerActs& A, const std::vector<SeqSpan>& spans) {
+float BalanceLoss(const ModelConfig& c, LayerActs& A, const std::vector<SeqSpan>& spans) {
   const int64_t E = c.n_routed_experts, K = c.num_experts_per_tok;
-  ops::Backend* ops = A.scores.backend();
-  const std::vector<float> scores = ToHost(ops, A.scores);
-  const std::vector<int32_t> topk_idx = ToHost(ops, A.topk_idx);
+  ToHost(A.scores.backend(), A.scores, &A.scores_host);
+  const std::vector<float>& scores = A.scores_host;
+  const std::vector<int32_t>& topk_idx = A.topk_idx_host;
   double total = 0;
   int64_t used = 0;
   for (const auto& sp : spans) {
@@ -196,10 +195,11 @@ void MlpBackward(const Net& net, const Layer& L, LayerActs& A, float* dres, int6
     ds.assign(N * E, 0.f);
     ops->RouterTopKBackward(ds.data(), dw.data(), A.scores.data(), A.topk_idx.data(), N, RouteShapeOf(c));
     if (balance_alpha > 0.f) {
-      // The balance loss gradient, on the host (training only; N*E values).
-      const std::vector<float> scores = ToHost(ops, A.scores);
-      const std::vector<int32_t> topk_idx = ToHost(ops, A.topk_idx);
-      std::vector<float> dsb = ToHost(ops, ds);
+      // The balance loss gradient, on the host (training only; N*E values),
+      // from the scores and picks the forward read back.
+      const std::vector<float>& scores = A.scores_host;
+      const std::vector<int32_t>& topk_idx = A.topk_idx_host;
+      std::vector<float> dsb(N * E, 0.f);
       int64_t used = 0;
       for (const auto& sp : spans) used += sp.valid > 0;
       for (const auto& sp : spans) {
@@ -218,7 +218,9 @@ void MlpBackward(const Net& net, const Layer& L, LayerActs& A, float* dres, int6
           for (int64_t e = 0; e < E; ++e) dsb[t * E + e] += static_cast<float>((gP[e] - gsum / ssum) / ssum);
         }
       }
-      ds.upload(dsb.data(), N * E);
+      Buf dsb_dev(ops, "router gradients");
+      dsb_dev.upload(dsb.data(), N * E);
+      ops->Axpy(ds.data(), dsb_dev.data(), 1.f, N * E);
     }
     // Scores -> router logits.
     Buf dz(ops, "router gradients");

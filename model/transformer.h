@@ -66,6 +66,11 @@ struct LayerActs {
   F row_w;               // [N*K] combine weight of each routed row
   F ex_x, ex_h, ex_a, ex_y;  // [N*K, D], [N*K, 2Im], [N*K, Im], [N*K, D]
   F sh_h, sh_a;          // [N, 2Is], [N, Is]
+  // Training only, read back to the host once per forward: the picks (MlpForward,
+  // when expert loads are asked for) and the scores (BalanceLoss); MlpBackward's
+  // balance-loss gradient reuses both.
+  std::vector<int32_t> topk_idx_host;  // [N, K]
+  std::vector<float> scores_host;      // [N, E]
   // Binds every buffer to the backend (before first use).
   void Bind(ops::Backend* b);
 };
@@ -117,11 +122,13 @@ void AttnQkvBackward(const Net& net, const Layer& L, LayerActs& A, float* dq, fl
 void MlpForward(const Net& net, const Layer& L, LayerActs& A, const float* x_mid, float* out, int64_t N,
                 const std::vector<SeqSpan>& spans, int64_t* loads);
 // dres [N, D]: in dL/d(out), out dL/d(x_mid) (adds the MLP path). balance_alpha
-// > 0 adds the sequence-wise balance loss gradient (scaled by 1/num spans).
+// > 0 adds the sequence-wise balance loss gradient (scaled by 1/num spans);
+// it needs the host copies BalanceLoss left in A.
 void MlpBackward(const Net& net, const Layer& L, LayerActs& A, float* dres, int64_t N,
                  const std::vector<SeqSpan>& spans, float balance_alpha);
-// Sequence-wise balance loss of one MoE layer: mean over spans of sum_i f_i P_i
-// (reads the layer's scores and picks back to the host).
-float BalanceLoss(const ModelConfig& cfg, const LayerActs& A, const std::vector<SeqSpan>& spans);
+// Sequence-wise balance loss of one MoE layer: mean over spans of sum_i f_i P_i.
+// Needs the picks MlpForward read back (it was given `loads`); reads the scores
+// back into A.scores_host for MlpBackward.
+float BalanceLoss(const ModelConfig& cfg, LayerActs& A, const std::vector<SeqSpan>& spans);
 
 }  // namespace zerorl::model::internal
