@@ -447,7 +447,6 @@ absl::StatusOr<zerorl::v1::Group> TrajectoryStore::ReadGroup(const std::string& 
     auto* t = g.add_trajectories();
     if (!t->ParseFromArray(it->value().data(), static_cast<int>(it->value().size())))
       return absl::DataLossError(absl::StrCat("buffer '", path_, "': corrupt trajectory in group ", FormatId(gid)));
-    *t->mutable_prompt() = rec.prompt();
   }
   if (!it->status().ok()) return FromRocks(it->status(), "buffer scan");
   if (g.trajectories_size() != rec.samples_size())

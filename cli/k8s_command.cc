@@ -16,7 +16,7 @@
 #include "cli/k8s_config.h"
 #include "cli/k8s_render.h"
 #include "cli/k8s_yaml.h"
-#include "common/commands.h"
+#include "cli/commands.h"
 #include "common/config.h"
 #include "zerorl/v1/reward.pb.h"
 

@@ -12,7 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "buffer/actor.h"
-#include "common/commands.h"
+#include "cli/commands.h"
 #include "common/config.h"
 #include "common/log.h"
 #include "common/server.h"

@@ -2,15 +2,10 @@
 #include <cstdio>
 #include <cstring>
 
-#include "common/commands.h"
+#include "cli/commands.h"
 #include "common/version.h"
 
 namespace zerorl {
-
-int NotYetAvailable(const char* name, const char* issue) {
-  std::fprintf(stderr, "zerorl %s: not available yet (%s has not landed)\n", name, issue);
-  return 2;
-}
 
 namespace {
 

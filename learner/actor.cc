@@ -10,7 +10,7 @@
 #include "common/status.h"
 #include "learner/data_parallel.h"
 #include "learner/learner_service.h"
-#include "rollout/model_source.h"
+#include "model/policy_loader.h"
 
 namespace zerorl {
 namespace {
@@ -30,7 +30,7 @@ class LearnerActor final : public Actor {
 absl::StatusOr<std::unique_ptr<Actor>> NewLearnerActor(const ActorOptions& options) {
   const zerorl::v1::RunConfig& c = options.config;
   ZRL_ASSIGN_OR_RETURN(auto replicas, learner::LoadPolicyReplicas(c));
-  ZRL_ASSIGN_OR_RETURN(auto tokenizer, rollout::LoadPolicyTokenizer(c.model()));
+  ZRL_ASSIGN_OR_RETURN(auto tokenizer, model::LoadPolicyTokenizer(c.model()));
   if (replicas.models.size() > 1) {
     ZLOG(INFO) << "learner: data parallel over " << replicas.models.size() << " replicas ("
                << replicas.reducers[0]->kind() << " gradient all-reduce)";

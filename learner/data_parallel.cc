@@ -6,7 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/config.h"
 #include "common/status.h"
-#include "rollout/model_source.h"
+#include "model/policy_loader.h"
 
 namespace zerorl::learner {
 
@@ -40,11 +40,11 @@ absl::StatusOr<PolicyReplicas> LoadPolicyReplicas(const zerorl::v1::RunConfig& c
       return absl::InvalidArgumentError(
           absl::StrCat(ld.keys[r], ": \"", ld.devices[r], "\" mixes cpu and cuda replicas"));
     cuda.push_back(index);
-    ZRL_ASSIGN_OR_RETURN(model::ops::Backend * b, rollout::BackendForDevice(ld.devices[r], ld.keys[r]));
+    ZRL_ASSIGN_OR_RETURN(model::ops::Backend * b, model::BackendForDevice(ld.devices[r], ld.keys[r]));
     backends.push_back(b);
   }
   PolicyReplicas p;
-  ZRL_ASSIGN_OR_RETURN(auto rank0, rollout::LoadPolicyModelOn(config.model(), backends[0]));
+  ZRL_ASSIGN_OR_RETURN(auto rank0, model::LoadPolicyModelOn(config.model(), backends[0]));
   p.models.push_back(std::move(rank0));
   for (int r = 1; r < R; ++r) {
     auto m = model::Model::Create(p.models[0]->config(), 0, backends[r]);

@@ -16,9 +16,9 @@
 #include "common/config.h"
 #include "learner/grad_reducer.h"
 #include "learner/grpo_trainer.h"
-#include "rollout/model_source.h"
+#include "model/policy_loader.h"
 #include "learner/test_util.h"
-#include "rollout/test_models.h"
+#include "model/test_models.h"
 #include "tests/testing/subprocess.h"
 #ifdef ZERORL_HAVE_CUDA
 #include "model/ops/cuda/cuda_backend.h"
@@ -104,7 +104,7 @@ TEST(DeviceConfigTest, CudaWithoutAGpuIsAClearError) {
   if (HaveGpu(0)) GTEST_SKIP() << "a CUDA device is present: the error path does not apply";
   zerorl::v1::RunConfig c = TinyMoeRunConfig("dev_err");
   c.mutable_model()->set_device("cuda:0");
-  auto m = rollout::LoadPolicyModel(c.model());
+  auto m = model::LoadPolicyModel(c.model());
   ASSERT_FALSE(m.ok());
   EXPECT_EQ(m.status().code(), absl::StatusCode::kFailedPrecondition);
 #ifdef ZERORL_HAVE_CUDA
@@ -122,7 +122,7 @@ TEST(DeviceConfigTest, CudaWithoutAGpuIsAClearError) {
   EXPECT_THAT(r.status().message(), HasSubstr("learner.data_parallel_devices[0] is cuda:0"));
   // A malformed string reaching the loader (a config not built by ParseRunConfig) is still named.
   c.mutable_model()->set_device("gpu");
-  auto g = rollout::LoadPolicyModel(c.model());
+  auto g = model::LoadPolicyModel(c.model());
   ASSERT_FALSE(g.ok());
   EXPECT_EQ(g.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(g.status().message(), HasSubstr("model.device: \"gpu\" is not a device"));
@@ -130,7 +130,7 @@ TEST(DeviceConfigTest, CudaWithoutAGpuIsAClearError) {
 
 TEST(DeviceConfigTest, CpuDeviceLoadsOnTheHost) {
   zerorl::v1::RunConfig c = TinyMoeRunConfig("dev_cpu");
-  auto m = rollout::LoadPolicyModel(c.model());
+  auto m = model::LoadPolicyModel(c.model());
   ASSERT_TRUE(m.ok()) << m.status();
   EXPECT_TRUE((*m)->on_host());
   c.mutable_learner()->add_data_parallel_devices("cpu");

@@ -20,9 +20,9 @@
 #include "learner/data_parallel.h"
 #include "learner/grpo_trainer.h"
 #include "model/ops/detached_backend.h"
-#include "rollout/model_source.h"
+#include "model/policy_loader.h"
 #include "learner/test_util.h"
-#include "rollout/test_models.h"
+#include "model/test_models.h"
 #include "tests/testing/subprocess.h"
 #ifdef ZERORL_HAVE_CUDA
 #include "model/ops/cuda/cuda_backend.h"
@@ -194,7 +194,7 @@ TEST(DevicePolicyTest, CudaDeviceStringLoadsThePolicyOnTheGpu) {
   zerorl::v1::RunConfig c = DefaultRunConfig();
   c.mutable_model()->set_init_config(dir + "/config.json");
   c.mutable_model()->set_device("cuda:0");
-  auto m = rollout::LoadPolicyModel(c.model());
+  auto m = model::LoadPolicyModel(c.model());
   ASSERT_TRUE(m.ok()) << m.status();
   EXPECT_FALSE((*m)->on_host());
   EXPECT_EQ((*m)->backend(), Gpu());

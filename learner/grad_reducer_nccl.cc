@@ -6,7 +6,7 @@
 #include "common/status.h"
 #include "learner/data_parallel.h"
 #include "learner/grad_reducer.h"
-#include "learner/nccl_comm.h"
+#include "weights/nccl_comm.h"
 
 namespace zerorl::learner {
 namespace {

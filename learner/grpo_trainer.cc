@@ -16,7 +16,6 @@
 #include "common/status.h"
 #include "learner/grpo.h"
 #include "model/safetensors.h"
-#include "rollout/generation_engine.h"
 
 namespace zerorl::learner {
 
@@ -101,7 +100,7 @@ absl::Status GrpoTrainer::BuildSequences(const std::vector<zerorl::v1::Group>& g
     std::vector<int32_t> prompt(grp.prompt().token_ids().begin(), grp.prompt().token_ids().end());
     if (prompt.empty()) {
       if (!tokenizer_) return absl::InvalidArgumentError(absl::StrCat("group ", gi, " has no prompt token ids"));
-      prompt = rollout::GenerationEngine::PromptIds(*tokenizer_, grp.prompt().text());
+      prompt = tokenizer_->EncodePrompt(grp.prompt().text());
     }
     if (prompt.empty()) return absl::InvalidArgumentError(absl::StrCat("group ", gi, " has an empty prompt"));
     std::vector<double> rs;

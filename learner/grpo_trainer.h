@@ -43,7 +43,7 @@
 #include "model/model.h"
 #include "model/optimizer.h"
 #include "model/tokenizer.h"
-#include "rollout/weight_transfer.h"
+#include "weights/weight_transfer.h"
 #include "zerorl/v1/common.pb.h"
 #include "zerorl/v1/config.pb.h"
 

@@ -10,19 +10,19 @@
 #include "common/log.h"
 #include "common/server.h"
 #include "common/status.h"
-#include "rollout/nccl_weight_deadline.h"
-#include "rollout/nccl_weight_member.h"
+#include "weights/nccl_weight_deadline.h"
+#include "weights/weight_group.h"
 #include "zerorl/v1/rollout.grpc.pb.h"
 
 #ifdef ZERORL_HAVE_NCCL
-#include "learner/nccl_comm.h"
+#include "weights/nccl_comm.h"
 #endif
 
 namespace zerorl::learner {
 #ifdef ZERORL_HAVE_NCCL
 namespace {
 
-using rollout::RunWithDeadline;
+using weights::RunWithDeadline;
 
 constexpr std::chrono::milliseconds kCheckDeadline{10000};  // a check_only join answers at once
 constexpr std::chrono::milliseconds kJoinSlack{5000};       // beyond join_timeout, for the RPC itself
@@ -62,7 +62,7 @@ std::vector<absl::Status> NcclWeightBroadcaster::Send(const std::vector<PublishT
                                                       std::chrono::milliseconds timeout) {
   std::vector<absl::Status> out(targets.size());
   absl::Status local;
-  if (!rollout::NcclWeightTransportBuilt())
+  if (!weights::NcclWeightTransportBuilt())
     local = absl::UnimplementedError("the learner was built without NCCL");
   else if (!source.on_device || source.params == nullptr)
     local = absl::FailedPreconditionError(
@@ -139,7 +139,7 @@ std::vector<absl::Status> NcclWeightBroadcaster::Send(const std::vector<PublishT
     });
 #ifdef ZERORL_HAVE_NCCL
   std::shared_ptr<NcclComm> comm = comm_;
-  auto root = rollout::RunWithDeadline<absl::Status>(
+  auto root = weights::RunWithDeadline<absl::Status>(
       [comm, p = source.params, n = source.num_params] { return comm->Broadcast(p, n, /*root=*/0); }, timeout,
       [&] { return member_failed.load(); });
   const absl::Status sent =

@@ -24,10 +24,10 @@
 #include "absl/strings/str_cat.h"
 #include "common/server.h"
 #include "learner/nccl_weight_broadcaster.h"
-#include "rollout/nccl_weight_member.h"
+#include "weights/weight_group.h"
 #include "common/status.h"
 #include "common/log.h"
-#include "rollout/weight_chunk_buffer.h"
+#include "weights/weight_chunk_buffer.h"
 #include "zerorl/v1/rollout.pb.h"
 
 namespace zerorl::learner {
@@ -250,7 +250,7 @@ absl::StatusOr<WeightTransport> ParseWeightTransport(absl::string_view value) {
 }
 
 NcclWeightSource NcclWeightSourceOf(model::Model& model) {
-  return {model.param_data(), model.NumParams(), !model.on_host(), rollout::ModelConfigFingerprint(model.config())};
+  return {model.param_data(), model.NumParams(), !model.on_host(), weights::ModelConfigFingerprint(model.config())};
 }
 
 WeightPublisher::WeightPublisher(const Options& options) : options_(options) {

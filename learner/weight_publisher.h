@@ -18,7 +18,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "model/model.h"
-#include "rollout/weight_transfer.h"
+#include "weights/weight_transfer.h"
 
 namespace zerorl::learner {
 
@@ -51,7 +51,7 @@ struct NcclWeightSource {
   float* params = nullptr;   // num_params fp32, Model::param_data() (device memory for NCCL)
   int64_t num_params = 0;
   bool on_device = false;    // !Model::on_host()
-  std::string fingerprint;   // rollout::ModelConfigFingerprint of the learner's config
+  std::string fingerprint;   // weights::ModelConfigFingerprint of the learner's config
 };
 NcclWeightSource NcclWeightSourceOf(model::Model& model);
 

@@ -245,6 +245,14 @@ int32_t Tokenizer::TokenToId(absl::string_view name) const {
 
 bool Tokenizer::is_special(int32_t id) const { return id >= 0 && id < vocab_size() && special_[id]; }
 
+std::vector<int32_t> Tokenizer::EncodePrompt(absl::string_view text) const {
+  std::vector<int32_t> ids;
+  if (bos_id_ >= 0) ids.push_back(bos_id_);
+  const std::vector<int32_t> body = Encode(text);
+  ids.insert(ids.end(), body.begin(), body.end());
+  return ids;
+}
+
 std::vector<int32_t> Tokenizer::Encode(absl::string_view text) const {
   std::vector<int32_t> out;
   size_t segment = 0;

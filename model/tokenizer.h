@@ -66,6 +66,9 @@ class Tokenizer {
 
   // Token ids of `text` (UTF-8; invalid byte sequences are kept byte for byte and skip NFC).
   std::vector<int32_t> Encode(absl::string_view text) const;
+  // A prompt's ids as rollout and learner agree on them: BOS (when the tokenizer has one)
+  // followed by Encode(text).
+  std::vector<int32_t> EncodePrompt(absl::string_view text) const;
   // The text of `ids`: the concatenated bytes of DecodeToken(id), special tokens included
   // unless skip_special; ids outside [0, vocab_size) are skipped. Complete sequences of a
   // byte-level vocabulary give valid UTF-8 again (Decode(Encode(t)) == NFC(t)).

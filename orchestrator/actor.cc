@@ -17,7 +17,7 @@
 #include "orchestrator/orchestrator_service.h"
 #include "orchestrator/run_controller.h"
 #include "orchestrator/worker_registry.h"
-#include "rollout/model_source.h"
+#include "model/policy_loader.h"
 
 namespace zerorl {
 namespace {
@@ -97,7 +97,7 @@ class OrchestratorActor final : public Actor {
     RunControllerOptions o;
     o.progress = false;
     if (c.dataset().template_() == zerorl::v1::PROMPT_TEMPLATE_CHAT) {
-      ZRL_ASSIGN_OR_RETURN(std::shared_ptr<const Tokenizer> tok, rollout::LoadPolicyTokenizer(c.model()));
+      ZRL_ASSIGN_OR_RETURN(std::shared_ptr<const Tokenizer> tok, model::LoadPolicyTokenizer(c.model()));
       o.chat = [tok](const std::string& user) -> absl::StatusOr<std::string> { return tok->ApplyChatTemplate(user); };
     }
     auto run = std::make_shared<RunController>(c, &registry_, MakeChannel(c.buffer().address(), c.server()),

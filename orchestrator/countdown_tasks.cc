@@ -9,7 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "orchestrator/splitmix.h"
+#include "common/splitmix.h"
 
 namespace zerorl {
 

@@ -12,7 +12,7 @@
 #include "absl/strings/str_replace.h"
 #include "absl/strings/strip.h"
 #include "common/status.h"
-#include "orchestrator/splitmix.h"
+#include "common/splitmix.h"
 
 namespace zerorl {
 namespace {

@@ -17,7 +17,7 @@
 #include "common/log.h"
 #include "common/server.h"
 #include "common/status.h"
-#include "orchestrator/splitmix.h"
+#include "common/splitmix.h"
 #include "zerorl/v1/reward.grpc.pb.h"
 #include "zerorl/v1/rollout.grpc.pb.h"
 
@@ -247,15 +247,19 @@ std::string RunController::DataCursorJson(int64_t step) const {
 
 absl::StatusOr<std::vector<std::vector<Sample>>> RunController::GenerateAll(
     const std::vector<Prompt>& prompts, int group_size, const zerorl::v1::SamplingParams& sampling, uint64_t seed,
-    int64_t min_version, const std::string& request_prefix) {
+    int64_t min_version, const std::string& request_prefix, std::vector<std::vector<int32_t>>* prompt_ids,
+    std::atomic<int64_t>* sent_bytes) {
   std::vector<std::vector<Sample>> out(prompts.size());
+  if (prompt_ids != nullptr) prompt_ids->assign(prompts.size(), {});
   const auto deadline = CallDeadline(config_);
   // One request per prompt: the sample seeds depend only on (seed, prompt
   // index), so a retry elsewhere reproduces the same samples.
   absl::Status s = ParallelFor(static_cast<int>(prompts.size()), 32, [&](int i) {
     zerorl::v1::GenerateRequest req;
     req.set_request_id(absl::StrCat(request_prefix, "/", i));
-    *req.add_prompts() = prompts[i];
+    Prompt* p = req.add_prompts();  // the worker needs only what it renders: id and text
+    p->set_id(prompts[i].id());
+    p->set_text(prompts[i].text());
     req.set_group_size(group_size);
     *req.mutable_sampling() = sampling;
     SplitMix64 r(seed + static_cast<uint64_t>(i) * 0x9E3779B97F4A7C15ULL);
@@ -264,6 +268,7 @@ absl::StatusOr<std::vector<std::vector<Sample>>> RunController::GenerateAll(
     return CallWithRetry(registry_, zerorl::v1::WORKER_ROLE_ROLLOUT, config_.orchestrator().max_retries(),
                          absl::StrCat("Generate ", req.request_id()), [&](const WorkerHandle& h) -> absl::Status {
                            auto ctx = ContextWithDeadline(deadline);
+                           if (sent_bytes != nullptr) *sent_bytes += static_cast<int64_t>(req.ByteSizeLong());
                            zerorl::v1::GenerateResponse resp;
                            ZRL_RETURN_IF_ERROR(FromGrpcStatus(
                                zerorl::v1::RolloutService::NewStub(h.channel)->Generate(ctx.get(), req, &resp)));
@@ -272,6 +277,10 @@ absl::StatusOr<std::vector<std::vector<Sample>>> RunController::GenerateAll(
                                                                      " groups; expected 1 of ", group_size));
                            }
                            out[i].assign(resp.groups(0).samples().begin(), resp.groups(0).samples().end());
+                           if (prompt_ids != nullptr) {
+                             (*prompt_ids)[i].assign(resp.groups(0).prompt_token_ids().begin(),
+                                                     resp.groups(0).prompt_token_ids().end());
+                           }
                            for (auto& smp : out[i]) {
                              if (smp.worker().empty()) smp.set_worker(h.address);
                            }
@@ -283,23 +292,25 @@ absl::StatusOr<std::vector<std::vector<Sample>>> RunController::GenerateAll(
 }
 
 absl::StatusOr<std::vector<std::vector<RewardResult>>> RunController::ScoreAll(
-    const std::vector<Prompt>& prompts, const std::vector<std::vector<Sample>>& samples) {
+    const std::vector<Prompt>& prompts, const std::vector<std::vector<Sample>>& samples,
+    std::atomic<int64_t>* sent_bytes) {
   std::vector<std::vector<RewardResult>> out(prompts.size());
   const auto deadline = CallDeadline(config_);
   absl::Status s = ParallelFor(static_cast<int>(prompts.size()), 8, [&](int i) {
     zerorl::v1::ScoreRequest req;
+    req.set_group_prompt(prompts[i].text());
+    *req.mutable_group_answer() = prompts[i].answer();
     for (size_t g = 0; g < samples[i].size(); ++g) {
       auto* item = req.add_items();
       item->set_id(absl::StrCat(prompts[i].id(), "/", g));
-      item->set_prompt(prompts[i].text());
       item->set_completion(samples[i][g].text());
-      *item->mutable_answer() = prompts[i].answer();
       item->set_completion_tokens(samples[i][g].token_ids_size());
       item->set_finish_reason(samples[i][g].finish_reason());
     }
     return CallWithRetry(registry_, zerorl::v1::WORKER_ROLE_REWARD, config_.orchestrator().max_retries(),
                          absl::StrCat("Score ", prompts[i].id()), [&](const WorkerHandle& h) -> absl::Status {
                            auto ctx = ContextWithDeadline(deadline);
+                           if (sent_bytes != nullptr) *sent_bytes += static_cast<int64_t>(req.ByteSizeLong());
                            zerorl::v1::ScoreResponse resp;
                            ZRL_RETURN_IF_ERROR(FromGrpcStatus(
                                zerorl::v1::RewardService::NewStub(h.channel)->Score(ctx.get(), req, &resp)));
@@ -319,11 +330,14 @@ absl::StatusOr<RunController::StepData> RunController::Produce(int64_t step, int
   const auto t0 = Clock::now();
   const std::vector<Prompt> prompts = PromptsForStep(step);
   const int G = config_.rollout().group_size();
+  std::atomic<int64_t> sent_bytes{0};
+  std::vector<std::vector<int32_t>> prompt_ids;
   ZRL_ASSIGN_OR_RETURN(auto samples, GenerateAll(prompts, G, config_.rollout().sampling(), SeedForStep(step),
-                                                 min_version, absl::StrCat(config_.run_id(), "/", step)));
+                                                 min_version, absl::StrCat(config_.run_id(), "/", step), &prompt_ids,
+                                                 &sent_bytes));
   const double gen_s = SecondsSince(t0);
   const auto t1 = Clock::now();
-  ZRL_ASSIGN_OR_RETURN(auto rewards, ScoreAll(prompts, samples));
+  ZRL_ASSIGN_OR_RETURN(auto rewards, ScoreAll(prompts, samples, &sent_bytes));
   const double score_s = SecondsSince(t1);
 
   zerorl::v1::AppendRequest append;
@@ -335,12 +349,12 @@ absl::StatusOr<RunController::StepData> RunController::Produce(int64_t step, int
     g->mutable_id()->set_run_id(config_.run_id());
     g->mutable_id()->set_step(step);
     g->mutable_id()->set_group(static_cast<int32_t>(i));
-    *g->mutable_prompt() = prompts[i];
+    *g->mutable_prompt() = prompts[i];  // once per group: text, answer and the worker's token ids
+    g->mutable_prompt()->mutable_token_ids()->Assign(prompt_ids[i].begin(), prompt_ids[i].end());
     for (int k = 0; k < G; ++k) {
       auto* t = g->add_trajectories();
       *t->mutable_id() = g->id();
       t->mutable_id()->set_sample(k);
-      *t->mutable_prompt() = prompts[i];
       *t->mutable_sample() = samples[i][k];
       *t->mutable_reward() = rewards[i][k];
       t->set_created_unix_ms(now);
@@ -355,6 +369,7 @@ absl::StatusOr<RunController::StepData> RunController::Produce(int64_t step, int
     }
   }
   const auto t2 = Clock::now();
+  sent_bytes += static_cast<int64_t>(append.ByteSizeLong());
   zerorl::v1::AppendResponse appended;
   ZRL_RETURN_IF_ERROR(CallSingleWithRetry(config_.orchestrator().max_retries(),
                                           absl::StrCat("buffer Append of step ", step), [&] {
@@ -381,6 +396,7 @@ absl::StatusOr<RunController::StepData> RunController::Produce(int64_t step, int
   d.stats["sample_policy_version_max"] = static_cast<double>(max_pv);
   d.stats["appended_groups"] = appended.appended();
   d.stats["duplicate_groups"] = appended.duplicates();
+  d.stats["orchestrator_sent_bytes"] = static_cast<double>(sent_bytes.load());  // Generate + Score + Append
   d.seconds = SecondsSince(t0);
   return d;
 }

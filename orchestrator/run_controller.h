@@ -109,12 +109,18 @@ class RunController {
   absl::Status SaveState();
   absl::Status Checkpoint();
 
-  // Generate with retries on other workers; returns one group of samples per prompt.
+  // Generate with retries on other workers; returns one group of samples per
+  // prompt, and (when prompt_ids is set) each prompt's token ids as the worker
+  // tokenized them. Only the prompt's id and text are sent. Adds the request
+  // bytes sent to *sent_bytes when set.
   absl::StatusOr<std::vector<std::vector<zerorl::v1::Sample>>> GenerateAll(
       const std::vector<zerorl::v1::Prompt>& prompts, int group_size, const zerorl::v1::SamplingParams& sampling,
-      uint64_t seed, int64_t min_version, const std::string& request_prefix);
+      uint64_t seed, int64_t min_version, const std::string& request_prefix,
+      std::vector<std::vector<int32_t>>* prompt_ids = nullptr, std::atomic<int64_t>* sent_bytes = nullptr);
+  // Scores each group in one call that carries its prompt and answer once.
   absl::StatusOr<std::vector<std::vector<zerorl::v1::RewardResult>>> ScoreAll(
-      const std::vector<zerorl::v1::Prompt>& prompts, const std::vector<std::vector<zerorl::v1::Sample>>& samples);
+      const std::vector<zerorl::v1::Prompt>& prompts, const std::vector<std::vector<zerorl::v1::Sample>>& samples,
+      std::atomic<int64_t>* sent_bytes = nullptr);
 
   std::vector<zerorl::v1::Prompt> PromptsForStep(int64_t step) const;
   DatasetCursor CursorForStep(int64_t step) const;

@@ -14,6 +14,10 @@ grpc::Status RewardServiceImpl::Score(grpc::ServerContext*, const zerorl::v1::Sc
         absl::StrCat(req->items_size(), " items in one Score call; at most ", kMaxItemsPerCall)));
   }
   std::vector<zerorl::v1::ScoreItem> items(req->items().begin(), req->items().end());
+  for (auto& item : items) {  // a group's prompt and answer travel once (ScoreRequest.group_*)
+    if (item.prompt().empty()) item.set_prompt(req->group_prompt());
+    if (!item.has_answer() && req->has_group_answer()) *item.mutable_answer() = req->group_answer();
+  }
   const zerorl::v1::RewardSpec* candidate = req->candidate_spec().terms_size() > 0 ? &req->candidate_spec() : nullptr;
   auto results = scorer_->Score(items, candidate);
   if (!results.ok()) return ToGrpcStatus(results.status());

@@ -9,7 +9,7 @@
 #include "common/log.h"
 #include "common/server.h"
 #include "common/status.h"
-#include "rollout/model_source.h"
+#include "model/policy_loader.h"
 #include "rollout/rollout_service.h"
 
 namespace zerorl {
@@ -57,8 +57,8 @@ class RolloutActor final : public Actor {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Actor>> NewRolloutActor(const ActorOptions& options) {
-  ZRL_ASSIGN_OR_RETURN(auto model, rollout::LoadPolicyModel(options.config.model()));
-  ZRL_ASSIGN_OR_RETURN(auto tokenizer, rollout::LoadPolicyTokenizer(options.config.model()));
+  ZRL_ASSIGN_OR_RETURN(auto model, model::LoadPolicyModel(options.config.model()));
+  ZRL_ASSIGN_OR_RETURN(auto tokenizer, model::LoadPolicyTokenizer(options.config.model()));
   rollout::GenerationEngine::Options eo;
   eo.max_batch_sequences = options.config.rollout().max_batch_sequences() > 0
                                ? options.config.rollout().max_batch_sequences()

@@ -59,14 +59,6 @@ GenerationEngine::~GenerationEngine() {
   loop_.join();
 }
 
-std::vector<int32_t> GenerationEngine::PromptIds(const Tokenizer& tokenizer, const std::string& text) {
-  std::vector<int32_t> ids;
-  if (tokenizer.bos_id() >= 0) ids.push_back(tokenizer.bos_id());
-  const std::vector<int32_t> body = tokenizer.Encode(text);
-  ids.insert(ids.end(), body.begin(), body.end());
-  return ids;
-}
-
 int64_t GenerationEngine::version() const {
   std::lock_guard<std::mutex> lk(mu_);
   return live_version_;

@@ -35,7 +35,7 @@
 #include "absl/status/statusor.h"
 #include "model/model.h"
 #include "model/tokenizer.h"
-#include "rollout/weight_transfer.h"
+#include "weights/weight_transfer.h"
 
 namespace zerorl::rollout {
 
@@ -115,9 +115,6 @@ class GenerationEngine {
   bool weights_on_host() const;
   int64_t num_params() const;
   const Tokenizer& tokenizer() const { return *tokenizer_; }
-  // Prompt text -> ids the way rollout and learner agree on: BOS (when the
-  // tokenizer has one) + Encode(text).
-  static std::vector<int32_t> PromptIds(const Tokenizer& tokenizer, const std::string& text);
 
  private:
   struct Request;

@@ -11,7 +11,7 @@
 #include <gtest/gtest.h>
 
 #include "model/ops/detached_backend.h"
-#include "rollout/test_models.h"
+#include "model/test_models.h"
 
 namespace zerorl::rollout {
 namespace {
@@ -50,7 +50,7 @@ std::unique_ptr<GenerationEngine> Engine(uint64_t seed, int max_batch = 256) {
 
 std::vector<std::vector<int32_t>> Prompts(const GenerationEngine& e, std::vector<std::string> texts) {
   std::vector<std::vector<int32_t>> p;
-  for (auto& t : texts) p.push_back(GenerationEngine::PromptIds(e.tokenizer(), t));
+  for (auto& t : texts) p.push_back(e.tokenizer().EncodePrompt(t));
   return p;
 }
 

@@ -10,33 +10,19 @@
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
 #include "common/status.h"
-#include "rollout/nccl_weight_deadline.h"
+#include "weights/nccl_weight_deadline.h"
+#include "weights/weight_group.h"
 
 #ifdef ZERORL_HAVE_NCCL
-#include "learner/nccl_comm.h"
+#include "weights/nccl_comm.h"
 #include "model/ops/cuda/cuda_backend.h"
 #endif
 
 namespace zerorl::rollout {
 
-std::string ModelConfigFingerprint(const model::ModelConfig& config) {
-  uint64_t h = 1469598103934665603ull;  // FNV-1a 64
-  for (unsigned char c : config.ToJson()) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  char hex[17];
-  std::snprintf(hex, sizeof(hex), "%016llx", static_cast<unsigned long long>(h));
-  return absl::StrCat("fnv1a64:", hex);
-}
-
-bool NcclWeightTransportBuilt() {
-#ifdef ZERORL_HAVE_NCCL
-  return true;
-#else
-  return false;
-#endif
-}
+using weights::ModelConfigFingerprint;
+using weights::NcclWeightTransportBuilt;
+using weights::RunWithDeadline;
 
 NcclWeightMember::NcclWeightMember(GenerationEngine* engine, int device) : engine_(engine), device_(device) {}
 
@@ -82,10 +68,10 @@ absl::StatusOr<int> NcclWeightMember::Join(const zerorl::v1::JoinWeightGroupRequ
   const std::chrono::milliseconds timeout(request.timeout_ms() > 0 ? request.timeout_ms() : 60000);
   const std::string id = request.unique_id();
   const int nranks = request.nranks(), rank = request.rank(), device = device_;
-  auto made = RunWithDeadline<absl::StatusOr<std::shared_ptr<learner::NcclComm>>>(
-      [id, nranks, rank, device]() -> absl::StatusOr<std::shared_ptr<learner::NcclComm>> {
-        ZRL_ASSIGN_OR_RETURN(std::unique_ptr<learner::NcclComm> c, learner::NcclComm::Create(id, nranks, rank, device));
-        return std::shared_ptr<learner::NcclComm>(std::move(c));
+  auto made = RunWithDeadline<absl::StatusOr<std::shared_ptr<weights::NcclComm>>>(
+      [id, nranks, rank, device]() -> absl::StatusOr<std::shared_ptr<weights::NcclComm>> {
+        ZRL_ASSIGN_OR_RETURN(std::unique_ptr<weights::NcclComm> c, weights::NcclComm::Create(id, nranks, rank, device));
+        return std::shared_ptr<weights::NcclComm>(std::move(c));
       },
       timeout);
   if (!made)
@@ -111,7 +97,7 @@ absl::StatusOr<UpdateResult> NcclWeightMember::Receive(const zerorl::v1::Receive
         "ReceiveWeightsNccl: the learner sends ", request.num_params(), " parameters with fingerprint ",
         request.config_fingerprint(), ", the group was joined with ", num_params_, " and ", fingerprint_));
 #ifdef ZERORL_HAVE_NCCL
-  learner::NcclComm* comm = comm_.get();
+  weights::NcclComm* comm = comm_.get();
   auto r = engine_->ReceiveWeightsInPlace(request.version(), [&](model::Model* spare) -> absl::Status {
     if (spare->on_host() || spare->NumParams() != request.num_params())
       return absl::FailedPreconditionError(

@@ -28,19 +28,11 @@
 #include "rollout/generation_engine.h"
 #include "zerorl/v1/rollout.pb.h"
 
-namespace zerorl::learner {
+namespace zerorl::weights {
 class NcclComm;
-}  // namespace zerorl::learner
+}  // namespace zerorl::weights
 
 namespace zerorl::rollout {
-
-// "fnv1a64:<16 hex digits>" of config.ToJson(): equal fingerprints mean equal
-// parameter layouts (same tensors, shapes and order), the precondition for
-// broadcasting one flat parameter buffer into another.
-std::string ModelConfigFingerprint(const model::ModelConfig& config);
-
-// Whether this binary was built with NCCL (the CUDA build with NCCL found).
-bool NcclWeightTransportBuilt();
 
 // Bytes of a NCCL unique id.
 inline constexpr size_t kNcclUniqueIdBytes = 128;
@@ -65,7 +57,7 @@ class NcclWeightMember {
   GenerationEngine* engine_;
   const int device_;
   std::mutex mu_;                // one Join / Receive at a time
-  std::shared_ptr<learner::NcclComm> comm_;  // guarded by mu_: the group joined (null: none)
+  std::shared_ptr<weights::NcclComm> comm_;  // guarded by mu_: the group joined (null: none)
   std::string fingerprint_;      // guarded by mu_: the learner's, at Join
   int64_t num_params_ = 0;       // guarded by mu_
 };

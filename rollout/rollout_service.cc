@@ -9,7 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/server.h"
 #include "common/status.h"
-#include "rollout/weight_chunk_buffer.h"
+#include "weights/weight_chunk_buffer.h"
 
 namespace zerorl::rollout {
 
@@ -64,7 +64,7 @@ grpc::Status RolloutServiceImpl::Generate(grpc::ServerContext*, const zerorl::v1
   int64_t prompt_tokens = 0;
   for (const zerorl::v1::Prompt& p : req->prompts()) {
     prompts.emplace_back(p.token_ids().begin(), p.token_ids().end());
-    if (prompts.back().empty()) prompts.back() = GenerationEngine::PromptIds(engine_->tokenizer(), p.text());
+    if (prompts.back().empty()) prompts.back() = engine_->tokenizer().EncodePrompt(p.text());
     prompt_tokens += static_cast<int64_t>(prompts.back().size());
   }
   const int G = req->group_size() == 0 ? 1 : req->group_size();
@@ -74,6 +74,7 @@ grpc::Status RolloutServiceImpl::Generate(grpc::ServerContext*, const zerorl::v1
   for (size_t i = 0; i < out->size(); ++i) {
     zerorl::v1::GeneratedGroup* g = resp->add_groups();
     g->set_prompt_id(req->prompts(static_cast<int>(i)).id());
+    g->mutable_prompt_token_ids()->Add(prompts[i].begin(), prompts[i].end());
     for (size_t j = 0; j < (*out)[i].size(); ++j) {
       const GeneratedText& t = (*out)[i][j];
       zerorl::v1::Sample* s = g->add_samples();

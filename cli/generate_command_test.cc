@@ -3,7 +3,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "common/commands.h"
+#include "cli/commands.h"
 #include "model/device.h"
 #include "model/model.h"
 #include "model/test_util.h"

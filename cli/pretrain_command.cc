@@ -24,12 +24,12 @@
 #include <CLI/CLI.hpp>
 
 #include "absl/strings/str_cat.h"
-#include "common/commands.h"
+#include "cli/commands.h"
 #include "model/model.h"
 #include "model/optimizer.h"
 #include "model/tokenizer.h"
 #include "orchestrator/countdown_tasks.h"
-#include "orchestrator/splitmix.h"
+#include "common/splitmix.h"
 
 namespace zerorl {
 namespace {

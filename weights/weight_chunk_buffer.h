@@ -21,7 +21,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
-#include "rollout/weight_transfer.h"
+#include "weights/weight_transfer.h"
 #include "zerorl/v1/rollout.pb.h"
 
 namespace zerorl {

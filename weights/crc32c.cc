@@ -5,7 +5,7 @@
 // cycle) and joins them with "append n zero bytes" operators kept as 4x256
 // tables (Mark Adler's method), so it runs near memory speed instead of one
 // 8-byte word per 3 cycles. The copying variant stores each word as it goes.
-#include "rollout/crc32c.h"
+#include "weights/crc32c.h"
 
 #include <array>
 #include <cstring>

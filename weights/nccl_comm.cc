@@ -1,6 +1,6 @@
 // NcclComm: unique-id exchange, ncclCommInitRank, in-place fp32 all-reduce
 // and broadcast on the communicator's stream, errors with NCCL's own text.
-#include "learner/nccl_comm.h"
+#include "weights/nccl_comm.h"
 
 #include <cuda_runtime.h>
 #include <nccl.h>
@@ -17,7 +17,7 @@
 #include "model/ops/cuda/cuda_backend.h"
 #include "model/ops/cuda/cuda_status.h"
 
-namespace zerorl::learner {
+namespace zerorl::weights {
 namespace {
 constexpr char kMagic[] = "zerorl-nccl-id-v1\n";
 constexpr size_t kMagicLen = sizeof(kMagic) - 1;
@@ -135,4 +135,4 @@ absl::Status NcclComm::Broadcast(float* buf, int64_t n, int root) {
   return Finish(r, "ncclBroadcast");
 }
 
-}  // namespace zerorl::learner
+}  // namespace zerorl::weights

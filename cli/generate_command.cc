@@ -10,7 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "common/commands.h"
+#include "cli/commands.h"
 #include "model/device.h"
 #include "model/model.h"
 #include "model/tokenizer.h"

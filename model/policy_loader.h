@@ -21,16 +21,13 @@
 #include "model/tokenizer.h"
 #include "zerorl/v1/config.pb.h"
 
-namespace zerorl::rollout {
-
-// The backend a device string names (model/device.h).
-using model::BackendForDevice;
+namespace zerorl::model {
 
 // The model on config.device (see the banner).
-absl::StatusOr<std::unique_ptr<model::Model>> LoadPolicyModel(const zerorl::v1::ModelConfig& config);
+absl::StatusOr<std::unique_ptr<Model>> LoadPolicyModel(const zerorl::v1::ModelConfig& config);
 // The same model on another backend (nullptr: CPU) — the learner's data-parallel replicas.
-absl::StatusOr<std::unique_ptr<model::Model>> LoadPolicyModelOn(const zerorl::v1::ModelConfig& config,
-                                                                model::ops::Backend* backend);
+absl::StatusOr<std::unique_ptr<Model>> LoadPolicyModelOn(const zerorl::v1::ModelConfig& config,
+                                                                ops::Backend* backend);
 absl::StatusOr<std::shared_ptr<const Tokenizer>> LoadPolicyTokenizer(const zerorl::v1::ModelConfig& config);
 
-}  // namespace zerorl::rollout
+}  // namespace zerorl::model

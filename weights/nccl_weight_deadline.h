@@ -17,7 +17,7 @@
 #include <optional>
 #include <thread>
 
-namespace zerorl::rollout {
+namespace zerorl::weights {
 
 template <typename T>
 std::optional<T> RunWithDeadline(std::function<T()> fn, std::chrono::milliseconds timeout,
@@ -50,4 +50,4 @@ std::optional<T> RunWithDeadline(std::function<T()> fn, std::chrono::millisecond
   return std::nullopt;
 }
 
-}  // namespace zerorl::rollout
+}  // namespace zerorl::weights

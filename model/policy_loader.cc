@@ -1,5 +1,5 @@
-// Loading the policy model and tokenizer from RunConfig.model (see model_source.h).
-#include "rollout/model_source.h"
+// Loading the policy model and tokenizer from RunConfig.model (see policy_loader.h).
+#include "model/policy_loader.h"
 
 #include <filesystem>
 
@@ -7,25 +7,25 @@
 #include "common/config.h"
 #include "common/status.h"
 
-namespace zerorl::rollout {
+namespace zerorl::model {
 
-absl::StatusOr<std::unique_ptr<model::Model>> LoadPolicyModelOn(const zerorl::v1::ModelConfig& config,
-                                                                model::ops::Backend* backend) {
+absl::StatusOr<std::unique_ptr<Model>> LoadPolicyModelOn(const zerorl::v1::ModelConfig& config,
+                                                                ops::Backend* backend) {
   if (!config.path().empty()) {
-    auto m = model::Model::Load(config.path(), backend);
+    auto m = Model::Load(config.path(), backend);
     if (!m.ok()) return Annotate(m.status(), "model.path");
     return m;
   }
   if (!config.init_config().empty()) {
-    auto cfg = model::LoadModelConfig(config.init_config());
+    auto cfg = LoadModelConfig(config.init_config());
     if (!cfg.ok()) return Annotate(cfg.status(), "model.init_config");
-    return model::Model::Create(*cfg, config.init_seed(), backend);
+    return Model::Create(*cfg, config.init_seed(), backend);
   }
   return absl::InvalidArgumentError("model: set model.path (a checkpoint) or model.init_config (a config.json)");
 }
 
-absl::StatusOr<std::unique_ptr<model::Model>> LoadPolicyModel(const zerorl::v1::ModelConfig& config) {
-  ZRL_ASSIGN_OR_RETURN(model::ops::Backend * backend, BackendForDevice(config.device(), "model.device"));
+absl::StatusOr<std::unique_ptr<Model>> LoadPolicyModel(const zerorl::v1::ModelConfig& config) {
+  ZRL_ASSIGN_OR_RETURN(ops::Backend * backend, BackendForDevice(config.device(), "model.device"));
   return LoadPolicyModelOn(config, backend);
 }
 
@@ -41,4 +41,4 @@ absl::StatusOr<std::shared_ptr<const Tokenizer>> LoadPolicyTokenizer(const zeror
   return std::shared_ptr<const Tokenizer>(std::move(*t));
 }
 
-}  // namespace zerorl::rollout
+}  // namespace zerorl::model

@@ -15,7 +15,7 @@
 #include "model/safetensors.h"
 #include "learner/weight_publisher.h"
 #include "rollout/rollout_service.h"
-#include "rollout/test_models.h"
+#include "model/test_models.h"
 #include "tests/testing/subprocess.h"
 
 namespace zerorl::learner {

@@ -1,5 +1,5 @@
 // WeightChunk <-> grpc::ByteBuffer without copying the data field (see weight_chunk_buffer.h).
-#include "rollout/weight_chunk_buffer.h"
+#include "weights/weight_chunk_buffer.h"
 
 #include <algorithm>
 #include <mutex>

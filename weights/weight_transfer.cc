@@ -1,5 +1,5 @@
 // WeightChunk sending and validated receiving (see weight_transfer.h).
-#include "rollout/weight_transfer.h"
+#include "weights/weight_transfer.h"
 
 #include <algorithm>
 #include <cstring>
@@ -8,7 +8,7 @@
 #include "absl/strings/str_join.h"
 #include "common/status.h"
 #include "model/safetensors.h"
-#include "rollout/crc32c.h"
+#include "weights/crc32c.h"
 
 namespace zerorl {
 

@@ -5,7 +5,7 @@
 
 #include <CLI/CLI.hpp>
 
-#include "common/commands.h"
+#include "cli/commands.h"
 #include "orchestrator/plot.h"
 
 namespace zerorl {

@@ -25,7 +25,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 
-namespace zerorl::learner {
+namespace zerorl::weights {
 
 // A fresh NCCL unique id (128 bytes). Call on rank 0 only.
 absl::StatusOr<std::string> NcclNewUniqueId();
@@ -64,4 +64,4 @@ class NcclComm {
   int nranks_, rank_, device_;
 };
 
-}  // namespace zerorl::learner
+}  // namespace zerorl::weights

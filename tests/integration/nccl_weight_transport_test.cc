@@ -12,8 +12,9 @@
 #include "learner/weight_publisher.h"
 #include "model/ops/detached_backend.h"
 #include "rollout/nccl_weight_member.h"
+#include "weights/weight_group.h"
 #include "rollout/rollout_service.h"
-#include "rollout/test_models.h"
+#include "model/test_models.h"
 #include "zerorl/v1/rollout.grpc.pb.h"
 
 #ifdef ZERORL_HAVE_NCCL
@@ -27,6 +28,8 @@ using learner::PublishResult;
 using learner::PublishTarget;
 using learner::WeightPublisher;
 using learner::WeightTransport;
+using weights::ModelConfigFingerprint;
+using weights::NcclWeightTransportBuilt;
 
 bool HaveGpu() {
 #ifdef ZERORL_HAVE_NCCL

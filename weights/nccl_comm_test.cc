@@ -2,7 +2,7 @@
 // the collectives need a CUDA device and are SKIPPED with the reason without
 // one. With one device, a single-rank communicator still runs a real
 // all-reduce (sum and average) and broadcast through NCCL.
-#include "learner/nccl_comm.h"
+#include "weights/nccl_comm.h"
 
 #include <gtest/gtest.h>
 
@@ -17,7 +17,7 @@
 #include "model/ops/cuda/cuda_backend.h"
 #include "model/ops/cuda/device_memory.h"
 
-namespace zerorl::learner {
+namespace zerorl::weights {
 namespace {
 
 std::string TempPath(const std::string& name) {
@@ -82,4 +82,4 @@ TEST(NcclComm, SingleRankAllReduceAndBroadcast) {
 }
 
 }  // namespace
-}  // namespace zerorl::learner
+}  // namespace zerorl::weights

@@ -1,7 +1,7 @@
 // Weight transfer protocol: CRC-32C, chunking, staging validation (checksum,
 // version, names, shapes, offsets) and aborted streams; the zero-copy wire
 // form (WireChunk -> ByteBuffer -> ParseWeightChunkBuffer) against protobuf.
-#include "rollout/weight_transfer.h"
+#include "weights/weight_transfer.h"
 
 #include <cstring>
 #include <random>
@@ -9,8 +9,8 @@
 #include <gtest/gtest.h>
 #include <google/protobuf/util/message_differencer.h>
 
-#include "rollout/crc32c.h"
-#include "rollout/weight_chunk_buffer.h"
+#include "weights/crc32c.h"
+#include "weights/weight_chunk_buffer.h"
 
 namespace zerorl {
 namespace {

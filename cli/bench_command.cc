@@ -3,7 +3,7 @@
 #include <cstring>
 
 #include "bench/bench.h"
-#include "common/commands.h"
+#include "cli/commands.h"
 
 namespace zerorl {
 

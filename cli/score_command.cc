@@ -17,7 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
-#include "common/commands.h"
+#include "cli/commands.h"
 #include "common/config.h"
 #include "reward/reward_spec.h"
 #include "reward/scorer.h"

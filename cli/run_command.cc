@@ -1,0 +1,326 @@
+// `zerorl run CONFIG`: a whole GRPO run in one process. Every actor (buffer,
+// reward, rollout, learner, orchestrator) is served by one gRPC server; the
+// orchestrator reaches them through in-process channels, and the server also
+// listens on TCP (orchestrator.listen_port, or --port) so zerorlctl can watch
+// and steer the run. Ctrl-C (SIGINT) or SIGTERM finishes the step in flight,
+// checkpoints and exits 0; the same command then resumes where it stopped.
+// At the end it prints a before/after table and draws RUN_DIR/curves.{svg,png}.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include <CLI/CLI.hpp>
+#include <grpcpp/create_channel.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "buffer/actor.h"
+#include "cli/commands.h"
+#include "common/config.h"
+#include "common/log.h"
+#include "common/server.h"
+#include "common/shutdown_signal.h"
+#include "common/status.h"
+#include "learner/actor.h"
+#include "model/tokenizer.h"
+#include "orchestrator/metrics_log.h"
+#include "orchestrator/orchestrator_service.h"
+#include "orchestrator/plot.h"
+#include "orchestrator/progress.h"
+#include "orchestrator/run_controller.h"
+#include "reward/actor.h"
+#include "rollout/actor.h"
+#include "model/policy_loader.h"
+
+namespace zerorl {
+namespace {
+
+int Fail(const std::string& what) {
+  std::fprintf(stderr, "zerorl run: %s\n", what.c_str());
+  return 1;
+}
+
+// A TCP port that is free right now on the loopback interface.
+int FreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return -1;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  int port = -1;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
+      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+    port = ntohs(addr.sin_port);
+  }
+  close(fd);
+  return port;
+}
+
+void PrintSummary(const zerorl::v1::RunConfig& config, const RunSummary& s,
+                  const std::vector<zerorl::v1::StepMetrics>& metrics, const std::string& curves) {
+  // Before / after from the whole metrics history (a resumed run included).
+  double before = s.eval_before, after = s.eval_after, r_first = s.reward_first, r_last = s.reward_last;
+  bool has_before = s.has_before, has_after = s.has_after, has_r = false;
+  for (const auto& m : metrics) {
+    auto e = m.values().find("eval_accuracy");
+    if (e != m.values().end()) {
+      if (!has_before && m.step() == 0) {
+        before = e->second;
+        has_before = true;
+      }
+      after = e->second;
+      has_after = true;
+    }
+    auto r = m.values().find("reward_mean");
+    if (r != m.values().end()) {
+      if (!has_r) r_first = r->second;
+      r_last = r->second;
+      has_r = true;
+    }
+  }
+  auto pct = [](bool has, double v) { return has ? absl::StrFormat("%6.1f%%", 100 * v) : std::string("     -"); };
+  std::printf("\nrun %s — %s\n", config.run_id().c_str(), config.run_dir().c_str());
+  std::printf("  %-28s %8s %8s\n", "", "before", "after");
+  std::printf("  %-28s %8s %8s\n", "eval accuracy (greedy)", pct(has_before, before).c_str(),
+              pct(has_after, after).c_str());
+  if (has_r) std::printf("  %-28s %8.3f %8.3f\n", "train reward (mean)", r_first, r_last);
+  if (s.steps_done > 0) {
+    std::printf("  %lld steps in %s (%.1f s/step)\n", static_cast<long long>(s.steps_done),
+                FormatDuration(s.seconds).c_str(), s.seconds / s.steps_done);
+  }
+  std::printf("  metrics: %s/metrics.jsonl\n", config.run_dir().c_str());
+  if (!curves.empty()) std::printf("  curves:  %s\n", curves.c_str());
+  std::fflush(stdout);
+}
+
+struct RunFlags {
+  std::string config_path, run_dir;
+  int port = -1, total_steps = -1;
+  bool no_progress = false;
+};
+
+// The config file with the command line's overrides, finalized.
+absl::StatusOr<zerorl::v1::RunConfig> LoadRunConfig(const RunFlags& f) {
+  zerorl::v1::RunConfig config = DefaultRunConfig();
+  ZRL_ASSIGN_OR_RETURN(std::string text, ReadFile(f.config_path));
+  ZRL_RETURN_IF_ERROR(MergeYamlInto(text, f.config_path, &config));
+  if (!f.run_dir.empty()) {
+    config.set_run_dir(f.run_dir);
+    config.mutable_buffer()->clear_path();
+    config.mutable_learner()->mutable_checkpoint()->clear_dir();
+  }
+  if (f.total_steps >= 0) config.mutable_orchestrator()->set_total_steps(f.total_steps);
+  ZRL_RETURN_IF_ERROR(FinalizeRunConfig(&config));
+  return config;
+}
+
+// Points every actor's address at `self`: the one server serves them all.
+void AddressEveryActorAt(const std::string& self, zerorl::v1::RunConfig* config) {
+  config->mutable_buffer()->set_address(self);
+  config->mutable_learner()->set_address(self);
+  config->mutable_orchestrator()->set_address(self);
+  config->mutable_rollout()->clear_workers();
+  config->mutable_rollout()->add_workers(self);
+  config->mutable_reward()->clear_workers();
+  config->mutable_reward()->add_workers(self);
+}
+
+// dataset.template: chat renders prompts with the policy tokenizer's chat template.
+absl::StatusOr<ChatRenderer> ChatRendererFor(const zerorl::v1::RunConfig& config) {
+  if (config.dataset().template_() != zerorl::v1::PROMPT_TEMPLATE_CHAT) return ChatRenderer();
+  auto tok = model::LoadPolicyTokenizer(config.model());
+  if (!tok.ok()) return Annotate(tok.status(), "dataset.template: chat");
+  std::shared_ptr<const Tokenizer> tokenizer = *tok;
+  return ChatRenderer([tokenizer](const std::string& user) -> absl::StatusOr<std::string> {
+    return tokenizer->ApplyChatTemplate(user);
+  });
+}
+
+grpc::ChannelArguments InProcessChannelArgs(const zerorl::v1::RunConfig& config) {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(config.server().max_message_mb() * 1024 * 1024);
+  args.SetMaxSendMessageSize(config.server().max_message_mb() * 1024 * 1024);
+  return args;
+}
+
+// Every actor behind one gRPC server on `self`, the orchestrator's registry
+// knowing each of them there. Shutdown (also from the destructor) stops the
+// actors in reverse order, then the server.
+class AllInOne {
+ public:
+  static absl::StatusOr<std::unique_ptr<AllInOne>> Start(const zerorl::v1::RunConfig& config,
+                                                          const std::string& self) {
+    ZRL_ASSIGN_OR_RETURN(AdminAuth auth, AdminAuth::FromFile(config.server().token_file()));
+    std::unique_ptr<AllInOne> a(new AllInOne(config, self, std::make_shared<AdminAuth>(std::move(auth))));
+    ZRL_RETURN_IF_ERROR(a->CreateActors());
+    ZRL_RETURN_IF_ERROR(a->Serve());
+    return a;
+  }
+  ~AllInOne() { Shutdown(); }
+
+  void Shutdown() {
+    if (!server_.has_value()) return;
+    for (auto it = actors_.rbegin(); it != actors_.rend(); ++it) it->second->Shutdown();
+    server_->Shutdown();
+    server_.reset();
+  }
+
+  WorkerRegistry* registry() { return &registry_; }
+  OrchestratorServiceImpl* orchestrator() { return &orchestrator_; }
+  std::shared_ptr<grpc::Channel> Channel() { return server_->server->InProcessChannel(InProcessChannelArgs(config_)); }
+
+ private:
+  AllInOne(const zerorl::v1::RunConfig& config, std::string self, std::shared_ptr<AdminAuth> auth)
+      : config_(config),
+        self_(std::move(self)),
+        auth_(std::move(auth)),
+        registry_([this](const std::string& address) -> std::shared_ptr<grpc::Channel> {
+          if (address == self_ && server_.has_value()) return Channel();
+          return MakeChannel(address, config_.server());
+        }),
+        orchestrator_(auth_, &registry_, nullptr) {}
+
+  absl::Status CreateActors() {
+    ActorOptions opts;
+    opts.config = config_;
+    opts.auth = auth_;
+    opts.self_address = self_;
+    using Factory = absl::StatusOr<std::unique_ptr<Actor>> (*)(const ActorOptions&);
+    for (const auto& [name, factory] : std::vector<std::pair<std::string, Factory>>{
+             {"buffer", NewBufferActor}, {"reward", NewRewardActor}, {"rollout", NewRolloutActor},
+             {"learner", NewLearnerActor}}) {
+      auto a = factory(opts);
+      if (!a.ok()) return Annotate(a.status(), name);
+      actors_.emplace_back(name, std::move(*a));
+    }
+    return absl::OkStatus();
+  }
+
+  // One server for the orchestrator and every actor's services; then the
+  // actors start and register with the orchestrator at `self`.
+  absl::Status Serve() {
+    std::vector<grpc::Service*> services{&orchestrator_};
+    for (auto& [name, a] : actors_) {
+      for (auto* s : a->Services()) services.push_back(s);
+    }
+    auto bound = StartServer(absl::StrCat(config_.server().bind_host(), ":", PortOf(self_)), services,
+                             config_.server());
+    if (!bound.ok()) return bound.status();
+    server_.emplace(std::move(*bound));
+    for (auto& [name, a] : actors_) {
+      if (auto s = a->Start(); !s.ok()) return Annotate(s, name);
+    }
+    for (auto role : {zerorl::v1::WORKER_ROLE_BUFFER, zerorl::v1::WORKER_ROLE_REWARD, zerorl::v1::WORKER_ROLE_ROLLOUT,
+                      zerorl::v1::WORKER_ROLE_LEARNER}) {
+      zerorl::v1::WorkerInfo w;
+      w.set_role(role);
+      w.set_address(self_);
+      registry_.Register(w);
+    }
+    return absl::OkStatus();
+  }
+
+  static std::string PortOf(const std::string& address) { return address.substr(address.rfind(':') + 1); }
+
+  const zerorl::v1::RunConfig config_;
+  const std::string self_;
+  std::shared_ptr<AdminAuth> auth_;
+  std::vector<std::pair<std::string, std::unique_ptr<Actor>>> actors_;
+  std::optional<ServerHandle> server_;
+  WorkerRegistry registry_;
+  OrchestratorServiceImpl orchestrator_;
+};
+
+// Runs `run` to its end. The first SIGINT/SIGTERM asks it to stop after the
+// step in flight (it checkpoints); a second exits at once.
+absl::Status RunUntilDoneOrInterrupted(RunController* run) {
+  std::thread signal_thread([run] {
+    int interrupts = 0;
+    while (true) {
+      if (WaitForShutdownSignal() == 0) return;  // the run is over
+      if (++interrupts > 1) {
+        std::fprintf(stderr, "\nzerorl run: second interrupt, exiting without a checkpoint\n");
+        _exit(130);
+      }
+      std::fprintf(stderr, "\nzerorl run: stopping after the step in flight (checkpointing; Ctrl-C again to abort)\n");
+      run->RequestStop();
+    }
+  });
+  absl::Status st = run->Run();
+  WakeShutdownWaiter();
+  signal_thread.join();
+  return st;
+}
+
+// The curves, then the before/after table.
+void ReportRun(const zerorl::v1::RunConfig& config, const RunController& run) {
+  std::string curves;
+  if (auto plotted = PlotRunDir(config.run_dir()); plotted.ok()) curves = plotted->png;
+  auto history = ReadMetricsJsonl(config.run_dir() + "/metrics.jsonl");
+  PrintSummary(config, run.Summary(), history.ok() ? *history : std::vector<zerorl::v1::StepMetrics>{}, curves);
+}
+
+}  // namespace
+
+int RunCommand(int argc, char** argv) {
+  CLI::App app{"Run every actor in one process: a whole GRPO run (resumes if interrupted).", "zerorl run"};
+  RunFlags flags;
+  app.add_option("config", flags.config_path, "RunConfig YAML")->required();
+  app.add_option("--port", flags.port, "TCP port for zerorlctl (default: orchestrator.listen_port; 0 = any free port)");
+  app.add_option("--total-steps", flags.total_steps, "override orchestrator.total_steps");
+  app.add_option("--run-dir", flags.run_dir, "override run_dir (buffer and checkpoints move with it)");
+  app.add_flag("--no-progress", flags.no_progress, "no progress bar");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+
+  auto config = LoadRunConfig(flags);
+  if (!config.ok()) return Fail(std::string(config.status().message()));
+  int port = flags.port >= 0 ? flags.port : config->orchestrator().listen_port();
+  if (port == 0) port = FreePort();
+  if (port <= 0) return Fail("no free TCP port on 127.0.0.1");
+  const std::string self = absl::StrCat("127.0.0.1:", port);
+  AddressEveryActorAt(self, &*config);
+  auto chat = ChatRendererFor(*config);
+  if (!chat.ok()) return Fail(std::string(chat.status().message()));
+  // A handler and self-pipe, not a blocked mask: see common/shutdown_signal.h.
+  if (auto s = InstallShutdownSignalHandlers(); !s.ok()) return Fail(std::string(s.message()));
+
+  auto actors = AllInOne::Start(*config, self);
+  if (!actors.ok()) return Fail(std::string(actors.status().message()));
+  RunControllerOptions ro;
+  ro.base_dir = std::filesystem::path(flags.config_path).parent_path().string();
+  ro.chat = *chat;
+  ro.progress = !flags.no_progress;
+  auto channel = (*actors)->Channel();
+  auto run = std::make_shared<RunController>(*config, (*actors)->registry(), channel, channel, ro);
+  if (auto s = run->Prepare(); !s.ok()) return Fail(std::string(s.message()));
+  (*actors)->orchestrator()->AddRun(run);
+  std::printf("zerorl run %s: listening on %s, run dir %s\n", config->run_id().c_str(), self.c_str(),
+              config->run_dir().c_str());
+  std::fflush(stdout);
+
+  const absl::Status st = RunUntilDoneOrInterrupted(run.get());
+  ReportRun(*config, *run);
+  const auto info = run->Info();
+  run.reset();
+  (*actors)->Shutdown();
+  if (!st.ok()) return Fail(std::string(st.message()));
+  std::printf("  state:   %s (step %lld/%lld)%s\n", zerorl::v1::RunState_Name(info.state()).c_str(),
+              static_cast<long long>(info.step()), static_cast<long long>(info.total_steps()),
+              info.state() == zerorl::v1::RUN_STATE_STOPPED ? " — run the same command again to resume" : "");
+  return 0;
+}
+
+}  // namespace zerorl
