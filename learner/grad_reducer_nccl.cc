@@ -11,6 +11,9 @@
 namespace zerorl::learner {
 namespace {
 
+using weights::NcclComm;
+using weights::NcclNewUniqueId;
+
 class NcclGradReducer final : public GradReducer {
  public:
   explicit NcclGradReducer(std::unique_ptr<NcclComm> comm) : comm_(std::move(comm)) {}

@@ -22,6 +22,8 @@ namespace zerorl::learner {
 #ifdef ZERORL_HAVE_NCCL
 namespace {
 
+using weights::NcclComm;
+using weights::NcclNewUniqueId;
 using weights::RunWithDeadline;
 
 constexpr std::chrono::milliseconds kCheckDeadline{10000};  // a check_only join answers at once

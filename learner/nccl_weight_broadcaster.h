@@ -34,9 +34,11 @@
 #include "absl/status/status.h"
 #include "learner/weight_publisher.h"
 
-namespace zerorl::learner {
-
+namespace zerorl::weights {
 class NcclComm;
+}  // namespace zerorl::weights
+
+namespace zerorl::learner {
 
 class NcclWeightBroadcaster {
  public:
@@ -65,7 +67,7 @@ class NcclWeightBroadcaster {
   void DropGroup();
 
   const Options options_;
-  std::shared_ptr<NcclComm> comm_;             // rank 0 of the current group
+  std::shared_ptr<weights::NcclComm> comm_;             // rank 0 of the current group
   std::vector<Member> members_;                // its workers
   std::string group_fingerprint_;
   std::set<std::string> failed_group_;         // addresses of a group that could not be formed
