@@ -14,8 +14,11 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// CANCELLED too: the orchestrator never cancels its own calls, so it comes
+// from a server shutting down with the call in flight.
 bool IsOutageCode(absl::StatusCode c) {
-  return c == absl::StatusCode::kUnavailable || c == absl::StatusCode::kDeadlineExceeded;
+  return c == absl::StatusCode::kUnavailable || c == absl::StatusCode::kDeadlineExceeded ||
+         c == absl::StatusCode::kCancelled;
 }
 
 bool IsCallersFault(absl::StatusCode c) {

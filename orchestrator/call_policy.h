@@ -3,7 +3,8 @@
 // retries: the orchestrator's channels carry no retry service config.
 //
 //   deadline     every call: orchestrator.call_deadline_ms.
-//   outage       UNAVAILABLE or DEADLINE_EXCEEDED (and, from a rollout/reward
+//   outage       UNAVAILABLE, DEADLINE_EXCEEDED or CANCELLED (a server shutting
+//                down with the call in flight) (and, from a rollout/reward
 //                pool, FAILED_PRECONDITION: a worker without the needed policy
 //                version waits for the next weight push) is the actor being
 //                down or behind: the call is retried — on another worker of a

@@ -8,7 +8,6 @@
 #include <cerrno>
 #include <cstring>
 
-#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 
 namespace zerorl {
@@ -23,7 +22,8 @@ absl::StatusOr<std::unique_ptr<RunDirLock>> RunDirLock::Acquire(const std::strin
     const ssize_t n = ::pread(fd, buf, sizeof(buf) - 1, 0);
     ::close(fd);
     if (err != EWOULDBLOCK) return absl::InternalError(absl::StrCat("run_dir: cannot lock ", path, ": ", std::strerror(err)));
-    const std::string holder(absl::StripAsciiWhitespace(std::string(buf, n > 0 ? n : 0)));
+    std::string holder(buf, n > 0 ? static_cast<size_t>(n) : 0);
+    while (!holder.empty() && (holder.back() == '\n' || holder.back() == ' ')) holder.pop_back();
     return absl::FailedPreconditionError(absl::StrCat(
         "run_dir ", dir, " is in use by another run (pid ", holder.empty() ? "unknown" : holder, ", lock ", path,
         "); stop it first, or give this run another run_dir"));
