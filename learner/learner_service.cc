@@ -127,7 +127,10 @@ grpc::Status LearnerServiceImpl::Train(grpc::ServerContext*, const zerorl::v1::T
       ZLOG(WARNING) << "learner is at step " << trainer_->step() << ", asked for step " << req->step()
                     << ": re-training step " << replay.step() << " from the buffer";
       zerorl::v1::TrainResponse ignored;
-      if (auto s = TrainStepLocked(replay, &ignored); !s.ok()) return ToGrpcStatus(s);
+      if (auto s = TrainStepLocked(replay, &ignored); !s.ok()) {
+        return ToGrpcStatus(Annotate(s, absl::StrCat("learner is at step ", replay.step(), ", asked for step ",
+                                                     req->step(), "; re-training step ", replay.step())));
+      }
     }
   }
   return ToGrpcStatus(TrainStepLocked(*req, resp));
@@ -163,7 +166,9 @@ void LearnerServiceImpl::AckLocked(const std::string& lease_id) {
   grpc::Status s = buffer_->Ack(ctx.get(), ack, &acked);
   // The step is applied and checkpointed on schedule either way; an unacked
   // lease only leaves the groups unmarked until a successor re-leases them.
-  if (!s.ok()) ZLOG(WARNING) << "ack of lease " << lease_id << " failed: " << s.error_message();
+  if (!s.ok()) {
+    ZLOG(WARNING) << "ack of lease " << lease_id << " failed: " << s.error_message();
+  }
 }
 
 absl::Status LearnerServiceImpl::TrainStepLocked(const zerorl::v1::TrainRequest& req,
@@ -180,7 +185,7 @@ absl::Status LearnerServiceImpl::TrainStepLocked(const zerorl::v1::TrainRequest&
   pv->set_step(trainer_->step());
   pv->set_created_unix_ms(NowMs());
   zerorl::v1::StepMetrics* sm = resp->mutable_metrics();
-  sm->set_run_id(leased.groups(0).id().run_id());
+  sm->set_run_id(req.run_id().empty() ? config_.run_id() : req.run_id());
   sm->set_step(req.step());
   sm->set_unix_ms(NowMs());
   for (const auto& [k, v] : *metrics) (*sm->mutable_values())[k] = v;
