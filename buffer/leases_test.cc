@@ -147,6 +147,69 @@ TEST(LeaseTest, DropUniformSkipsAndCounts) {
   EXPECT_EQ(b->groups_size(), 0);
   EXPECT_EQ(b->dropped_uniform(), 0);
 }
+// A restarted learner (same holder, newer incarnation) takes its dead
+// predecessor's live lease over at once, also across a buffer restart; an
+// unrelated holder still waits for expiry; the predecessor's late ack fails.
+TEST(LeaseTest, NewIncarnationOfTheHolderTakesOverItsLeases) {
+  FakeClock clock;
+  auto dir = testing::MakeTempDir("buffer_lease_takeover");
+  auto store = std::move(TrajectoryStore::Open(dir, clock.Options())).value();
+  AppendSteps(store.get(), 0, 1, 3);
+  auto first = ByStep(0);
+  first.set_holder_incarnation(100);
+  auto a = store->Lease(first);
+  ASSERT_TRUE(a.ok()) << a.status();
+  ASSERT_EQ(a->groups_size(), 3);
+  store.reset();  // the buffer restarts too: the live lease and its holder are durable
+  store = std::move(TrajectoryStore::Open(dir, clock.Options())).value();
+
+  auto stranger = ByStep(0);
+  stranger.set_holder("someone-else");
+  stranger.set_holder_incarnation(999);
+  EXPECT_EQ(store->Lease(stranger)->groups_size(), 0);
+  EXPECT_EQ(store->Lease(first)->groups_size(), 0);  // the same incarnation does not take over itself
+
+  auto second = ByStep(0);
+  second.set_holder_incarnation(200);
+  auto b = store->Lease(second);
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_EQ(b->groups_size(), 3);
+  EXPECT_EQ(Ids(*a), Ids(*b));
+  auto late = store->Ack([&] { zerorl::v1::AckRequest r; r.set_lease_id(a->lease_id()); return r; }());
+  EXPECT_EQ(late.status().code(), absl::StatusCode::kFailedPrecondition) << late.status();
+  auto ack = store->Ack([&] { zerorl::v1::AckRequest r; r.set_lease_id(b->lease_id()); return r; }());
+  ASSERT_TRUE(ack.ok()) << ack.status();
+  EXPECT_EQ(ack->consumed(), 3);
+}
+
+// include_consumed re-leases a consumed step (a learner restored from an older
+// checkpoint re-trains it); its ack counts nothing twice. Dropped groups stay dropped.
+TEST(LeaseTest, IncludeConsumedHandsAConsumedStepOutAgain) {
+  FakeClock clock;
+  auto store = std::move(TrajectoryStore::Open(testing::MakeTempDir("buffer_lease_replay"), clock.Options())).value();
+  AppendSteps(store.get(), 0, 1, 4, /*uniform_odd=*/true);
+  auto drop = ByStep(0);
+  drop.set_drop_uniform(true);
+  auto a = store->Lease(drop);
+  ASSERT_EQ(a->groups_size(), 2);
+  ASSERT_EQ(a->dropped_uniform(), 2);
+  ASSERT_EQ(store->Ack([&] { zerorl::v1::AckRequest r; r.set_lease_id(a->lease_id()); return r; }())->consumed(), 2);
+  EXPECT_EQ(store->Lease(ByStep(0))->groups_size(), 0);
+
+  auto replay = ByStep(0);
+  replay.set_include_consumed(true);
+  auto b = store->Lease(replay);
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_EQ(Ids(*a), Ids(*b));
+  EXPECT_EQ(b->dropped_uniform(), 2);
+  auto ack = store->Ack([&] { zerorl::v1::AckRequest r; r.set_lease_id(b->lease_id()); return r; }());
+  ASSERT_TRUE(ack.ok()) << ack.status();
+  EXPECT_EQ(ack->consumed(), 0);
+  EXPECT_EQ(store->counters().consumed_groups, 2);
+  auto async = replay;
+  async.set_by_step(false);
+  EXPECT_EQ(store->Lease(async).status().code(), absl::StatusCode::kInvalidArgument);
+}
 
 TEST(LeaseTest, BadLeaseRequests) {
   auto dir = testing::MakeTempDir("buffer_lease_bad");

@@ -25,6 +25,12 @@ bool UniformRewards(const BufferGroupRecord& rec) {
 }
 }  // namespace
 
+// The same non-empty holder in a newer incarnation: its predecessor died
+// holding the lease.
+bool TrajectoryStore::TakesOver(const zerorl::v1::LeaseRequest& req, const LeaseHold& held) {
+  return !req.holder().empty() && req.holder() == held.holder && req.holder_incarnation() > held.incarnation;
+}
+
 absl::StatusOr<zerorl::v1::LeaseResponse> TrajectoryStore::Lease(const zerorl::v1::LeaseRequest& req) {
   ZRL_RETURN_IF_ERROR(ValidateRunId(req.run_id()));
   if (req.by_step() && req.step() < 0)
@@ -33,6 +39,8 @@ absl::StatusOr<zerorl::v1::LeaseResponse> TrajectoryStore::Lease(const zerorl::v
     return absl::InvalidArgumentError(absl::StrCat("lease: min_policy_version ", req.min_policy_version(), " is negative"));
   if (req.max_groups() < 0) return absl::InvalidArgumentError("lease: max_groups is negative");
   if (req.lease_seconds() < 0) return absl::InvalidArgumentError("lease: lease_seconds is negative");
+  if (req.include_consumed() && !req.by_step())
+    return absl::InvalidArgumentError("lease: include_consumed needs by_step (it re-trains one step)");
 
   absl::MutexLock l(&mu_);
   const int64_t now = Now();
@@ -66,9 +74,13 @@ absl::StatusOr<zerorl::v1::LeaseResponse> TrajectoryStore::Lease(const zerorl::v
       gk = GroupKey(req.run_id(), id.step(), id.group());
     }
     auto held = held_.find(gk);
-    if (held != held_.end() && held->second.expires_unix_ms > now) continue;
-    ZRL_ASSIGN_OR_RETURN(bool consumed, Exists(cf_->consumed, gk));
-    if (consumed) continue;
+    if (held != held_.end() && held->second.expires_unix_ms > now && !TakesOver(req, held->second)) continue;
+    std::string marker;
+    ZRL_ASSIGN_OR_RETURN(bool consumed, Exists(cf_->consumed, gk, &marker));
+    if (consumed && !(req.include_consumed() && marker == kConsumedAcked)) {
+      if (req.include_consumed()) out.set_dropped_uniform(out.dropped_uniform() + 1);
+      continue;
+    }
     BufferGroupRecord rec;
     ZRL_ASSIGN_OR_RETURN(bool found, GetProto(cf_->groups, gk, &rec));
     if (!found) continue;  // deleted by retention since the index was read
@@ -96,13 +108,16 @@ absl::StatusOr<zerorl::v1::LeaseResponse> TrajectoryStore::Lease(const zerorl::v
   if (out.groups_size() > 0) {
     lease_id = absl::StrCat("L", now, "-", ++lease_counter_);
     lease.set_holder(req.holder());
+    lease.set_holder_incarnation(req.holder_incarnation());
+    lease.set_include_consumed(req.include_consumed());
     lease.set_expires_unix_ms(expires);
     batch.Put(cf_->leases, lease_id, lease.SerializeAsString());
     out.set_lease_id(lease_id);
     out.set_expires_unix_ms(expires);
   }
   if (batch.Count() > 0) ZRL_RETURN_IF_ERROR(Write(&batch));
-  for (const auto& gk : lease.group_keys()) held_[gk] = LeaseHold{lease_id, expires};
+  for (const auto& gk : lease.group_keys())
+    held_[gk] = LeaseHold{lease_id, expires, req.holder(), req.holder_incarnation()};
   counters_.dropped_uniform += out.dropped_uniform();
   counters_.leased_groups += out.groups_size();
   return out;
@@ -125,6 +140,7 @@ absl::StatusOr<zerorl::v1::AckResponse> TrajectoryStore::Ack(const zerorl::v1::A
     auto held = held_.find(gk);
     const bool ours = held == held_.end() || held->second.lease_id == req.lease_id();
     ZRL_ASSIGN_OR_RETURN(bool consumed, Exists(cf_->consumed, gk));
+    if (ours && consumed && lease.include_consumed()) continue;  // a re-training lease: consumed already
     if (!ours || consumed) {
       auto id = ParseGroupKey(gk);
       return absl::FailedPreconditionError(absl::StrCat(

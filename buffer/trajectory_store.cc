@@ -171,7 +171,8 @@ absl::Status TrajectoryStore::Load() {
       return absl::DataLossError(absl::StrCat("buffer '", path_, "': corrupt lease record"));
     ++lease_counter_;
     if (r.acked() || r.expires_unix_ms() <= now) continue;
-    for (const auto& gk : r.group_keys()) held_[gk] = LeaseHold{li->key().ToString(), r.expires_unix_ms()};
+    for (const auto& gk : r.group_keys())
+      held_[gk] = LeaseHold{li->key().ToString(), r.expires_unix_ms(), r.holder(), r.holder_incarnation()};
   }
   return absl::OkStatus();
 }
@@ -189,11 +190,13 @@ int64_t TrajectoryStore::Now() const {
       .count();
 }
 
-absl::StatusOr<bool> TrajectoryStore::Exists(rocksdb::ColumnFamilyHandle* cf, const std::string& key) const {
+absl::StatusOr<bool> TrajectoryStore::Exists(rocksdb::ColumnFamilyHandle* cf, const std::string& key,
+                                             std::string* value) const {
   rocksdb::PinnableSlice v;
   auto s = db_->Get(rocksdb::ReadOptions(), cf, key, &v);
   if (s.IsNotFound()) return false;
   if (!s.ok()) return FromRocks(s, "buffer read");
+  if (value != nullptr) value->assign(v.data(), v.size());
   return true;
 }
 

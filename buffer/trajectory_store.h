@@ -111,9 +111,19 @@ class TrajectoryStore {
   // policy version is >= min_policy_version. With drop_uniform, groups whose
   // rewards are all equal are marked consumed ("dropped") and counted instead.
   // An empty result has no lease id. Stops before exceeding max_request_bytes.
+  // Leases carry (holder, holder_incarnation): a request from the same non-empty
+  // holder with a higher incarnation than the live lease's takes that lease's groups over
+  // at once (a restarted learner reclaims what its dead predecessor leased); an
+  // unrelated holder waits for expiry (buffer.lease_seconds). With by_step and
+  // include_consumed, the step's consumed groups are handed out again (a learner
+  // restored from an older checkpoint re-trains the step).
+  // Crash: the lease is granted (durable with its groups) or not at all; live
+  // leases, with their holders, survive a restart of the buffer.
   absl::StatusOr<zerorl::v1::LeaseResponse> Lease(const zerorl::v1::LeaseRequest& request);
   // Marks the lease's groups consumed, durably. Acking again returns the same
-  // count. Acking after expiry succeeds unless a group was re-leased meanwhile.
+  // count. Acking after expiry succeeds unless a group was re-leased meanwhile
+  // (FAILED_PRECONDITION), or, for an include_consumed lease, the group was
+  // consumed already (then it is skipped, not counted).
   absl::StatusOr<zerorl::v1::AckResponse> Ack(const zerorl::v1::AckRequest& request);
 
   // One page of trajectories matching the filter (page_size 0 = 100, clamped to
@@ -158,12 +168,17 @@ class TrajectoryStore {
   struct LeaseHold {
     std::string lease_id;
     int64_t expires_unix_ms = 0;
+    std::string holder;         // empty: nobody can take the lease over before expiry
+    int64_t incarnation = 0;
   };
   TrajectoryStore(std::string path, StoreOptions options);
   absl::Status Load();
   absl::Status Write(rocksdb::WriteBatch* batch) const;
   int64_t Now() const;
-  absl::StatusOr<bool> Exists(rocksdb::ColumnFamilyHandle* cf, const std::string& key) const;
+  // Whether `key` is in `cf`; its value into *value when set.
+  absl::StatusOr<bool> Exists(rocksdb::ColumnFamilyHandle* cf, const std::string& key,
+                              std::string* value = nullptr) const;
+  static bool TakesOver(const zerorl::v1::LeaseRequest& request, const LeaseHold& held);
   absl::StatusOr<bool> GetProto(rocksdb::ColumnFamilyHandle* cf, const std::string& key,
                                 google::protobuf::Message* out) const;
   // Reads a whole group (prompt re-attached to every trajectory).

@@ -78,6 +78,7 @@ void PrintRunInfo(Session& s, const v1::RunInfo& r) {
   kv.AddRow({"buffer", r.buffer_address().empty() ? "-" : r.buffer_address()});
   kv.AddRow({"reward", r.reward_address().empty() ? "-" : r.reward_address()});
   kv.AddRow({"learner", r.learner_address().empty() ? "-" : r.learner_address()});
+  if (!r.waiting_for().empty()) kv.AddRow({"waiting", r.waiting_for()});
   if (!r.error().empty()) kv.AddRow({"error", r.error()});
   std::vector<std::string> keys;
   for (const auto& [k, v] : r.last_metrics()) keys.push_back(k);

@@ -454,6 +454,7 @@ zerorl::v1::RunConfig DefaultRunConfig() {
   orc->set_heartbeat_ms(2000);
   orc->set_call_deadline_ms(600000);
   orc->set_max_retries(3);
+  orc->set_outage_seconds(300);
   orc->set_listen_port(50051);
   orc->set_progress(true);
   auto* sv = c.mutable_server();
@@ -538,6 +539,7 @@ absl::Status FinalizeRunConfig(zerorl::v1::RunConfig* c) {
   if (o.beta1() < 0 || o.beta1() >= 1) return bad("learner.optimizer.beta1", "must be in [0, 1)");
   if (o.beta2() < 0 || o.beta2() >= 1) return bad("learner.optimizer.beta2", "must be in [0, 1)");
   if (c->orchestrator().total_steps() < 0) return bad("orchestrator.total_steps", "must be >= 0");
+  if (c->orchestrator().outage_seconds() < 0) return bad("orchestrator.outage_seconds", "must be >= 0");
   if (c->learner().weight_chunk_bytes() < 1024)
     return bad("learner.weight_chunk_bytes", "must be at least 1024");
   if (c->server().max_message_mb() < 1) return bad("server.max_message_mb", "must be at least 1");

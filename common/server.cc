@@ -73,11 +73,11 @@ absl::StatusOr<ServerHandle> StartServer(const std::string& address,
 }
 
 std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address,
-                                           const zerorl::v1::ServerConfig& config) {
+                                           const zerorl::v1::ServerConfig& config, bool retry_unavailable) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(MaxMessageBytes(config));
   args.SetMaxSendMessageSize(MaxMessageBytes(config));
-  args.SetServiceConfigJSON(R"({
+  if (retry_unavailable) args.SetServiceConfigJSON(R"({
     "methodConfig": [{
       "name": [{}],
       "retryPolicy": {

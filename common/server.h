@@ -5,6 +5,8 @@
 // can additionally listen on a plaintext health-only port for Kubernetes probes.
 // Channels carry a service config with a retry policy for UNAVAILABLE, so
 // callers do not write retry loops; every call still sets its own deadline.
+// The orchestrator owns its retries (orchestrator/call_policy.h: deadlines, an
+// outage budget) and asks for channels without that policy.
 #pragma once
 
 #include <chrono>
@@ -33,9 +35,10 @@ absl::StatusOr<ServerHandle> StartServer(const std::string& address,
                                          const std::vector<grpc::Service*>& services,
                                          const zerorl::v1::ServerConfig& config);
 
-// A client channel to `address`, TLS when config.tls.ca_file is set.
+// A client channel to `address`, TLS when config.tls.ca_file is set;
+// `retry_unavailable` false leaves out the service config's retry policy.
 std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address,
-                                           const zerorl::v1::ServerConfig& config);
+                                           const zerorl::v1::ServerConfig& config, bool retry_unavailable = true);
 
 // A client context with a deadline `timeout` from now.
 std::unique_ptr<grpc::ClientContext> ContextWithDeadline(std::chrono::milliseconds timeout);

@@ -1,10 +1,25 @@
 // LearnerServiceImpl: the gRPC face of a GrpoTrainer (learner.proto).
 //   Train            leases the step's groups from the BufferService (through
 //                    any channel: in-process or TCP), runs GrpoTrainer::Step,
-//                    acks the lease (an unacked lease expires and the groups
-//                    come back, so a crash mid-step loses nothing), checkpoints
-//                    every checkpoint.every_steps steps and publishes the new
-//                    weights to `publish_to` every publish_every steps.
+//                    records the answer (step_results.h), checkpoints every
+//                    checkpoint.every_steps steps (a failed checkpoint fails
+//                    the call with the path and reason), acks the lease and
+//                    publishes the new weights to `publish_to` every
+//                    publish_every steps.
+//
+// Crash semantics of Train (by_step, the synchronous mode):
+//   - Leases carry the holder "learner" and an incarnation that rises with
+//     every Lease (start time in ms, then a counter), so a restarted learner
+//     takes over the leases its dead predecessor held at once.
+//   - Train of step k is idempotent: when the learner is already past k (it
+//     checkpointed k, then died before answering or before its ack, or a
+//     retry arrives after the answer was lost), it answers k's recorded result,
+//     finishes the ack and any weight push the record lacks, and does not
+//     train twice. When it is behind k (restored from an older checkpoint), it
+//     re-trains the steps in between from the buffer (consumed groups are
+//     leased again), deterministically, then trains k. The policy version is
+//     therefore +1 per step across any crash.
+//   Asynchronous Train (by_step false) is not idempotent.
 //   SaveCheckpoint   a checkpoint now, with the orchestrator's data cursor.
 //   FetchWeights     the pull path: streams the current weights.
 //   GetLearnerState  version, step, last checkpoint.
@@ -19,6 +34,7 @@
 
 #include "learner/checkpoint_dir.h"
 #include "learner/grpo_trainer.h"
+#include "learner/step_results.h"
 #include "learner/weight_publisher.h"
 #include "zerorl/v1/buffer.grpc.pb.h"
 #include "zerorl/v1/config.pb.h"
@@ -50,8 +66,20 @@ class LearnerServiceImpl final : public zerorl::v1::LearnerService::Service {
   int64_t version() const;
 
  private:
+  static constexpr const char* kLeaseHolder = "learner";
+  static constexpr int kKeptResults = 64;  // recorded Train answers kept (steps)
+
   absl::StatusOr<zerorl::v1::CheckpointInfo> CheckpointLocked(const std::string& data_cursor);
   std::string ConfigJson();
+  int DeadlineMs() const;  // of the learner's own calls: orchestrator.call_deadline_ms
+  int64_t NextIncarnation();
+  // Trains one step: lease, step, record, checkpoint on schedule, ack, publish.
+  absl::Status TrainStepLocked(const zerorl::v1::TrainRequest& req, zerorl::v1::TrainResponse* resp);
+  // A step the learner is already past: its recorded answer (see above).
+  absl::Status AnswerAppliedStepLocked(const zerorl::v1::TrainRequest& req, zerorl::v1::TrainResponse* resp);
+  absl::StatusOr<zerorl::v1::LeaseResponse> LeaseLocked(const zerorl::v1::TrainRequest& req);
+  void AckLocked(const std::string& lease_id);
+  void PublishLocked(const zerorl::v1::TrainRequest& req, zerorl::v1::TrainResponse* resp);
 
   mutable std::mutex mu_;
   std::unique_ptr<GrpoTrainer> trainer_;
@@ -61,7 +89,10 @@ class LearnerServiceImpl final : public zerorl::v1::LearnerService::Service {
   CheckpointDir checkpoints_;
   zerorl::v1::CheckpointInfo last_checkpoint_;
   std::string data_cursor_;  // last cursor the orchestrator gave us
+  StepResults results_;        // CHECKPOINT_DIR/train-results
   WeightPublisher publisher_;  // learner.weight_transport; keeps the NCCL group between publishes
+  const int64_t start_ms_;     // this incarnation's start, wall clock ms
+  int64_t lease_requests_ = 0;
 };
 
 }  // namespace zerorl::learner

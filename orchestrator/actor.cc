@@ -26,7 +26,8 @@ class OrchestratorActor final : public Actor {
  public:
   explicit OrchestratorActor(const ActorOptions& opts)
       : opts_(opts),
-        registry_([this](const std::string& a) { return MakeChannel(a, opts_.config.server()); }),
+        // The orchestrator's CallPolicy owns its retries: channels without any.
+        registry_([this](const std::string& a) { return MakeChannel(a, opts_.config.server(), false); }),
         service_(opts.auth, &registry_,
                  [this](const zerorl::v1::RunConfig& c) -> absl::StatusOr<std::shared_ptr<RunController>> {
                    return MakeRun(c);
@@ -100,8 +101,8 @@ class OrchestratorActor final : public Actor {
       ZRL_ASSIGN_OR_RETURN(std::shared_ptr<const Tokenizer> tok, model::LoadPolicyTokenizer(c.model()));
       o.chat = [tok](const std::string& user) -> absl::StatusOr<std::string> { return tok->ApplyChatTemplate(user); };
     }
-    auto run = std::make_shared<RunController>(c, &registry_, MakeChannel(c.buffer().address(), c.server()),
-                                               MakeChannel(c.learner().address(), c.server()), o);
+    auto run = std::make_shared<RunController>(c, &registry_, MakeChannel(c.buffer().address(), c.server(), false),
+                                               MakeChannel(c.learner().address(), c.server(), false), o);
     ZRL_RETURN_IF_ERROR(run->Prepare());
     return run;
   }

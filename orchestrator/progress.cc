@@ -62,6 +62,17 @@ void ProgressBar::Update(int64_t step, const std::map<std::string, double>& metr
   drawn_ = true;
 }
 
+void ProgressBar::Note(const std::string& text) {
+  if (!enabled_) return;
+  if (tty_) {
+    std::fprintf(stderr, "\r%-100s", text.substr(0, 100).c_str());
+  } else {
+    std::fprintf(stderr, "%s\n", text.c_str());
+  }
+  std::fflush(stderr);
+  drawn_ = true;
+}
+
 void ProgressBar::Finish() {
   if (enabled_ && tty_ && drawn_) std::fprintf(stderr, "\n");
   drawn_ = false;

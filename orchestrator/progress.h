@@ -23,6 +23,9 @@ class ProgressBar {
   ProgressBar(bool enabled, int64_t total_steps, int64_t first_step);
   // Draws the bar after `step` (0-based) finished with `metrics`.
   void Update(int64_t step, const std::map<std::string, double>& metrics);
+  // Shows `text` in the bar's place until the next Update ("waiting for
+  // learner at ..."); a line of its own on a pipe.
+  void Note(const std::string& text);
   // Ends the line in place (newline on a terminal).
   void Finish();
 

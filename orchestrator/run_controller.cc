@@ -34,20 +34,6 @@ using Clock = std::chrono::steady_clock;
 
 double SecondsSince(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
-// Whether a failed call says something about the worker (try another one)
-// rather than about the request.
-bool IsWorkerFault(const absl::Status& s) {
-  switch (s.code()) {
-    case absl::StatusCode::kInvalidArgument:
-    case absl::StatusCode::kFailedPrecondition:
-    case absl::StatusCode::kUnauthenticated:
-    case absl::StatusCode::kPermissionDenied:
-      return false;
-    default:
-      return true;
-  }
-}
-
 // Runs fn(i) for i in [0, n) on up to `threads` threads; returns the first error.
 template <typename Fn>
 absl::Status ParallelFor(int n, int threads, Fn fn) {
@@ -63,55 +49,6 @@ absl::Status ParallelFor(int n, int threads, Fn fn) {
     if (!e.ok()) return e;
   }
   return absl::OkStatus();
-}
-
-// One call on a worker of `role`, retried on other workers: a worker fault
-// (unavailable, deadline, internal...) marks the worker unhealthy and moves on;
-// FAILED_PRECONDITION (e.g. a worker still on an older policy) waits briefly and
-// tries another; INVALID_ARGUMENT is returned at once.
-template <typename Fn>
-absl::Status CallWithRetry(WorkerRegistry* registry, zerorl::v1::WorkerRole role, int max_retries,
-                           const std::string& what, Fn fn) {
-  std::set<std::string> exclude;
-  absl::Status last = absl::UnavailableError(absl::StrCat(what, ": no ", zerorl::v1::WorkerRole_Name(role),
-                                                          " worker is registered"));
-  for (int attempt = 0; attempt <= max_retries; ++attempt) {
-    auto h = registry->Acquire(role, exclude);
-    if (!h && !exclude.empty()) {  // every worker failed once: start over after a pause
-      exclude.clear();
-      std::this_thread::sleep_for(std::chrono::milliseconds(250 * attempt));
-      h = registry->Acquire(role, exclude);
-    }
-    if (!h) return last;
-    absl::Status s = fn(*h);
-    registry->Release(h->id, s.ok() || !IsWorkerFault(s));
-    if (s.ok()) return s;
-    last = Annotate(s, absl::StrCat(what, " on ", h->id, " (", h->address, ")"));
-    if (s.code() == absl::StatusCode::kInvalidArgument || s.code() == absl::StatusCode::kUnauthenticated) return last;
-    ZLOG(WARNING) << last << (attempt < max_retries ? "; retrying on another worker" : "");
-    exclude.insert(h->id);
-    if (s.code() == absl::StatusCode::kFailedPrecondition) std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  }
-  return last;
-}
-
-// Retries a call on the single buffer or learner while it is unavailable.
-template <typename Fn>
-absl::Status CallSingleWithRetry(int max_retries, const std::string& what, Fn fn) {
-  absl::Status s;
-  for (int attempt = 0; attempt <= max_retries; ++attempt) {
-    s = fn();
-    if (s.ok() || (s.code() != absl::StatusCode::kUnavailable && s.code() != absl::StatusCode::kDeadlineExceeded)) {
-      break;
-    }
-    ZLOG(WARNING) << what << ": " << s << "; retrying";
-    std::this_thread::sleep_for(std::chrono::milliseconds(500 * (attempt + 1)));
-  }
-  return s.ok() ? s : Annotate(s, what);
-}
-
-std::chrono::milliseconds CallDeadline(const zerorl::v1::RunConfig& c) {
-  return std::chrono::milliseconds(std::max(1000, c.orchestrator().call_deadline_ms()));
 }
 
 double Mean(const std::vector<double>& v) {
@@ -136,7 +73,13 @@ RunController::RunController(zerorl::v1::RunConfig config, WorkerRegistry* regis
       registry_(registry),
       buffer_(zerorl::v1::BufferService::NewStub(buffer)),
       learner_(zerorl::v1::LearnerService::NewStub(learner)),
-      options_(std::move(options)) {}
+      options_(std::move(options)),
+      calls_(config_.orchestrator(), &stop_, [this](const std::string& waiting_for) {
+        absl::MutexLock l(&mu_);
+        if (waiting_for == waiting_for_) return;
+        waiting_for_ = waiting_for;
+        if (progress_ && !waiting_for.empty()) progress_->Note(waiting_for);
+      }) {}
 
 RunController::~RunController() {
   RequestStop();
@@ -148,6 +91,9 @@ absl::Status RunController::Prepare() {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) return absl::PermissionDeniedError(absl::StrCat("run_dir: cannot create ", dir, ": ", ec.message()));
+  if (!dir_lock_) {
+    ZRL_ASSIGN_OR_RETURN(dir_lock_, RunDirLock::Acquire(dir));
+  }
   ZRL_ASSIGN_OR_RETURN(data_, LoadDataset(config_.dataset(), config_.seed(), options_.base_dir, options_.chat));
   if (data_.train.empty()) return absl::InvalidArgumentError("dataset: the train split is empty");
   eval_prompts_ = data_.eval;
@@ -175,7 +121,7 @@ absl::Status RunController::Prepare() {
     absl::MutexLock l(&mu_);
     state_ = state;
   }
-  ZRL_RETURN_IF_ERROR(ReconcileWithLearner());
+  ZRL_RETURN_IF_ERROR(ReconcileWithLearner(/*fresh_state=*/!loaded.ok()));
   {
     std::ofstream(dir + "/config.yaml") << MessageToYaml(config_);
   }
@@ -200,25 +146,52 @@ absl::Status RunController::Prepare() {
   return SaveState();
 }
 
-absl::Status RunController::ReconcileWithLearner() {
+absl::StatusOr<zerorl::v1::LearnerState> RunController::FetchLearnerState() {
   zerorl::v1::LearnerState ls;
-  absl::Status s = CallSingleWithRetry(config_.orchestrator().max_retries() + 3, "learner GetLearnerState", [&] {
-    auto ctx = ContextWithDeadline(std::chrono::seconds(30));
+  ZRL_RETURN_IF_ERROR(calls_.CallSingle("learner", config_.learner().address(), "learner GetLearnerState", [&] {
+    ls.Clear();
+    auto ctx = ContextWithDeadline(calls_.deadline());
     return FromGrpcStatus(learner_->GetLearnerState(ctx.get(), zerorl::v1::GetLearnerStateRequest(), &ls));
-  });
-  if (!s.ok()) return s;
+  }));
+  return ls;
+}
+
+absl::Status RunController::ReconcileWithLearner(bool fresh_state) {
+  ZRL_ASSIGN_OR_RETURN(zerorl::v1::LearnerState ls, FetchLearnerState());
   absl::MutexLock l(&mu_);
-  if (ls.step() > state_.step) {
+  if (fresh_state) {  // no state.json: the learner's checkpoint says where the run is
+    state_.step = ls.step();
+    state_.policy_version = ls.policy().version();
+  } else if (ls.step() > state_.step) {
     ZLOG(WARNING) << "the learner finished step " << ls.step() - 1 << " before the orchestrator recorded it; "
-                  << "continuing at step " << ls.step();
+                  << "re-running step " << state_.step << " (the learner answers it from its record)";
   } else if (ls.step() < state_.step) {
     ZLOG(WARNING) << "the learner is at step " << ls.step() << " (restored from an older checkpoint) while the run "
-                  << "state is at step " << state_.step << "; re-running from step " << ls.step();
+                  << "state is at step " << state_.step << "; it re-trains steps " << ls.step() << ".."
+                  << state_.step - 1 << " from the buffer before step " << state_.step;
   }
-  state_.step = ls.step();
   state_.cursor = CursorForStep(state_.step);
   state_.rng_state = SeedForStep(state_.step);
-  state_.policy_version = ls.policy().version();
+  return absl::OkStatus();
+}
+
+absl::Status RunController::CatchUpLearner() {
+  int64_t step, version;
+  {
+    absl::MutexLock l(&mu_);
+    step = state_.step;
+    version = state_.policy_version;
+  }
+  if (step == 0) return absl::OkStatus();
+  ZRL_ASSIGN_OR_RETURN(zerorl::v1::LearnerState ls, FetchLearnerState());
+  if (ls.step() >= step) return absl::OkStatus();
+  // Train of the last recorded step re-trains what the learner lost (its
+  // metrics are recorded already) and pushes the weights the rollout needs.
+  ZRL_ASSIGN_OR_RETURN(zerorl::v1::TrainResponse caught_up, Train(step - 1));
+  if (caught_up.policy().version() != version) {
+    return absl::DataLossError(absl::StrCat("the learner re-trained up to step ", step - 1, " at policy version ",
+                                            caught_up.policy().version(), ", but the run recorded version ", version));
+  }
   return absl::OkStatus();
 }
 
@@ -251,7 +224,7 @@ absl::StatusOr<std::vector<std::vector<Sample>>> RunController::GenerateAll(
     std::atomic<int64_t>* sent_bytes) {
   std::vector<std::vector<Sample>> out(prompts.size());
   if (prompt_ids != nullptr) prompt_ids->assign(prompts.size(), {});
-  const auto deadline = CallDeadline(config_);
+  const auto deadline = calls_.deadline();
   // One request per prompt: the sample seeds depend only on (seed, prompt
   // index), so a retry elsewhere reproduces the same samples.
   absl::Status s = ParallelFor(static_cast<int>(prompts.size()), 32, [&](int i) {
@@ -265,8 +238,8 @@ absl::StatusOr<std::vector<std::vector<Sample>>> RunController::GenerateAll(
     SplitMix64 r(seed + static_cast<uint64_t>(i) * 0x9E3779B97F4A7C15ULL);
     req.mutable_sampling()->set_seed(r.Next());
     req.set_min_policy_version(min_version);
-    return CallWithRetry(registry_, zerorl::v1::WORKER_ROLE_ROLLOUT, config_.orchestrator().max_retries(),
-                         absl::StrCat("Generate ", req.request_id()), [&](const WorkerHandle& h) -> absl::Status {
+    return calls_.CallPool(registry_, zerorl::v1::WORKER_ROLE_ROLLOUT, absl::StrCat("Generate ", req.request_id()),
+                           [&](const WorkerHandle& h) -> absl::Status {
                            auto ctx = ContextWithDeadline(deadline);
                            if (sent_bytes != nullptr) *sent_bytes += static_cast<int64_t>(req.ByteSizeLong());
                            zerorl::v1::GenerateResponse resp;
@@ -295,7 +268,7 @@ absl::StatusOr<std::vector<std::vector<RewardResult>>> RunController::ScoreAll(
     const std::vector<Prompt>& prompts, const std::vector<std::vector<Sample>>& samples,
     std::atomic<int64_t>* sent_bytes) {
   std::vector<std::vector<RewardResult>> out(prompts.size());
-  const auto deadline = CallDeadline(config_);
+  const auto deadline = calls_.deadline();
   absl::Status s = ParallelFor(static_cast<int>(prompts.size()), 8, [&](int i) {
     zerorl::v1::ScoreRequest req;
     req.set_group_prompt(prompts[i].text());
@@ -307,8 +280,8 @@ absl::StatusOr<std::vector<std::vector<RewardResult>>> RunController::ScoreAll(
       item->set_completion_tokens(samples[i][g].token_ids_size());
       item->set_finish_reason(samples[i][g].finish_reason());
     }
-    return CallWithRetry(registry_, zerorl::v1::WORKER_ROLE_REWARD, config_.orchestrator().max_retries(),
-                         absl::StrCat("Score ", prompts[i].id()), [&](const WorkerHandle& h) -> absl::Status {
+    return calls_.CallPool(registry_, zerorl::v1::WORKER_ROLE_REWARD, absl::StrCat("Score ", prompts[i].id()),
+                           [&](const WorkerHandle& h) -> absl::Status {
                            auto ctx = ContextWithDeadline(deadline);
                            if (sent_bytes != nullptr) *sent_bytes += static_cast<int64_t>(req.ByteSizeLong());
                            zerorl::v1::ScoreResponse resp;
@@ -326,8 +299,46 @@ absl::StatusOr<std::vector<std::vector<RewardResult>>> RunController::ScoreAll(
   return out;
 }
 
+absl::StatusOr<std::optional<RunController::StepData>> RunController::StoredStep(int64_t step) {
+  zerorl::v1::StepStatsRequest req;
+  req.set_run_id(config_.run_id());
+  req.set_step_min(step);
+  req.set_step_max(step);
+  zerorl::v1::StepStatsResponse resp;
+  ZRL_RETURN_IF_ERROR(calls_.CallSingle("buffer", config_.buffer().address(),
+                                        absl::StrCat("buffer GetStepStats of step ", step), [&] {
+                                          resp.Clear();
+                                          auto ctx = ContextWithDeadline(calls_.deadline());
+                                          return FromGrpcStatus(buffer_->GetStepStats(ctx.get(), req, &resp));
+                                        }));
+  const int64_t want = static_cast<int64_t>(config_.rollout().prompts_per_step()) * config_.rollout().group_size();
+  for (const auto& st : resp.steps()) {
+    if (st.step() != step || st.count() < want) continue;
+    StepData d;
+    d.stats["reward_mean"] = st.reward_mean();
+    d.stats["reward_std"] = st.reward_std();
+    d.stats["accuracy"] = st.accuracy();
+    d.stats["completion_len_mean"] = st.completion_len_mean();
+    d.stats["appended_groups"] = 0;
+    d.stats["duplicate_groups"] = config_.rollout().prompts_per_step();
+    absl::MutexLock l(&mu_);
+    d.stats["reward_spec_version"] = static_cast<double>(state_.reward_spec_version);
+    return std::optional<StepData>(std::move(d));
+  }
+  return std::optional<StepData>();
+}
+
 absl::StatusOr<RunController::StepData> RunController::Produce(int64_t step, int64_t min_version) {
   const auto t0 = Clock::now();
+  // A step whose groups were all stored before a crash is not generated again
+  // (with newer weights it would not be the same): the stored groups are what
+  // the learner trains on, and the step's metrics come from them.
+  ZRL_ASSIGN_OR_RETURN(std::optional<StepData> stored, StoredStep(step));
+  if (stored) {
+    ZLOG(INFO) << "step " << step << ": its groups are stored already; not generating them again";
+    stored->seconds = SecondsSince(t0);
+    return *std::move(stored);
+  }
   const std::vector<Prompt> prompts = PromptsForStep(step);
   const int G = config_.rollout().group_size();
   std::atomic<int64_t> sent_bytes{0};
@@ -371,11 +382,11 @@ absl::StatusOr<RunController::StepData> RunController::Produce(int64_t step, int
   const auto t2 = Clock::now();
   sent_bytes += static_cast<int64_t>(append.ByteSizeLong());
   zerorl::v1::AppendResponse appended;
-  ZRL_RETURN_IF_ERROR(CallSingleWithRetry(config_.orchestrator().max_retries(),
-                                          absl::StrCat("buffer Append of step ", step), [&] {
-                                            auto ctx = ContextWithDeadline(CallDeadline(config_));
-                                            return FromGrpcStatus(buffer_->Append(ctx.get(), append, &appended));
-                                          }));
+  ZRL_RETURN_IF_ERROR(calls_.CallSingle("buffer", config_.buffer().address(),
+                                         absl::StrCat("buffer Append of step ", step), [&] {
+                                           auto ctx = ContextWithDeadline(calls_.deadline());
+                                           return FromGrpcStatus(buffer_->Append(ctx.get(), append, &appended));
+                                         }));
   StepData d;
   double var = 0;
   const double mean = Mean(r);
@@ -411,25 +422,14 @@ absl::StatusOr<zerorl::v1::TrainResponse> RunController::Train(int64_t step) {
   req.set_total_steps(config_.orchestrator().total_steps());
   req.set_data_cursor(DataCursorJson(step + 1));
   zerorl::v1::TrainResponse resp;
-  absl::Status s;
-  for (int attempt = 0; attempt <= config_.orchestrator().max_retries(); ++attempt) {
-    auto ctx = ContextWithDeadline(CallDeadline(config_));
-    s = FromGrpcStatus(learner_->Train(ctx.get(), req, &resp));
-    if (s.ok()) break;
-    // The call may have failed after the learner finished the step: ask it.
-    zerorl::v1::LearnerState ls;
-    auto sctx = ContextWithDeadline(std::chrono::seconds(30));
-    if (learner_->GetLearnerState(sctx.get(), zerorl::v1::GetLearnerStateRequest(), &ls).ok() && ls.step() > step) {
-      ZLOG(WARNING) << "learner Train of step " << step << " answered " << s << " but the learner finished it";
-      resp.Clear();
-      *resp.mutable_policy() = ls.policy();
-      return resp;
-    }
-    if (s.code() != absl::StatusCode::kUnavailable && s.code() != absl::StatusCode::kDeadlineExceeded) break;
-    ZLOG(WARNING) << "learner Train of step " << step << ": " << s << "; retrying";
-    std::this_thread::sleep_for(std::chrono::milliseconds(500 * (attempt + 1)));
-  }
-  if (!s.ok()) return Annotate(s, absl::StrCat("learner Train of step ", step));
+  // Train of a step is idempotent (learner_service.h): a retry after a lost
+  // answer, or to a restarted learner, gets the step's one result.
+  ZRL_RETURN_IF_ERROR(calls_.CallSingle("learner", config_.learner().address(),
+                                        absl::StrCat("learner Train of step ", step), [&] {
+                                          resp.Clear();
+                                          auto ctx = ContextWithDeadline(calls_.deadline());
+                                          return FromGrpcStatus(learner_->Train(ctx.get(), req, &resp));
+                                        }));
   for (const auto& e : resp.publish_errors()) ZLOG(WARNING) << "weights not published: " << e;
   return resp;
 }
@@ -553,8 +553,10 @@ absl::Status RunController::Checkpoint() {
   req.set_step(step);
   req.set_data_cursor(DataCursorJson(step));
   zerorl::v1::CheckpointInfo info;
-  auto ctx = ContextWithDeadline(CallDeadline(config_));
-  ZRL_RETURN_IF_ERROR(Annotate(FromGrpcStatus(learner_->SaveCheckpoint(ctx.get(), req, &info)), "learner checkpoint"));
+  ZRL_RETURN_IF_ERROR(calls_.CallSingle("learner", config_.learner().address(), "learner checkpoint", [&] {
+    auto ctx = ContextWithDeadline(calls_.deadline());
+    return FromGrpcStatus(learner_->SaveCheckpoint(ctx.get(), req, &info));
+  }));
   ZLOG(INFO) << "checkpoint of step " << step << " at " << info.path();
   return absl::OkStatus();
 }
@@ -617,7 +619,11 @@ absl::Status RunController::Run() {
   absl::Status s = RunLoop();
   progress_->Finish();
   if (!s.ok()) {
-    SetState(zerorl::v1::RUN_STATE_FAILED, std::string(s.message()));
+    // An actor that stayed down past orchestrator.outage_seconds stops the run
+    // (resumable: start the orchestrator again); anything else fails it.
+    const bool outage = CallPolicy::IsOutage(s);
+    if (outage) s = Annotate(s, "run stopped; start the orchestrator again to resume");
+    SetState(outage ? zerorl::v1::RUN_STATE_STOPPED : zerorl::v1::RUN_STATE_FAILED, std::string(s.message()));
     (void)SaveState();
   }
   return s;
@@ -634,6 +640,7 @@ absl::Status RunController::RunLoop() {
     absl::MutexLock l(&mu_);
     step = state_.step;
   }
+  ZRL_RETURN_IF_ERROR(CatchUpLearner());
   std::optional<StepData> pending;  // async: the next step's data, produced while training
   auto last_train_end = Clock::now();
   while (step < total) {
@@ -693,10 +700,7 @@ absl::Status RunController::RunLoop() {
     summary_.eval_before = state_.base_eval_accuracy;
   }
   if (step < total) {  // stopped
-    absl::Status ck = Checkpoint();
-    if (!ck.ok()) {
-      ZLOG(WARNING) << ck;
-    }
+    ZRL_RETURN_IF_ERROR(Checkpoint());
     SetState(zerorl::v1::RUN_STATE_STOPPED);
     return SaveState();
   }
@@ -712,10 +716,7 @@ absl::Status RunController::RunLoop() {
     summary_.has_after = true;
     summary_.eval_after = final_eval.greedy_accuracy;
   }
-  absl::Status ck = Checkpoint();
-  if (!ck.ok()) {
-    ZLOG(WARNING) << ck;
-  }
+  ZRL_RETURN_IF_ERROR(Checkpoint());
   SetState(zerorl::v1::RUN_STATE_FINISHED);
   return SaveState();
 }
@@ -734,6 +735,7 @@ zerorl::v1::RunInfo RunController::Info() const {
   info.set_updated_unix_ms(updated_unix_ms_);
   info.set_run_dir(config_.run_dir());
   info.set_error(state_.error);
+  info.set_waiting_for(waiting_for_);
   if (!metrics_.empty()) {
     for (const auto& [k, v] : metrics_.back().values()) (*info.mutable_last_metrics())[k] = v;
   }

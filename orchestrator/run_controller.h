@@ -8,16 +8,25 @@
 // overlaps the rollout of step k+1 with the training of step k (staleness 1,
 // bounded by orchestrator.max_staleness).
 //
-// Reliability: every call has a deadline (orchestrator.call_deadline_ms); a
-// failed or timed-out Generate or Score is retried on another worker, up to
-// max_retries times. IDs are deterministic — trajectory RUN/STEP/GROUP/SAMPLE,
-// sampling seeds from (seed, step, prompt) — so a retried or re-run step
-// writes the same trajectories and the buffer stores each exactly once.
+// Reliability: every call goes through one CallPolicy (call_policy.h): the
+// configured deadline, retries on another worker, and an outage budget
+// (orchestrator.outage_seconds) for an actor that is down; past it the run
+// stops as STOPPED (resumable), not FAILED, and RunInfo.waiting_for says what
+// it waits for meanwhile. IDs are deterministic — trajectory
+// RUN/STEP/GROUP/SAMPLE, sampling seeds from (seed, step, prompt) — so a
+// retried or re-run step writes the same trajectories and the buffer stores
+// each exactly once.
 //
-// Durability: RUN_DIR/state.json (run_state.h) is written after every step.
-// The prompts of step k are a pure function of (seed, k), so the state's cursor
-// can always be re-derived; on start the learner's step count is authoritative
-// (a step the learner finished before a crash is not trained again).
+// Durability and restarts: RUN_DIR/state.json (run_state.h) is written after
+// every step; the run's step is the state's (the next step to record). The
+// prompts of step k are a pure function of (seed, k). A restarted orchestrator
+// re-runs the step it had not recorded: the groups already stored are not
+// generated again (the step's metrics come from them), and the learner's
+// Train is idempotent (learner_service.h), so a step trained before the crash
+// is answered from its record, not trained twice; each step is recorded in
+// metrics.jsonl once. A learner behind the state (restored from an older
+// checkpoint) is caught up before the first step by re-training from the
+// buffer.
 //
 // Thread-safety: Pause/Resume/RequestStop/Info/Metrics may be called from any
 // thread while Run() executes on one.
@@ -27,6 +36,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -36,10 +46,12 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
+#include "orchestrator/call_policy.h"
 #include "orchestrator/dataset.h"
 #include "orchestrator/metrics_log.h"
 #include "orchestrator/progress.h"
 #include "orchestrator/prometheus.h"
+#include "orchestrator/run_dir_lock.h"
 #include "orchestrator/run_state.h"
 #include "orchestrator/tensorboard.h"
 #include "orchestrator/worker_registry.h"
@@ -70,8 +82,10 @@ class RunController {
                 std::shared_ptr<grpc::Channel> learner, RunControllerOptions options);
   ~RunController();
 
-  // Loads the dataset and any saved state, opens the metrics files, and
-  // reconciles the step with the learner. Errors name the bad file or key.
+  // Locks the run dir (FAILED_PRECONDITION naming it and the holder's pid when
+  // another run holds it), loads the dataset and any saved state, opens the
+  // metrics files, and reconciles the step with the learner. Errors name the
+  // bad file or key.
   absl::Status Prepare();
   // Runs steps until total_steps (FINISHED), RequestStop (STOPPED) or a
   // failure (FAILED, returned). Blocking.
@@ -99,7 +113,14 @@ class RunController {
   };
 
   absl::Status RunLoop();
-  absl::Status ReconcileWithLearner();
+  absl::StatusOr<zerorl::v1::LearnerState> FetchLearnerState();
+  // Logs how the learner's step relates to the state's; with no state.json
+  // (`fresh_state`), the learner's step and version become the run's.
+  absl::Status ReconcileWithLearner(bool fresh_state);
+  // Re-trains what a learner restored from an older checkpoint lacks.
+  absl::Status CatchUpLearner();
+  // The step's metrics from the buffer when all its groups are stored already.
+  absl::StatusOr<std::optional<StepData>> StoredStep(int64_t step);
   absl::StatusOr<StepData> Produce(int64_t step, int64_t min_version);
   absl::StatusOr<zerorl::v1::TrainResponse> Train(int64_t step);
   absl::StatusOr<EvalResult> Evaluate(int64_t version);
@@ -134,6 +155,8 @@ class RunController {
   std::unique_ptr<zerorl::v1::BufferService::Stub> buffer_;
   std::unique_ptr<zerorl::v1::LearnerService::Stub> learner_;
   RunControllerOptions options_;
+  CallPolicy calls_;  // every call to another actor
+  std::unique_ptr<RunDirLock> dir_lock_;  // held from Prepare on
 
   DatasetSplits data_;
   std::vector<zerorl::v1::Prompt> eval_prompts_;
@@ -150,6 +173,7 @@ class RunController {
   bool paused_ ABSL_GUARDED_BY(mu_) = false;
   RunSummary summary_ ABSL_GUARDED_BY(mu_);
   int64_t updated_unix_ms_ ABSL_GUARDED_BY(mu_) = 0;
+  std::string waiting_for_ ABSL_GUARDED_BY(mu_);  // RunInfo.waiting_for
 };
 
 }  // namespace zerorl

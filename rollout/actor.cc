@@ -1,7 +1,8 @@
 // The rollout actor: a GenerationEngine on the policy named by RunConfig.model,
 // served as RolloutService. At start it pulls the learner's current weights
 // when learner.address is set (a worker that starts late catches up);
-// Shutdown drains, aborting in-flight samples (finish reason abort).
+// Shutdown drains, aborting in-flight samples: their Generate calls answer
+// UNAVAILABLE and the orchestrator retries them on another worker.
 #include "rollout/actor.h"
 
 #include "absl/strings/str_cat.h"

@@ -70,6 +70,17 @@ grpc::Status RolloutServiceImpl::Generate(grpc::ServerContext*, const zerorl::v1
   const int G = req->group_size() == 0 ? 1 : req->group_size();
   auto out = engine_->Generate(prompts, G, *params, req->min_policy_version());
   if (!out.ok()) return ToGrpcStatus(out.status());
+  // Samples cut short by a drain (SIGTERM, Drain) are handed back, not
+  // answered: the caller retries the request elsewhere, and no truncated
+  // sample is ever stored or trained on.
+  int aborted = 0;
+  for (const auto& group : *out)
+    for (const GeneratedText& t : group) aborted += t.finish == SampleFinish::kAbort;
+  if (aborted > 0) {
+    return ToGrpcStatus(absl::UnavailableError(absl::StrCat("rollout worker is draining: ", aborted,
+                                                            " samples of request ", req->request_id(),
+                                                            " were aborted; retry on another worker")));
+  }
   int64_t completion_tokens = 0;
   for (size_t i = 0; i < out->size(); ++i) {
     zerorl::v1::GeneratedGroup* g = resp->add_groups();

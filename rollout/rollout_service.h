@@ -3,6 +3,8 @@
 //   Generate        prompts (token_ids, else BOS + Encode(text)) x group_size;
 //                   sampling: temperature 0 = greedy, top_p 0 = 1 (unset),
 //                   max_new_tokens 0 = 256, seed 0 = derived from request_id.
+//                   A request whose samples a drain aborted is answered
+//                   UNAVAILABLE (handed back whole), never with cut samples.
 //   UpdateWeights   client stream of WeightChunk, staged then swapped.
 //   Drain           stop taking work, finish or abort what is in flight.
 //   JoinWeightGroup / ReceiveWeightsNccl

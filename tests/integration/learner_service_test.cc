@@ -6,6 +6,8 @@
 #include "learner/learner_service.h"
 
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <random>
 
 #include <gtest/gtest.h>
@@ -172,6 +174,87 @@ TEST_F(LearnerServiceTest, TrainCheckpointsPublishesAndWorkersCanPull) {
   auto loaded = model::Model::Load(ck);
   ASSERT_TRUE(loaded.ok()) << loaded.status();
   EXPECT_EQ((*loaded)->NumParams(), zerorl::testing::TinyMoe(1)->NumParams());
+}
+
+// Train of a step is idempotent across restarts: a step already applied is
+// answered from its record (not trained twice); a learner restored from an
+// older checkpoint re-trains the steps in between and ends on the same weights.
+TEST_F(LearnerServiceTest, TrainIsIdempotentAcrossRestarts) {
+  for (int64_t s = 0; s < 3; ++s)
+    for (auto& g : Groups(s)) buffer_.groups.push_back(g);
+  auto train = [](zerorl::v1::LearnerService::Stub* stub, int64_t step, zerorl::v1::TrainResponse* resp) {
+    zerorl::v1::TrainRequest req;
+    req.set_run_id("t");
+    req.set_step(step);
+    req.set_by_step(true);
+    grpc::ClientContext ctx;
+    return stub->Train(&ctx, req, resp);
+  };
+  zerorl::v1::TrainResponse first0, first1;
+  ASSERT_TRUE(train(stub_.get(), 0, &first0).ok());
+  ASSERT_TRUE(train(stub_.get(), 1, &first1).ok());
+  const std::string ck1 = dir_ + "/checkpoints/step-00000001";
+  const std::string snapshot = dir_ + "/at-step-1";  // the checkpoint dir as a learner killed after step 0 left it
+  std::filesystem::create_directories(snapshot + "/train-results");
+  std::filesystem::copy(ck1, snapshot + "/step-00000001", std::filesystem::copy_options::recursive);
+  std::filesystem::copy(dir_ + "/checkpoints/train-results/step-00000000.pb", snapshot + "/train-results/");
+
+  // A retry of step 1 (its answer was lost): the recorded answer, no second update.
+  const int acks = buffer_.acks;
+  zerorl::v1::TrainResponse again;
+  ASSERT_TRUE(train(stub_.get(), 1, &again).ok());
+  EXPECT_EQ(again.policy().version(), 2);
+  EXPECT_EQ(again.metrics().values().at("loss"), first1.metrics().values().at("loss"));
+  EXPECT_EQ(buffer_.acks, acks + 1);  // the ack is finished
+  EXPECT_EQ(learner_->version(), 2);
+
+  // A restarted learner on the same checkpoint dir answers step 0 and 1 from their records.
+  auto restart = [&](const std::string& ck_dir) {
+    zerorl::v1::RunConfig c = config_;
+    c.mutable_learner()->mutable_checkpoint()->set_dir(ck_dir);
+    auto trainer = GrpoTrainer::Create(zerorl::testing::TinyMoe(1), zerorl::testing::CharTokenizer(),
+                                       TrainerOptionsFromConfig(c));
+    EXPECT_TRUE(trainer.ok());
+    auto l = std::make_unique<LearnerServiceImpl>(std::move(*trainer), c,
+                                                  MakeChannel("127.0.0.1:" + std::to_string(buffer_server_.port), server_));
+    auto resumed = l->ResumeFromLatest();
+    EXPECT_TRUE(resumed.ok() && *resumed) << resumed.status();
+    return l;
+  };
+  {
+    auto l = restart(dir_ + "/checkpoints");
+    auto h = StartServer("127.0.0.1:0", {l.get()}, server_);
+    ASSERT_TRUE(h.ok());
+    auto stub = zerorl::v1::LearnerService::NewStub(MakeChannel("127.0.0.1:" + std::to_string(h->port), server_));
+    zerorl::v1::TrainResponse r0;
+    ASSERT_TRUE(train(stub.get(), 0, &r0).ok());
+    EXPECT_EQ(r0.policy().version(), 1);
+    EXPECT_EQ(r0.metrics().values().at("loss"), first0.metrics().values().at("loss"));
+    EXPECT_EQ(l->version(), 2);
+    h->Shutdown();
+  }
+  // Step 2 on the original learner, and on one restored from the step-1 checkpoint:
+  // it re-trains step 1 from the buffer, then step 2, and ends on the same weights.
+  zerorl::v1::TrainResponse straight;
+  ASSERT_TRUE(train(stub_.get(), 2, &straight).ok());
+  EXPECT_EQ(straight.policy().version(), 3);
+  auto l = restart(snapshot);
+  EXPECT_EQ(l->version(), 1);
+  auto h = StartServer("127.0.0.1:0", {l.get()}, server_);
+  ASSERT_TRUE(h.ok());
+  auto stub = zerorl::v1::LearnerService::NewStub(MakeChannel("127.0.0.1:" + std::to_string(h->port), server_));
+  zerorl::v1::TrainResponse caught_up;
+  ASSERT_TRUE(train(stub.get(), 2, &caught_up).ok());
+  EXPECT_EQ(caught_up.policy().version(), 3);
+  EXPECT_EQ(caught_up.metrics().values().at("loss"), straight.metrics().values().at("loss"));
+  auto bytes = [](const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  const std::string a = bytes(dir_ + "/checkpoints/step-00000003/model.safetensors");
+  EXPECT_FALSE(a.empty());
+  EXPECT_TRUE(a == bytes(snapshot + "/step-00000003/model.safetensors")) << "re-trained weights differ";
+  h->Shutdown();
 }
 
 TEST_F(LearnerServiceTest, TrainWithoutGroupsIsFailedPrecondition) {
