@@ -148,7 +148,8 @@ absl::Status RunController::Prepare() {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) return absl::PermissionDeniedError(absl::StrCat("run_dir: cannot create ", dir, ": ", ec.message()));
-  ZRL_ASSIGN_OR_RETURN(data_, LoadDataset(config_.dataset(), config_.seed(), options_.base_dir, options_.chat));
+  ZRL_ASSIGN_OR_RETURN(data_, LoadDataset(config_.dataset(), config_.seed(), options_.base_dir, options_.chat,
+                                           options_.dataset_limits));
   if (data_.train.empty()) return absl::InvalidArgumentError("dataset: the train split is empty");
   eval_prompts_ = data_.eval;
   if (config_.orchestrator().eval().prompts() > 0 &&
