@@ -100,7 +100,7 @@ grpc::Status LearnerServiceImpl::Train(grpc::ServerContext*, const zerorl::v1::T
                                        zerorl::v1::TrainResponse* resp) {
   std::lock_guard<std::mutex> lk(mu_);
   if (!buffer_) return ToGrpcStatus(absl::FailedPreconditionError("learner has no buffer address (buffer.address)"));
-  const int deadline_ms = config_.orchestrator().call_deadline_ms() > 0 ? config_.orchestrator().call_deadline_ms() : 600000;
+  const int deadline_ms = config_.orchestrator().call_deadline_ms();
   zerorl::v1::LeaseRequest lease;
   lease.set_run_id(req->run_id().empty() ? config_.run_id() : req->run_id());
   lease.set_by_step(req->by_step());
@@ -140,14 +140,14 @@ grpc::Status LearnerServiceImpl::Train(grpc::ServerContext*, const zerorl::v1::T
       ZLOG(ERROR) << "checkpoint at step " << trainer_->step() << " failed: " << ck.status().message();
     }
   }
-  const int publish_every = config_.learner().publish_every() > 0 ? config_.learner().publish_every() : 1;
+  const int publish_every = config_.learner().publish_every();
   if (!req->publish_to().empty() && trainer_->step() % publish_every == 0) {
     std::vector<PublishTarget> targets;
     for (const std::string& a : req->publish_to()) targets.push_back({a, rollout_channels_(a)});
     ChunkOptions co;
     co.version = trainer_->version();
     co.config_json = ConfigJson();
-    co.chunk_bytes = config_.learner().weight_chunk_bytes() > 0 ? config_.learner().weight_chunk_bytes() : 4 << 20;
+    co.chunk_bytes = config_.learner().weight_chunk_bytes();
     const PublishResult pr = publisher_.Publish(targets, NcclWeightSourceOf(trainer_->policy()),
                                                 [&] { return trainer_->WeightTensors(); }, co,
                                                 std::chrono::milliseconds(deadline_ms));
@@ -193,7 +193,7 @@ grpc::Status LearnerServiceImpl::FetchWeights(grpc::ServerContext*, const zerorl
   ChunkOptions co;
   co.version = trainer_->version();
   co.config_json = ConfigJson();
-  co.chunk_bytes = config_.learner().weight_chunk_bytes() > 0 ? config_.learner().weight_chunk_bytes() : 4 << 20;
+  co.chunk_bytes = config_.learner().weight_chunk_bytes();
   co.bf16 = req->dtype() == "BF16";
   absl::Status st = ForEachWeightChunk(trainer_->WeightTensors(), co,
                                        [&](const zerorl::v1::WeightChunk& c) { return writer->Write(c); });
