@@ -146,7 +146,7 @@ std::vector<std::string> MetricColumns(const std::set<std::string>& present, con
   std::vector<std::string> cols;
   for (const char* k : kKey)
     if (rest.erase(k)) cols.push_back(k);
-  if (all) cols.insert(cols.end(), rest.begin(), rest.end());
+  if (all || cols.empty()) cols.insert(cols.end(), rest.begin(), rest.end());  // none of the key ones: show what there is
   return cols;
 }
 
