@@ -138,4 +138,16 @@ std::string Preview(absl::string_view text, size_t max_chars) {
   return line;
 }
 
+std::vector<std::string> MetricColumns(const std::set<std::string>& present, const std::string& keys, bool all) {
+  if (!keys.empty()) return absl::StrSplit(keys, ',', absl::SkipWhitespace());
+  static const char* const kKey[] = {"reward_mean", "accuracy", "eval_accuracy", "completion_len_mean",
+                                     "kl",          "entropy",  "tokens_per_s"};
+  std::set<std::string> rest = present;
+  std::vector<std::string> cols;
+  for (const char* k : kKey)
+    if (rest.erase(k)) cols.push_back(k);
+  if (all || cols.empty()) cols.insert(cols.end(), rest.begin(), rest.end());  // none of the key ones: show what there is
+  return cols;
+}
+
 }  // namespace zerorl::ctl

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <ostream>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -53,5 +54,12 @@ std::string FormatNumber(double v);
 std::string FinishName(zerorl::v1::FinishReason r);
 // One line, at most `max_chars` code points, newlines as "⏎", "…" when cut.
 std::string Preview(absl::string_view text, size_t max_chars);
+
+// The columns of `zerorlctl metrics` (after STEP), given the metric names the
+// steps carry: `keys` (comma-separated) when given, as given; else the key
+// ones present (reward, accuracy, eval accuracy, length, KL, entropy,
+// tokens/s); with `all` (or when none of those is present), those followed by
+// every other name, sorted.
+std::vector<std::string> MetricColumns(const std::set<std::string>& present, const std::string& keys, bool all);
 
 }  // namespace zerorl::ctl

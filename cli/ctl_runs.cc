@@ -206,23 +206,7 @@ absl::Status ListWorkers(Session& s, bool probe) {
   return absl::OkStatus();
 }
 
-// Metric columns: the usual GRPO ones first (in this order), then the rest by name.
-std::vector<std::string> MetricColumns(const v1::MetricsList& list, const std::string& keys) {
-  if (!keys.empty()) return absl::StrSplit(keys, ',', absl::SkipWhitespace());
-  static const std::vector<std::string> kFirst = {"reward_mean", "accuracy",    "kl",          "loss",
-                                                  "entropy",     "clip_frac",   "grad_norm",   "lr",
-                                                  "completion_len_mean", "step_seconds"};
-  std::set<std::string> all;
-  for (const auto& m : list.steps())
-    for (const auto& [k, v] : m.values()) all.insert(k);
-  std::vector<std::string> cols;
-  for (const auto& k : kFirst)
-    if (all.erase(k)) cols.push_back(k);
-  cols.insert(cols.end(), all.begin(), all.end());
-  return cols;
-}
-
-absl::Status Metrics(Session& s, std::string run, int last, const std::string& keys) {
+absl::Status Metrics(Session& s, std::string run, int last, const std::string& keys, bool all) {
   if (last < 0) return UsageError("--last: must be >= 0");
   if (run.empty()) {
     ZRL_ASSIGN_OR_RETURN(run, DefaultRun(s));
@@ -239,7 +223,10 @@ absl::Status Metrics(Session& s, std::string run, int last, const std::string& k
   } else if (s.output() == OutputMode::kJsonl) {
     for (const auto& m : list.steps()) s.out() << ToJson(m, false) << "\n";
   } else {
-    std::vector<std::string> cols = MetricColumns(list, keys);
+    std::set<std::string> present;
+    for (const auto& m : list.steps())
+      for (const auto& [k, v] : m.values()) present.insert(k);
+    std::vector<std::string> cols = MetricColumns(present, keys, all);
     std::vector<std::string> header = {"STEP"};
     header.insert(header.end(), cols.begin(), cols.end());
     Table t(header);
@@ -298,13 +285,15 @@ void AddRunCommands(CLI::App& root, CommandSet& set) {
     std::string run;
     int last = 0;
     std::string keys;
+    bool all = false;
   };
   auto mf = std::make_shared<MetricsFlags>();
   CLI::App* metrics = root.add_subcommand("metrics", "per-step metrics of a run");
   metrics->add_option("--run", mf->run, "run id (default: the only run)");
   metrics->add_option("--last", mf->last, "only the last N steps (0 = all)")->capture_default_str();
-  metrics->add_option("--keys", mf->keys, "comma-separated metric names to show (table)");
-  set.Add(metrics, [mf](Session& s) { return Metrics(s, mf->run, mf->last, mf->keys); });
+  auto* keys = metrics->add_option("--keys,--columns", mf->keys, "comma-separated metric names to show (table)");
+  metrics->add_flag("--all", mf->all, "every metric as a column (table; default: the key ones)")->excludes(keys);
+  set.Add(metrics, [mf](Session& s) { return Metrics(s, mf->run, mf->last, mf->keys, mf->all); });
 }
 
 }  // namespace zerorl::ctl

@@ -63,6 +63,12 @@ Session::Session(GlobalFlags flags, std::ostream& out, Runtime* runtime)
 
 absl::Status Session::Init() {
   if (flags_.addr.empty()) return UsageError("--addr: empty address");
+  for (const auto& [flag, value] : {std::pair<const char*, const std::string*>{"--addr", &flags_.addr},
+                                    {"--buffer-addr", &flags_.buffer_addr},
+                                    {"--reward-addr", &flags_.reward_addr}}) {
+    if (value->empty()) continue;
+    if (auto s = ValidateAddress(*value, flag); !s.ok()) return UsageError(std::string(s.message()));
+  }
   ZRL_ASSIGN_OR_RETURN(timeout_, ParseTimeout(flags_.timeout));
   std::string mode = absl::AsciiStrToLower(flags_.output);
   if (mode == "table") {

@@ -4,7 +4,11 @@
 // TrajectoryFilter: --run, --step A:B, --min-reward, --max-reward, --version,
 // --finish, --contains, --prompt-id. Paging is done here: --limit N stops after
 // N trajectories (0 = all).
+#include <sys/stat.h>
+
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <memory>
 #include <thread>
@@ -228,13 +232,36 @@ absl::Status Tail(Session& s, const FilterFlags& f, bool from_start) {
   return absl::OkStatus();
 }
 
+// Where --out writes. A regular file (or a new one) is replaced atomically: a
+// temp file beside it, renamed over it once complete, so a failed export leaves
+// the old file whole. A symbolic link is refused (a rename would replace the
+// link itself, not its target). Anything else that is not a directory — a
+// device (/dev/null, /dev/stdout), a FIFO — is written through in place and
+// never replaced: a write error (ENOSPC on /dev/full) fails the export.
+enum class OutKind { kStdout, kReplace, kWriteThrough };
+
+absl::StatusOr<OutKind> ClassifyOut(const std::string& path) {
+  if (path == "-") return OutKind::kStdout;
+  struct stat st;
+  if (lstat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT) return OutKind::kReplace;
+    return UsageError(absl::StrCat("--out ", path, ": ", std::strerror(errno)));
+  }
+  if (S_ISLNK(st.st_mode))
+    return UsageError(absl::StrCat("--out ", path, ": is a symbolic link; give the path it points to"));
+  if (S_ISDIR(st.st_mode)) return UsageError(absl::StrCat("--out ", path, ": is a directory"));
+  return S_ISREG(st.st_mode) ? OutKind::kReplace : OutKind::kWriteThrough;
+}
+
 absl::Status Export(Session& s, const FilterFlags& f, const std::string& path) {
+  ZRL_ASSIGN_OR_RETURN(const OutKind kind, ClassifyOut(path));
   ZRL_ASSIGN_OR_RETURN(Target t, Resolve(s, f));
-  const bool to_stdout = path == "-";
-  const std::string tmp = path + ".tmp";
+  const bool to_stdout = kind == OutKind::kStdout;
+  const bool replace = kind == OutKind::kReplace;
+  const std::string tmp = replace ? path + ".tmp" : path;
   std::ofstream file;
   if (!to_stdout) {
-    file.open(tmp, std::ios::trunc);
+    file.open(tmp, replace ? std::ios::trunc : std::ios::out);
     if (!file) return UsageError(absl::StrCat("--out: cannot write ", tmp));
   }
   std::ostream& sink = to_stdout ? s.out() : file;
@@ -246,10 +273,10 @@ absl::Status Export(Session& s, const FilterFlags& f, const std::string& path) {
   if (!to_stdout) {
     file.close();
     if (!st.ok() || !file) {
-      std::remove(tmp.c_str());
+      if (replace) std::remove(tmp.c_str());
       return st.ok() ? absl::InternalError(absl::StrCat("writing ", tmp, " failed")) : st;
     }
-    if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    if (replace && std::rename(tmp.c_str(), path.c_str()) != 0) {
       std::remove(tmp.c_str());
       return UsageError(absl::StrCat("--out: cannot rename ", tmp, " to ", path));
     }

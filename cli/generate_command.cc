@@ -2,6 +2,13 @@
 // tokenizer.json if present — else the built-in character vocabulary), sample
 // a completion of a prompt, print it (or, with --json, one object with the
 // token ids and their logprobs).
+//
+// Lengths are checked before any work: the prompt's tokens plus
+// --max-new-tokens must fit the model's max_position_embeddings (a prompt of
+// more than 64 bytes per position is refused before tokenizing); --threads is
+// 0..1024. A violation is a usage error
+// (exit 2) naming the flag; a model that does not load (NaN weights included)
+// exits 1.
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
@@ -11,12 +18,17 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "common/config.h"
 #include "model/device.h"
 #include "model/model.h"
 #include "model/tokenizer.h"
 
 namespace zerorl {
 namespace {
+
+// No tokenizer we load merges more than this many bytes into one token on
+// average over a long text (BPE vocabularies top out near 16-byte tokens).
+constexpr int64_t kMaxPromptBytesPerPosition = 64;
 
 bool ParseIds(const std::string& s, std::vector<int32_t>* out) {
   std::stringstream ss(s);
@@ -75,6 +87,10 @@ int GenerateCommand(int argc, char** argv) {
                  "--top-p in (0, 1], --top-k >= 0\n");
     return 2;
   }
+  if (auto s = ValidateThreads(threads, "--threads"); !s.ok()) {
+    std::fprintf(stderr, "zerorl generate: %s\n", std::string(s.message()).c_str());
+    return 2;
+  }
   if (threads > 0) model::ops::SetCpuThreads(threads);
   auto backend = model::BackendForDevice(device, "--device");
   if (!backend.ok()) {
@@ -87,6 +103,21 @@ int GenerateCommand(int argc, char** argv) {
     return 1;
   }
   const model::ModelConfig& cfg = (*m)->config();
+  const int64_t positions = cfg.max_position_embeddings;
+  if (max_new >= positions) {
+    std::fprintf(stderr,
+                 "zerorl generate: --max-new-tokens %lld leaves no room for a prompt in the model's %lld positions\n",
+                 static_cast<long long>(max_new), static_cast<long long>(positions));
+    return 2;
+  }
+  // A byte-level tokenizer makes at most one token per byte, and tokenizing
+  // megabytes only to refuse them costs minutes and gigabytes: refuse early
+  // what cannot fit. (The exact check follows on the token count.)
+  if (!prompt.empty() && static_cast<int64_t>(prompt.size()) > kMaxPromptBytesPerPosition * positions) {
+    std::fprintf(stderr, "zerorl generate: --prompt of %zu bytes cannot fit the model's %lld positions\n",
+                 prompt.size(), static_cast<long long>(positions));
+    return 2;
+  }
   struct stat st;
   const bool has_tok = stat((dir + "/tokenizer.json").c_str(), &st) == 0;
   std::unique_ptr<Tokenizer> tok;
@@ -112,6 +143,12 @@ int GenerateCommand(int argc, char** argv) {
       std::fprintf(stderr, "zerorl generate: the prompt encodes to no tokens\n");
       return 2;
     }
+  }
+  if (static_cast<int64_t>(ids.size()) + max_new > positions) {
+    std::fprintf(stderr,
+                 "zerorl generate: the prompt (%zu tokens) + --max-new-tokens %lld exceeds the model's %lld positions\n",
+                 ids.size(), static_cast<long long>(max_new), static_cast<long long>(positions));
+    return 2;
   }
   for (int32_t id : ids)
     if (id >= cfg.vocab_size) {

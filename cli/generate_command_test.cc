@@ -1,6 +1,9 @@
 // `zerorl generate` end to end, in process: a saved tiny checkpoint, --json
 // output with ids and logprobs, seeded determinism, and usage/load errors.
 #include <gtest/gtest.h>
+
+#include <cmath>
+#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
@@ -95,6 +98,90 @@ TEST(GenerateCommandTest, DeviceFlagRunsOnTheGpuOrNamesTheProblem) {
     EXPECT_EQ(rc, 2);
     EXPECT_NE(err.find("--device is cuda:0"), std::string::npos) << err;
   }
+}
+
+// Issue 16 #7, #8: lengths and thread counts are checked before any work,
+// as usage errors naming the flag (no bad_alloc, no 1000 tokens from a
+// 128-position model, no libgomp segfault).
+TEST(GenerateCommandTest, LengthsAndThreadsAreCheckedUpFront) {
+  const std::string dir = zerorl::testing::MakeTempDir("generate-cmd-len");
+  ASSERT_TRUE((*Model::Create(testing::MustParse(testing::TinyQwenJson()), 3))->Save(dir).ok());  // 128 positions
+  auto run = [&](std::vector<std::string> args, const std::string& want) {
+    std::string out;
+    ::testing::internal::CaptureStderr();
+    const int rc = RunGenerate(args, &out);
+    const std::string err = ::testing::internal::GetCapturedStderr();
+    EXPECT_EQ(rc, 2) << err;
+    EXPECT_NE(err.find(want), std::string::npos) << err;
+    EXPECT_TRUE(out.empty()) << out;
+  };
+  run({"--model", dir, "--prompt-ids", "1,2", "--max-new-tokens", "1000"}, "--max-new-tokens 1000 leaves no room");
+  run({"--model", dir, "--prompt-ids", "1,2", "--max-new-tokens", "2147483647"}, "--max-new-tokens 2147483647");
+  std::string ids = "1";
+  for (int i = 0; i < 99; ++i) ids += ",1";
+  run({"--model", dir, "--prompt-ids", ids, "--max-new-tokens", "64"},
+      "the prompt (100 tokens) + --max-new-tokens 64 exceeds the model's 128 positions");
+  run({"--model", dir, "--prompt", std::string(100000, 'a')}, "--prompt of 100000 bytes cannot fit");
+  run({"--model", dir, "--prompt", std::string(120, 'a')}, "exceeds the model's 128 positions");
+  run({"--model", dir, "--prompt-ids", "1", "--threads", "65536"}, "--threads: 65536 threads");
+  run({"--model", dir, "--prompt-ids", "1", "--threads", "-1"}, "--threads: -1 threads");
+  std::string out;
+  EXPECT_EQ(RunGenerate({"--model", dir, "--prompt-ids", "1,2", "--max-new-tokens", "126", "--greedy"}, &out), 0);
+}
+
+// The first tensor of DIR/model.safetensors (its name and the file offset of its data).
+std::pair<std::string, size_t> FirstTensor(const std::string& file) {
+  std::ifstream in(file, std::ios::binary);
+  uint64_t hlen = 0;
+  in.read(reinterpret_cast<char*>(&hlen), 8);
+  std::string header(hlen, '\0');
+  in.read(header.data(), static_cast<std::streamsize>(hlen));
+  auto h = nlohmann::json::parse(header);
+  for (auto& [name, v] : h.items()) {
+    if (name == "__metadata__") continue;
+    return {name, 8 + hlen + v["data_offsets"][0].get<size_t>()};
+  }
+  return {"", 0};
+}
+
+// Issue 16 #9: a model with a NaN weight generated <pad> silently.
+TEST(GenerateCommandTest, NonFiniteWeightsAreRefusedNamingTheTensor) {
+  const std::string dir = zerorl::testing::MakeTempDir("generate-cmd-nan");
+  ASSERT_TRUE((*Model::Create(testing::MustParse(testing::TinyQwenJson()), 3))->Save(dir, DType::kF32).ok());
+  const std::string file = dir + "/model.safetensors";
+  auto [name, offset] = FirstTensor(file);
+  ASSERT_FALSE(name.empty());
+  {
+    std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
+    const float nan = std::nanf("");
+    f.seekp(static_cast<std::streamoff>(offset) + 4);
+    f.write(reinterpret_cast<const char*>(&nan), 4);
+  }
+  std::string out;
+  ::testing::internal::CaptureStderr();
+  EXPECT_EQ(RunGenerate({"--model", dir, "--prompt-ids", "1,2", "--max-new-tokens", "4"}, &out), 1);
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(err.find("tensor " + name + " holds a non-finite value"), std::string::npos) << err;
+  EXPECT_NE(err.find("at index 1"), std::string::npos) << err;
+}
+
+// Issue 16 #6: a safetensors header whose "dtype" is a 200k-deep array.
+TEST(GenerateCommandTest, DeeplyNestedSafetensorsHeaderIsAnError) {
+  const std::string dir = zerorl::testing::MakeTempDir("generate-cmd-deep");
+  ASSERT_TRUE((*Model::Create(testing::MustParse(testing::TinyQwenJson()), 3))->Save(dir).ok());
+  const std::string header = "{\"w\": {\"dtype\": " + std::string(200000, '[') + std::string(200000, ']') +
+                             ", \"shape\": [1], \"data_offsets\": [0, 4]}}";
+  {
+    std::ofstream f(dir + "/model.safetensors", std::ios::binary | std::ios::trunc);
+    const uint64_t hlen = header.size();
+    f.write(reinterpret_cast<const char*>(&hlen), 8);
+    f << header << std::string(4, '\0');
+  }
+  std::string out;
+  ::testing::internal::CaptureStderr();
+  EXPECT_EQ(RunGenerate({"--model", dir, "--prompt-ids", "1"}, &out), 1);
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(err.find("bad header: JSON nested deeper than 256 levels"), std::string::npos) << err;
 }
 
 }  // namespace

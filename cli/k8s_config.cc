@@ -14,29 +14,15 @@
 #include "absl/strings/str_cat.h"
 #include "cli/k8s_yaml.h"
 #include "common/config.h"
+#include "common/proto_enum.h"
 
 namespace zerorl {
 namespace {
 
-using google::protobuf::EnumValueDescriptor;
 using google::protobuf::FieldDescriptor;
 using google::protobuf::Message;
 using google::protobuf::Reflection;
 using nlohmann::ordered_json;
-
-// The short lowercase enum name the config loader accepts ("dapo" for LOSS_AGGREGATION_DAPO).
-std::string EnumShortName(const EnumValueDescriptor* v) {
-  std::string prefix;
-  const std::string& type = v->type()->name();
-  for (size_t i = 0; i < type.size(); ++i) {
-    if (i > 0 && absl::ascii_isupper(type[i])) prefix.push_back('_');
-    prefix.push_back(absl::ascii_toupper(type[i]));
-  }
-  prefix += "_";
-  std::string name = v->name();
-  if (name.rfind(prefix, 0) == 0) name = name.substr(prefix.size());
-  return absl::AsciiStrToLower(name);
-}
 
 ordered_json SetFieldsJson(const Message& m);
 

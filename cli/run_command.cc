@@ -33,6 +33,7 @@
 #include "model/tokenizer.h"
 #include "orchestrator/metrics_log.h"
 #include "orchestrator/orchestrator_service.h"
+#include "orchestrator/prompt_limit.h"
 #include "orchestrator/plot.h"
 #include "orchestrator/progress.h"
 #include "orchestrator/run_controller.h"
@@ -119,7 +120,9 @@ absl::StatusOr<zerorl::v1::RunConfig> LoadRunConfig(const RunFlags& f) {
     config.mutable_learner()->mutable_checkpoint()->clear_dir();
   }
   if (f.total_steps >= 0) config.mutable_orchestrator()->set_total_steps(f.total_steps);
-  ZRL_RETURN_IF_ERROR(FinalizeRunConfig(&config));
+  if (f.port != -1) ZRL_RETURN_IF_ERROR(ValidatePort(f.port, "--port", /*allow_zero=*/true));
+  if (auto s = FinalizeRunConfig(&config); !s.ok())
+    return absl::InvalidArgumentError(absl::StrCat(f.config_path, ": ", s.message()));
   return config;
 }
 
@@ -302,6 +305,9 @@ int RunCommand(int argc, char** argv) {
   RunControllerOptions ro;
   ro.base_dir = std::filesystem::path(flags.config_path).parent_path().string();
   ro.chat = *chat;
+  auto limits = DatasetLimitsFor(*config);
+  if (!limits.ok()) return Fail(std::string(limits.status().message()));
+  ro.dataset_limits = *limits;
   ro.progress = !flags.no_progress;
   auto channel = (*actors)->Channel();
   auto run = std::make_shared<RunController>(*config, (*actors)->registry(), channel, channel, ro);

@@ -8,7 +8,11 @@
 // spec_version, terms {name: value}, verdicts {name: verdict}, details, and
 // test_verdicts for code terms. A malformed line is reported (stderr and an
 // "error" field naming the line) and scored 0; the rest still run.
-// A summary line goes to stderr. Exit: 0 ok, 1 spec/file errors, 2 usage.
+// A line nested deeper than kMaxJsonDepth (common/json.h) is malformed.
+// A summary line goes to stderr. Exit: 0 ok, 1 spec/file errors (a directory
+// as --in included), 2 usage (--threads outside 0..1024 included).
+#include <sys/stat.h>
+
 #include <fstream>
 #include <thread>
 #include <iostream>
@@ -19,6 +23,7 @@
 #include "absl/strings/str_cat.h"
 #include "cli/commands.h"
 #include "common/config.h"
+#include "common/json.h"
 #include "reward/reward_spec.h"
 #include "reward/scorer.h"
 
@@ -40,7 +45,9 @@ absl::Status ItemFromJson(const nlohmann::json& j, zerorl::v1::ScoreItem* item) 
   if (!j.contains("answer")) return absl::InvalidArgumentError("\"answer\" is missing");
   const auto& a = j["answer"];
   if (a.is_string()) {
-    auto inner = nlohmann::json::parse(a.get<std::string>(), nullptr, false);
+    auto inner = CheckJsonDepth(a.get<std::string>()).ok()
+                     ? nlohmann::json::parse(a.get<std::string>(), nullptr, false)
+                     : nlohmann::json(nlohmann::json::value_t::discarded);
     if (!inner.is_discarded() && inner.is_object() && inner.contains("inputs")) {
       item->mutable_answer()->set_code_tests_json(a.get<std::string>());
     } else {
@@ -106,6 +113,16 @@ int ScoreCommand(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
   }
+  if (auto s = ValidateThreads(threads, "--threads"); !s.ok()) {
+    std::cerr << "zerorl score: " << s.message() << "\n";
+    return 2;
+  }
+  if (struct stat st; stat(in_path.c_str(), &st) == 0 && !S_ISREG(st.st_mode) && !S_ISFIFO(st.st_mode) &&
+                      !S_ISCHR(st.st_mode)) {
+    std::cerr << "zerorl score: --in " << in_path << ": not a file" << (S_ISDIR(st.st_mode) ? " (a directory)" : "")
+              << "\n";
+    return 1;
+  }
   auto spec = reward::LoadRewardSpecFile(spec_path);
   if (!spec.ok()) {
     std::cerr << "zerorl score: " << spec.status().message() << "\n";
@@ -134,8 +151,8 @@ int ScoreCommand(int argc, char** argv) {
   for (int lineno = 1; std::getline(in, line); ++lineno) {
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     zerorl::v1::ScoreItem item;
-    auto j = nlohmann::json::parse(line, nullptr, false);
-    absl::Status s = j.is_discarded() ? absl::InvalidArgumentError("not valid JSON") : ItemFromJson(j, &item);
+    auto j = ParseJson(line);
+    absl::Status s = j.ok() ? ItemFromJson(*j, &item) : j.status();
     std::string id = item.id().empty() ? absl::StrCat("line", lineno) : item.id();
     ids.push_back(id);
     errors.push_back(s.ok() ? "" : absl::StrCat(in_path, ":", lineno, ": ", s.message()));

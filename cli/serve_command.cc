@@ -63,6 +63,13 @@ int ServeCommand(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
   }
+  for (const auto& [flag, value] : {std::pair<const char*, int>{"--port", port}, {"--health-port", health_port}}) {
+    if (value == -1) continue;  // not given
+    if (auto s = ValidatePort(value, flag, /*allow_zero=*/true); !s.ok()) {
+      std::fprintf(stderr, "zerorl serve: %s\n", std::string(s.message()).c_str());
+      return 2;
+    }
+  }
   auto it = Roles().find(role);
   if (it == Roles().end()) {
     std::fprintf(stderr, "zerorl serve: unknown role \"%s\" (rollout|reward|buffer|learner|orchestrator)\n",

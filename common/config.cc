@@ -10,9 +10,12 @@
 #include <charconv>
 #include <cstring>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <sstream>
 #include <vector>
+
+#include <sys/stat.h>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -20,6 +23,8 @@
 #include "absl/strings/str_join.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/reflection.h"
+#include "common/proto_enum.h"
+#include "common/status.h"
 
 namespace zerorl {
 namespace {
@@ -46,10 +51,12 @@ class YamlReader {
     if (node.IsNull()) return absl::OkStatus();
     if (!node.IsMap()) return Error(node, path, "expected a mapping of keys");
     const Descriptor* d = msg->GetDescriptor();
+    std::map<std::string, int> seen;  // key -> 1-based line of its first occurrence
     for (auto it = node.begin(); it != node.end(); ++it) {
       if (!it->first.IsScalar()) return Error(it->first, path, "keys must be plain names");
       const std::string key = it->first.Scalar();
       const std::string child = path.empty() ? key : absl::StrCat(path, ".", key);
+      if (auto s = CheckDuplicate(it->first, child, &seen); !s.ok()) return s;
       const FieldDescriptor* f = d->FindFieldByName(key);
       if (f == nullptr) {
         std::vector<std::string> known;
@@ -70,6 +77,15 @@ class YamlReader {
   }
 
  private:
+  // A key given twice in one mapping: YAML would silently keep one of them.
+  absl::Status CheckDuplicate(const YAML::Node& key, const std::string& path,
+                              std::map<std::string, int>* seen) const {
+    const int line = key.Mark().line + 1;
+    auto [it, inserted] = seen->emplace(key.Scalar(), line);
+    if (inserted) return absl::OkStatus();
+    return Error(key, path, absl::StrCat("duplicate key (first given on line ", it->second, ")"));
+  }
+
   static std::string TypeName(const FieldDescriptor* f) {
     switch (f->cpp_type()) {
       case FieldDescriptor::CPPTYPE_INT32:
@@ -93,28 +109,6 @@ class YamlReader {
     return "value";
   }
 
-  static std::string EnumPrefix(const EnumDescriptor* e) {
-    std::string out;
-    const std::string& n = e->name();
-    for (size_t i = 0; i < n.size(); ++i) {
-      if (i > 0 && absl::ascii_isupper(n[i])) out.push_back('_');
-      out.push_back(absl::ascii_toupper(n[i]));
-    }
-    return out + "_";
-  }
-
-  static std::string EnumChoices(const EnumDescriptor* e) {
-    std::vector<std::string> names;
-    const std::string prefix = EnumPrefix(e);
-    for (int i = 0; i < e->value_count(); ++i) {
-      std::string n = e->value(i)->name();
-      if (n.rfind(prefix, 0) == 0) n = n.substr(prefix.size());
-      if (n == "UNSPECIFIED") continue;
-      names.push_back(absl::AsciiStrToLower(n));
-    }
-    return absl::StrJoin(names, "|");
-  }
-
   template <typename T>
   static bool ParseInt(const std::string& s, T* out) {
     const char* b = s.data();
@@ -124,15 +118,17 @@ class YamlReader {
     return r.ec == std::errc() && r.ptr == e && b != e;
   }
 
+  // A finite decimal number. YAML's .inf/.nan and strtod's "-nan", "inf",
+  // hex floats and out-of-range values are refused: no setting takes them.
   static bool ParseDouble(const std::string& s, double* out) {
     if (s.empty()) return false;
-    std::string t = absl::AsciiStrToLower(s);
-    if (t == ".inf" || t == "+.inf") { *out = HUGE_VAL; return true; }
-    if (t == "-.inf") { *out = -HUGE_VAL; return true; }
+    for (char ch : s) {
+      if (!(absl::ascii_isdigit(ch) || ch == '.' || ch == '-' || ch == '+' || ch == 'e' || ch == 'E')) return false;
+    }
     char* end = nullptr;
     errno = 0;
     *out = std::strtod(s.c_str(), &end);
-    return end == s.c_str() + s.size() && errno == 0 && !absl::ascii_isalpha(s[0]);
+    return end == s.c_str() + s.size() && errno == 0 && std::isfinite(*out);
   }
 
   static bool ParseBool(const std::string& s, bool* out) {
@@ -153,7 +149,12 @@ class YamlReader {
                                                        (node.IsMap() ? "mapping" : "list"));
     const std::string& s = node.Scalar();
     auto bad = [&]() {
-      return Error(node, path, absl::StrCat("expected ", TypeName(f), ", got \"", s, "\""));
+      const std::string t = absl::AsciiStrToLower(s);
+      const bool non_finite = (f->cpp_type() == FieldDescriptor::CPPTYPE_DOUBLE ||
+                               f->cpp_type() == FieldDescriptor::CPPTYPE_FLOAT) &&
+                              (absl::StrContains(t, "nan") || absl::StrContains(t, "inf") ||
+                               absl::ascii_isdigit(t.empty() ? 'x' : t.back()));
+      return Error(node, path, absl::StrCat("expected ", non_finite ? "a finite number" : TypeName(f), ", got \"", s, "\""));
     };
     switch (f->cpp_type()) {
       case FieldDescriptor::CPPTYPE_INT32: {
@@ -188,7 +189,7 @@ class YamlReader {
       }
       case FieldDescriptor::CPPTYPE_FLOAT: {
         double v;
-        if (!ParseDouble(s, &v)) return bad();
+        if (!ParseDouble(s, &v) || !std::isfinite(static_cast<float>(v))) return bad();
         add ? r->AddFloat(msg, f, static_cast<float>(v)) : r->SetFloat(msg, f, static_cast<float>(v));
         break;
       }
@@ -202,9 +203,7 @@ class YamlReader {
         add ? r->AddString(msg, f, s) : r->SetString(msg, f, s);
         break;
       case FieldDescriptor::CPPTYPE_ENUM: {
-        const EnumDescriptor* e = f->enum_type();
-        const EnumValueDescriptor* v = e->FindValueByName(s);
-        if (v == nullptr) v = e->FindValueByName(EnumPrefix(e) + absl::AsciiStrToUpper(s));
+        const EnumValueDescriptor* v = FindEnumValue(f->enum_type(), s);
         if (v == nullptr || v->number() == 0) return bad();
         add ? r->AddEnum(msg, f, v) : r->SetEnum(msg, f, v);
         break;
@@ -240,9 +239,12 @@ class YamlReader {
     const Descriptor* entry = f->message_type();
     const FieldDescriptor* kf = entry->FindFieldByName("key");
     const FieldDescriptor* vf = entry->FindFieldByName("value");
+    std::map<std::string, int> seen;
     for (auto it = node.begin(); it != node.end(); ++it) {
-      Message* e = msg->GetReflection()->AddMessage(msg, f);
+      if (!it->first.IsScalar()) return Error(it->first, path, "keys must be plain values");
       const std::string child = absl::StrCat(path, ".", it->first.Scalar());
+      if (auto s = CheckDuplicate(it->first, child, &seen); !s.ok()) return s;
+      Message* e = msg->GetReflection()->AddMessage(msg, f);
       if (auto s = ReadScalarValue(it->first, child, e, kf, false); !s.ok()) return s;
       if (auto s = ReadScalarValue(it->second, child, e, vf, false); !s.ok()) return s;
     }
@@ -329,17 +331,7 @@ void EmitValue(YAML::Emitter& out, const Message& msg, const FieldDescriptor* f,
       out << YAML::DoubleQuoted << (rep ? r->GetRepeatedString(msg, f, i) : r->GetString(msg, f));
       break;
     case FieldDescriptor::CPPTYPE_ENUM: {
-      const EnumValueDescriptor* v = rep ? r->GetRepeatedEnum(msg, f, i) : r->GetEnum(msg, f);
-      std::string name = v->name();
-      std::string prefix;
-      for (size_t k = 0; k < f->enum_type()->name().size(); ++k) {
-        char c = f->enum_type()->name()[k];
-        if (k > 0 && absl::ascii_isupper(c)) prefix.push_back('_');
-        prefix.push_back(absl::ascii_toupper(c));
-      }
-      prefix += "_";
-      if (name.rfind(prefix, 0) == 0) name = name.substr(prefix.size());
-      out << absl::AsciiStrToLower(name);
+      out << EnumShortName(rep ? r->GetRepeatedEnum(msg, f, i) : r->GetEnum(msg, f));
       break;
     }
     case FieldDescriptor::CPPTYPE_MESSAGE:
@@ -351,6 +343,9 @@ void EmitValue(YAML::Emitter& out, const Message& msg, const FieldDescriptor* f,
 }  // namespace
 
 absl::StatusOr<std::string> ReadFile(const std::string& path) {
+  struct stat st;
+  if (stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode))
+    return absl::InvalidArgumentError(absl::StrCat(path, ": is a directory, not a file"));
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     if (errno == EACCES) return absl::PermissionDeniedError(absl::StrCat(path, ": permission denied"));
@@ -445,6 +440,7 @@ zerorl::v1::RunConfig DefaultRunConfig() {
   l->set_publish_every(1);
   l->set_listen_port(50055);
   l->set_weight_chunk_bytes(4 << 20);
+  l->set_weight_transport("grpc");
   auto* orc = c.mutable_orchestrator();
   orc->set_total_steps(100);
   orc->set_mode(zerorl::v1::RUN_MODE_SYNC);
@@ -466,6 +462,9 @@ zerorl::v1::RunConfig DefaultRunConfig() {
   k->set_rollout_replicas(2);
   k->set_reward_replicas(2);
   k->set_storage_size("10Gi");
+  k->set_image_pull_policy("IfNotPresent");
+  k->set_cluster_domain("cluster.local");
+  k->set_state_size("10Gi");
   return c;
 }
 
@@ -508,42 +507,226 @@ absl::Status ValidateDevices(const zerorl::v1::RunConfig& c) {
 
 }  // namespace
 
+absl::Status CheckFinite(const Message& msg, absl::string_view prefix) {
+  const Reflection* r = msg.GetReflection();
+  std::vector<const FieldDescriptor*> fields;
+  r->ListFields(msg, &fields);
+  for (const FieldDescriptor* f : fields) {
+    const std::string key = prefix.empty() ? f->name() : absl::StrCat(prefix, ".", f->name());
+    const int n = f->is_repeated() ? r->FieldSize(msg, f) : 1;
+    for (int i = 0; i < n; ++i) {
+      const std::string at = f->is_repeated() ? absl::StrCat(key, "[", i, "]") : key;
+      double v = 0;
+      switch (f->cpp_type()) {
+        case FieldDescriptor::CPPTYPE_DOUBLE:
+          v = f->is_repeated() ? r->GetRepeatedDouble(msg, f, i) : r->GetDouble(msg, f);
+          break;
+        case FieldDescriptor::CPPTYPE_FLOAT:
+          v = f->is_repeated() ? r->GetRepeatedFloat(msg, f, i) : r->GetFloat(msg, f);
+          break;
+        case FieldDescriptor::CPPTYPE_MESSAGE:
+          if (f->is_map()) break;
+          if (auto s = CheckFinite(f->is_repeated() ? r->GetRepeatedMessage(msg, f, i) : r->GetMessage(msg, f), at);
+              !s.ok())
+            return s;
+          break;
+        default:
+          break;
+      }
+      if (!std::isfinite(v)) return absl::InvalidArgumentError(absl::StrCat(at, ": must be a finite number, got ", v));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateRunId(absl::string_view id, absl::string_view key) {
+  auto bad = [&](absl::string_view what) {
+    return absl::InvalidArgumentError(absl::StrCat(key, ": \"", id, "\" ", what));
+  };
+  if (id.empty()) return absl::InvalidArgumentError(absl::StrCat(key, ": must not be empty"));
+  if (id.size() > 64) return bad("is longer than 64 characters");
+  if (id == "." || id == "..") return bad("is not a plain name (it names directories)");
+  for (char ch : id) {
+    if (!(absl::ascii_isalnum(ch) || ch == '-' || ch == '_' || ch == '.'))
+      return bad("may only contain letters, digits, '-', '_' and '.'");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateThreads(int64_t threads, absl::string_view key) {
+  if (threads < 0 || threads > kMaxThreads)
+    return absl::InvalidArgumentError(
+        absl::StrCat(key, ": ", threads, " threads; expected 0 (all cores) to ", kMaxThreads));
+  return absl::OkStatus();
+}
+
+absl::Status ValidatePort(int64_t port, absl::string_view key, bool allow_zero) {
+  if ((port == 0 && allow_zero) || (port >= 1 && port <= 65535)) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat(key, ": port ", port, " is out of range (", allow_zero ? "0 or " : "", "1..65535)"));
+}
+
+absl::Status ValidateAddress(absl::string_view address, absl::string_view key) {
+  auto bad = [&](absl::string_view what) {
+    return absl::InvalidArgumentError(absl::StrCat(key, ": \"", address, "\" ", what));
+  };
+  if (address.empty()) return absl::InvalidArgumentError(absl::StrCat(key, ": must not be empty"));
+  if (absl::StartsWith(address, "unix:") || absl::StartsWith(address, "unix-abstract:"))
+    return address.find(':') + 1 < address.size() ? absl::OkStatus() : bad("names no socket path");
+  absl::string_view hostport = address;
+  if (const size_t scheme = address.find(':'); scheme != absl::string_view::npos &&
+                                               address.substr(scheme).rfind("://", 0) == 0) {
+    hostport = address.substr(scheme + 3);  // dns:///host:port, ipv4://host:port
+    if (const size_t slash = hostport.find('/'); slash != absl::string_view::npos)
+      hostport = hostport.substr(slash + 1);
+  }
+  const size_t colon = hostport.rfind(':');
+  if (colon == absl::string_view::npos) return bad("has no port (expected HOST:PORT)");
+  absl::string_view host = hostport.substr(0, colon), port = hostport.substr(colon + 1);
+  if (host.empty() || host == "[]") return bad("has no host (expected HOST:PORT)");
+  if (absl::StrContains(host, ':') && !(absl::StartsWith(host, "[") && absl::EndsWith(host, "]")))
+    return bad("has an IPv6 host without brackets (expected [::1]:PORT)");
+  int64_t p = 0;
+  if (port.empty() || port.size() > 5) return bad("has no valid port (expected 1..65535)");
+  for (char ch : port) {
+    if (!absl::ascii_isdigit(ch)) return bad("has no valid port (expected 1..65535)");
+    p = p * 10 + (ch - '0');
+  }
+  if (p < 1 || p > 65535) return bad("has a port out of range (expected 1..65535)");
+  return absl::OkStatus();
+}
+
+namespace {
+
+// Range checks of every field, in declaration order; the first failure wins.
+// Zero is a value like any other: where a field cannot take it, it is refused
+// here by name, never replaced by the default.
+class RangeCheck {
+ public:
+  template <typename T>
+  RangeCheck& AtLeast(absl::string_view key, T v, T min) {
+    if (ok() && !(v >= min)) Fail(key, absl::StrCat("must be >= ", min, ", got ", v));
+    return *this;
+  }
+  template <typename T>
+  RangeCheck& Between(absl::string_view key, T v, T lo, T hi, bool hi_open = false) {
+    if (ok() && !(v >= lo && (hi_open ? v < hi : v <= hi)))
+      Fail(key, absl::StrCat("must be in [", lo, ", ", hi, hi_open ? ")" : "]", ", got ", v));
+    return *this;
+  }
+  RangeCheck& Positive(absl::string_view key, double v) {
+    if (ok() && !(v > 0)) Fail(key, absl::StrCat("must be > 0, got ", v));
+    return *this;
+  }
+  RangeCheck& Port(absl::string_view key, int64_t v, bool allow_zero) {
+    if (ok()) status_ = ValidatePort(v, key, allow_zero);
+    return *this;
+  }
+  RangeCheck& Status(absl::Status s) {
+    if (ok()) status_ = std::move(s);
+    return *this;
+  }
+  bool ok() const { return status_.ok(); }
+  absl::Status status() const { return status_; }
+
+ private:
+  void Fail(absl::string_view key, absl::string_view what) {
+    status_ = absl::InvalidArgumentError(absl::StrCat(key, ": ", what));
+  }
+  absl::Status status_;
+};
+
+}  // namespace
+
 absl::Status FinalizeRunConfig(zerorl::v1::RunConfig* c) {
   auto bad = [](absl::string_view key, absl::string_view what) {
     return absl::InvalidArgumentError(absl::StrCat(key, ": ", what));
   };
-  if (c->run_id().empty()) return bad("run_id", "must not be empty");
-  for (char ch : c->run_id()) {
-    if (!(absl::ascii_isalnum(ch) || ch == '-' || ch == '_' || ch == '.'))
-      return bad("run_id", "may only contain letters, digits, '-', '_' and '.'");
-  }
+  ZRL_RETURN_IF_ERROR(ValidateRunId(c->run_id(), "run_id"));
+  ZRL_RETURN_IF_ERROR(CheckFinite(*c, ""));
   if (c->run_dir().empty()) c->set_run_dir(absl::StrCat("runs/", c->run_id()));
   if (c->buffer().path().empty()) c->mutable_buffer()->set_path(c->run_dir() + "/buffer");
   if (c->learner().checkpoint().dir().empty())
     c->mutable_learner()->mutable_checkpoint()->set_dir(c->run_dir() + "/checkpoints");
-  if (c->rollout().group_size() < 1) return bad("rollout.group_size", "must be at least 1");
-  if (c->rollout().prompts_per_step() < 1) return bad("rollout.prompts_per_step", "must be at least 1");
-  const auto& s = c->rollout().sampling();
-  if (s.temperature() < 0) return bad("rollout.sampling.temperature", "must be >= 0");
-  if (s.top_p() <= 0 || s.top_p() > 1) return bad("rollout.sampling.top_p", "must be in (0, 1]");
-  if (s.top_k() < 0) return bad("rollout.sampling.top_k", "must be >= 0");
-  if (s.max_new_tokens() < 1) return bad("rollout.sampling.max_new_tokens", "must be at least 1");
+  RangeCheck k;
+  k.Status(ValidateThreads(c->model().threads(), "model.threads"));
+  const auto& d = c->dataset();
+  k.Between("dataset.eval_fraction", d.eval_fraction(), 0.0, 1.0, /*hi_open=*/true)
+      .AtLeast("dataset.max_prompt_tokens", d.max_prompt_tokens(), 0);
+  const auto& ro = c->rollout();
+  k.AtLeast("rollout.group_size", ro.group_size(), 1)
+      .AtLeast("rollout.prompts_per_step", ro.prompts_per_step(), 1)
+      .AtLeast("rollout.max_batch_sequences", ro.max_batch_sequences(), 1)
+      .Port("rollout.listen_port", ro.listen_port(), true);
+  const auto& s = ro.sampling();
+  k.AtLeast("rollout.sampling.temperature", s.temperature(), 0.0f);
+  if (k.ok() && !(s.top_p() > 0 && s.top_p() <= 1)) return bad("rollout.sampling.top_p", "must be in (0, 1]");
+  k.AtLeast("rollout.sampling.top_k", s.top_k(), 0).AtLeast("rollout.sampling.max_new_tokens", s.max_new_tokens(), 1);
+  const auto& rw = c->reward();
+  const auto& sb = rw.sandbox();
+  k.Status(ValidateThreads(rw.threads(), "reward.threads"))
+      .Port("reward.listen_port", rw.listen_port(), true)
+      .Positive("reward.sandbox.cpu_seconds", sb.cpu_seconds())
+      .AtLeast("reward.sandbox.memory_mb", sb.memory_mb(), int64_t{1})
+      .AtLeast("reward.sandbox.wall_ms", sb.wall_ms(), int64_t{1})
+      .AtLeast("reward.sandbox.max_output_bytes", sb.max_output_bytes(), int64_t{1})
+      .AtLeast("reward.sandbox.max_processes", sb.max_processes(), 1)
+      .AtLeast("reward.sandbox.max_file_bytes", sb.max_file_bytes(), int64_t{1});
+  const auto& b = c->buffer();
+  k.AtLeast("buffer.keep_last_steps", b.keep_last_steps(), 0)
+      .AtLeast("buffer.keep_bytes", b.keep_bytes(), int64_t{0})
+      .AtLeast("buffer.max_request_bytes", b.max_request_bytes(), int64_t{1})
+      .AtLeast("buffer.max_page_size", b.max_page_size(), 1)
+      .AtLeast("buffer.lease_seconds", b.lease_seconds(), 1)
+      .Port("buffer.listen_port", b.listen_port(), true);
   const auto& g = c->learner().grpo();
-  if (g.clip_low() < 0 || g.clip_low() >= 1) return bad("learner.grpo.clip_low", "must be in [0, 1)");
-  if (g.clip_high() < 0) return bad("learner.grpo.clip_high", "must be >= 0");
-  if (g.beta() < 0) return bad("learner.grpo.beta", "must be >= 0");
-  if (g.epochs() < 1) return bad("learner.grpo.epochs", "must be at least 1");
-  if (g.micro_batch() < 1) return bad("learner.grpo.micro_batch", "must be at least 1");
+  k.Between("learner.grpo.clip_low", g.clip_low(), 0.0, 1.0, /*hi_open=*/true)
+      .AtLeast("learner.grpo.clip_high", g.clip_high(), 0.0)
+      .AtLeast("learner.grpo.beta", g.beta(), 0.0)
+      .AtLeast("learner.grpo.epochs", g.epochs(), 1)
+      .AtLeast("learner.grpo.micro_batch", g.micro_batch(), 1)
+      .AtLeast("learner.grpo.overlong.buffer_tokens", g.overlong().buffer_tokens(), 1)
+      .AtLeast("learner.grpo.overlong.penalty", g.overlong().penalty(), 0.0)
+      .AtLeast("learner.grpo.router_bias_gamma", g.router_bias_gamma(), 0.0)
+      .AtLeast("learner.grpo.balance_loss_alpha", g.balance_loss_alpha(), 0.0)
+      .Positive("learner.grpo.adv_eps", g.adv_eps());
   const auto& o = c->learner().optimizer();
-  if (o.lr() < 0) return bad("learner.optimizer.lr", "must be >= 0");
-  if (o.beta1() < 0 || o.beta1() >= 1) return bad("learner.optimizer.beta1", "must be in [0, 1)");
-  if (o.beta2() < 0 || o.beta2() >= 1) return bad("learner.optimizer.beta2", "must be in [0, 1)");
-  if (c->orchestrator().total_steps() < 0) return bad("orchestrator.total_steps", "must be >= 0");
-  if (c->orchestrator().outage_seconds() < 0) return bad("orchestrator.outage_seconds", "must be >= 0");
-  if (c->learner().weight_chunk_bytes() < 1024)
-    return bad("learner.weight_chunk_bytes", "must be at least 1024");
-  if (c->server().max_message_mb() < 1) return bad("server.max_message_mb", "must be at least 1");
-  if (auto s = ValidateDevices(*c); !s.ok()) return s;
+  k.AtLeast("learner.optimizer.lr", o.lr(), 0.0)
+      .Between("learner.optimizer.beta1", o.beta1(), 0.0, 1.0, /*hi_open=*/true)
+      .Between("learner.optimizer.beta2", o.beta2(), 0.0, 1.0, /*hi_open=*/true)
+      .Positive("learner.optimizer.eps", o.eps())
+      .AtLeast("learner.optimizer.weight_decay", o.weight_decay(), 0.0)
+      .AtLeast("learner.optimizer.grad_clip", o.grad_clip(), 0.0)
+      .AtLeast("learner.optimizer.warmup_steps", o.warmup_steps(), 0)
+      .Between("learner.optimizer.min_lr_ratio", o.min_lr_ratio(), 0.0, 1.0);
+  const auto& l = c->learner();
+  k.AtLeast("learner.checkpoint.every_steps", l.checkpoint().every_steps(), 0)
+      .AtLeast("learner.checkpoint.keep_last", l.checkpoint().keep_last(), 0)
+      .AtLeast("learner.publish_every", l.publish_every(), 1)
+      .Port("learner.listen_port", l.listen_port(), true)
+      .AtLeast("learner.weight_chunk_bytes", l.weight_chunk_bytes(), 1024);
+  const auto& oc = c->orchestrator();
+  k.AtLeast("orchestrator.total_steps", oc.total_steps(), 0)
+      .AtLeast("orchestrator.outage_seconds", oc.outage_seconds(), 0)
+      .AtLeast("orchestrator.max_staleness", oc.max_staleness(), 0)
+      .AtLeast("orchestrator.eval.every_steps", oc.eval().every_steps(), 0)
+      .AtLeast("orchestrator.eval.prompts", oc.eval().prompts(), 0)
+      .AtLeast("orchestrator.eval.pass_k", oc.eval().pass_k(), 0)
+      .AtLeast("orchestrator.eval.temperature", oc.eval().temperature(), 0.0f)
+      .Port("orchestrator.metrics_port", oc.metrics_port(), true)
+      .AtLeast("orchestrator.heartbeat_ms", oc.heartbeat_ms(), 1)
+      .AtLeast("orchestrator.call_deadline_ms", oc.call_deadline_ms(), 1)
+      .AtLeast("orchestrator.max_retries", oc.max_retries(), 0)
+      .Port("orchestrator.listen_port", oc.listen_port(), true);
+  const auto& sv = c->server();
+  k.Between("server.max_message_mb", sv.max_message_mb(), 1, 2047).Port("server.health_port", sv.health_port(), true);
+  const auto& kc = c->kubernetes();
+  k.AtLeast("kubernetes.rollout_replicas", kc.rollout_replicas(), 0)
+      .AtLeast("kubernetes.reward_replicas", kc.reward_replicas(), 0)
+      .AtLeast("kubernetes.rollout_gpus", kc.rollout_gpus(), 0)
+      .AtLeast("kubernetes.learner_gpus", kc.learner_gpus(), 0);
+  ZRL_RETURN_IF_ERROR(k.status());
+  if (auto st = ValidateDevices(*c); !st.ok()) return st;
   if (const std::string& wt = c->learner().weight_transport(); !wt.empty() && wt != "grpc" && wt != "nccl")
     return bad("learner.weight_transport", absl::StrCat("must be \"grpc\" or \"nccl\", got \"", wt, "\""));
   return absl::OkStatus();

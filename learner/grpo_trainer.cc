@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/json.h"
 #include "absl/strings/str_cat.h"
 #include "common/config.h"
 #include "common/status.h"
@@ -33,8 +34,8 @@ TrainerOptions TrainerOptionsFromConfig(const zerorl::v1::RunConfig& c) {
   TrainerOptions o;
   o.grpo = c.learner().grpo();
   o.optimizer = c.learner().optimizer();
-  o.max_new_tokens = c.rollout().sampling().max_new_tokens() > 0 ? c.rollout().sampling().max_new_tokens() : 256;
-  o.total_steps = c.orchestrator().total_steps() > 0 ? c.orchestrator().total_steps() : 100;
+  o.max_new_tokens = c.rollout().sampling().max_new_tokens();
+  o.total_steps = c.orchestrator().total_steps();
   o.seed = c.seed();
   return o;
 }
@@ -438,7 +439,8 @@ absl::StatusOr<std::string> GrpoTrainer::Restore(const std::string& dir) {
   if (cfg.ToJson() != policies_[0]->config().ToJson())
     return absl::FailedPreconditionError(absl::StrCat("checkpoint ", dir, " holds a different model config"));
   ZRL_ASSIGN_OR_RETURN(std::string state_text, ReadFile(dir + "/trainer_state.json"));
-  nlohmann::json st = nlohmann::json::parse(state_text, nullptr, false);
+  nlohmann::json st = CheckJsonDepth(state_text).ok() ? nlohmann::json::parse(state_text, nullptr, false)
+                                                      : nlohmann::json(nlohmann::json::value_t::discarded);
   if (st.is_discarded() || !st.contains("step") || !st.contains("rng"))
     return absl::DataLossError(absl::StrCat(dir, "/trainer_state.json is corrupt"));
   ZRL_ASSIGN_OR_RETURN(auto reader, model::SafetensorsReader::Open(dir + "/model.safetensors"));

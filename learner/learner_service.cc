@@ -62,7 +62,7 @@ LearnerServiceImpl::LearnerServiceImpl(std::unique_ptr<GrpoTrainer> trainer, con
 }
 
 int LearnerServiceImpl::DeadlineMs() const {
-  return config_.orchestrator().call_deadline_ms() > 0 ? config_.orchestrator().call_deadline_ms() : 600000;
+  return config_.orchestrator().call_deadline_ms();
 }
 
 int64_t LearnerServiceImpl::version() const {
@@ -204,7 +204,7 @@ absl::Status LearnerServiceImpl::TrainStepLocked(const zerorl::v1::TrainRequest&
   AckLocked(leased.lease_id());
   ZLOG(INFO) << "step " << req.step() << " loss " << (*metrics)["loss"] << " reward " << (*metrics)["reward_mean"]
              << " version " << trainer_->version();
-  const int publish_every = config_.learner().publish_every() > 0 ? config_.learner().publish_every() : 1;
+  const int publish_every = config_.learner().publish_every();
   if (!req.publish_to().empty() && trainer_->step() % publish_every == 0) {
     PublishLocked(req, resp);
     if (req.by_step()) ZRL_RETURN_IF_ERROR(Annotate(results_.Put(req.step(), *resp), "recording the step's result"));
@@ -218,7 +218,7 @@ void LearnerServiceImpl::PublishLocked(const zerorl::v1::TrainRequest& req, zero
   ChunkOptions co;
   co.version = trainer_->version();
   co.config_json = ConfigJson();
-  co.chunk_bytes = config_.learner().weight_chunk_bytes() > 0 ? config_.learner().weight_chunk_bytes() : 4 << 20;
+  co.chunk_bytes = config_.learner().weight_chunk_bytes();
   const PublishResult pr = publisher_.Publish(targets, NcclWeightSourceOf(trainer_->policy()),
                                               [&] { return trainer_->WeightTensors(); }, co,
                                               std::chrono::milliseconds(DeadlineMs()));
@@ -273,7 +273,7 @@ grpc::Status LearnerServiceImpl::FetchWeights(grpc::ServerContext*, const zerorl
   ChunkOptions co;
   co.version = trainer_->version();
   co.config_json = ConfigJson();
-  co.chunk_bytes = config_.learner().weight_chunk_bytes() > 0 ? config_.learner().weight_chunk_bytes() : 4 << 20;
+  co.chunk_bytes = config_.learner().weight_chunk_bytes();
   co.bf16 = req->dtype() == "BF16";
   absl::Status st = ForEachWeightChunk(trainer_->WeightTensors(), co,
                                        [&](const zerorl::v1::WeightChunk& c) { return writer->Write(c); });

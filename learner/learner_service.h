@@ -47,7 +47,8 @@ class LearnerServiceImpl final : public zerorl::v1::LearnerService::Service {
   // Maps a rollout worker address to a channel (default: MakeChannel over TCP).
   using ChannelFactory = std::function<std::shared_ptr<grpc::Channel>(const std::string& address)>;
 
-  // `config`: the run's config (learner, buffer, server sections are used).
+  // `config`: the run's config, finalized (FinalizeRunConfig: in range, defaults
+  // filled in); its learner, buffer, server sections are used as they are.
   LearnerServiceImpl(std::unique_ptr<GrpoTrainer> trainer, const zerorl::v1::RunConfig& config,
                      std::shared_ptr<grpc::Channel> buffer, ChannelFactory rollout_channels = nullptr);
 

@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/json.h"
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
 
@@ -290,6 +291,7 @@ std::string ModelConfig::ToJson() const {
 }
 
 absl::StatusOr<ModelConfig> ParseModelConfig(const std::string& json_text) {
+  if (auto s = CheckJsonDepth(json_text); !s.ok()) return Annotate(s, "config.json");
   json j = json::parse(json_text, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.is_object()) return absl::InvalidArgumentError("config.json: not a JSON object");
   std::string type;

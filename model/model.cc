@@ -164,15 +164,32 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Create(const ModelConfig& config, 
   return m;
 }
 
+namespace {
+
+// A model with a NaN or infinite weight generates garbage (all <pad>) without
+// any error, so such a file is refused at load, naming the tensor.
+absl::Status CheckFiniteWeights(const std::string& name, const float* data, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    if (!std::isfinite(data[i]))
+      return absl::InvalidArgumentError(absl::StrCat("tensor ", name, " holds a non-finite value (", data[i],
+                                                     ") at index ", i, "; refusing to load it"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::Status Model::LoadWeights(const SafetensorsReader& reader) {
   std::vector<float> staging;
   for (auto& r : refs_) {
     if (on_host()) {
       ZRL_RETURN_IF_ERROR(reader.ReadF32(r.name, r.shape, r.data));
+      ZRL_RETURN_IF_ERROR(CheckFiniteWeights(r.name, r.data, r.size));
       continue;
     }
     staging.resize(r.size);
     ZRL_RETURN_IF_ERROR(reader.ReadF32(r.name, r.shape, staging.data()));
+    ZRL_RETURN_IF_ERROR(CheckFiniteWeights(r.name, staging.data(), r.size));
     UploadTensor(r, staging.data());
   }
   return absl::OkStatus();

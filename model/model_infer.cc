@@ -143,8 +143,13 @@ absl::StatusOr<std::vector<GeneratedSample>> Model::Generate(const std::vector<s
   if (params.top_k < 0) return absl::InvalidArgumentError("Generate: top_k must be >= 0");
   std::vector<GeneratedSample> out(prompts.size() * G);
   if (prompts.empty() || max_new == 0) return out;
-  for (size_t p = 0; p < prompts.size(); ++p)
+  for (size_t p = 0; p < prompts.size(); ++p) {
     if (prompts[p].empty()) return absl::InvalidArgumentError(absl::StrCat("Generate: prompt ", p, " is empty"));
+    if (static_cast<int64_t>(prompts[p].size()) + max_new > config_.max_position_embeddings)
+      return absl::InvalidArgumentError(absl::StrCat("Generate: prompt ", p, " (", prompts[p].size(),
+                                                     " tokens) + max_new ", max_new, " exceeds the model's ",
+                                                     config_.max_position_embeddings, " positions"));
+  }
   try {
     ZRL_RETURN_IF_ERROR(GenerateImpl(prompts, G, params, seed, stop_ids, max_new, &out));
   } catch (const std::bad_alloc& e) {

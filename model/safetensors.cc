@@ -14,6 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/json.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/status.h"
@@ -130,7 +131,9 @@ absl::StatusOr<std::unique_ptr<SafetensorsReader>> SafetensorsReader::Open(const
     std::ifstream in(index);
     std::stringstream ss;
     ss << in.rdbuf();
-    json j = json::parse(ss.str(), nullptr, false);
+    const std::string text = ss.str();
+    if (auto s = CheckJsonDepth(text); !s.ok()) return absl::InvalidArgumentError(absl::StrCat(index, ": ", s.message()));
+    json j = json::parse(text, nullptr, false);
     if (j.is_discarded() || !j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object())
       return absl::InvalidArgumentError(absl::StrCat(index, ": not a safetensors index (needs a weight_map object)"));
     std::set<std::string> files;
@@ -176,7 +179,9 @@ absl::Status SafetensorsReader::MapFile(const std::string& file) {
   uint64_t hlen;
   std::memcpy(&hlen, base, 8);
   if (hlen > size - 8) return err(absl::StrCat("truncated or bad header (header length ", hlen, " > file size ", size, ")"));
-  json h = json::parse(std::string(reinterpret_cast<const char*>(base + 8), hlen), nullptr, false);
+  const absl::string_view header(reinterpret_cast<const char*>(base + 8), hlen);
+  if (auto s = CheckJsonDepth(header); !s.ok()) return err(absl::StrCat("bad header: ", s.message()));
+  json h = json::parse(header.begin(), header.end(), nullptr, false);
   if (h.is_discarded() || !h.is_object()) return err("bad header (not a JSON object)");
   const size_t data0 = 8 + hlen, data_size = size - data0;
   for (const auto& [name, v] : h.items()) {

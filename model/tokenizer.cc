@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/json.h"
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
 #include "model/tokenizer_bpe.h"
@@ -39,6 +40,7 @@ absl::StatusOr<std::string> ReadFile(const std::filesystem::path& path) {
 }
 
 absl::StatusOr<json> ParseJson(absl::string_view text, absl::string_view source) {
+  if (auto s = CheckJsonDepth(text); !s.ok()) return absl::InvalidArgumentError(absl::StrCat(source, ": ", s.message()));
   try {
     return json::parse(text.begin(), text.end());
   } catch (const json::exception& e) {

@@ -15,6 +15,7 @@
 #include "common/server.h"
 #include "common/status.h"
 #include "orchestrator/orchestrator_service.h"
+#include "orchestrator/prompt_limit.h"
 #include "orchestrator/run_controller.h"
 #include "orchestrator/worker_registry.h"
 #include "model/policy_loader.h"
@@ -97,6 +98,7 @@ class OrchestratorActor final : public Actor {
     }
     RunControllerOptions o;
     o.progress = false;
+    ZRL_ASSIGN_OR_RETURN(o.dataset_limits, DatasetLimitsFor(c));
     if (c.dataset().template_() == zerorl::v1::PROMPT_TEMPLATE_CHAT) {
       ZRL_ASSIGN_OR_RETURN(std::shared_ptr<const Tokenizer> tok, model::LoadPolicyTokenizer(c.model()));
       o.chat = [tok](const std::string& user) -> absl::StatusOr<std::string> { return tok->ApplyChatTemplate(user); };

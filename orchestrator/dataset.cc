@@ -7,11 +7,13 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/json.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/strip.h"
 #include "common/status.h"
+#include "common/log.h"
 #include "common/splitmix.h"
 
 namespace zerorl {
@@ -65,12 +67,9 @@ std::string CountdownQuestion(const zerorl::v1::CountdownTask& task) {
 }
 
 absl::StatusOr<Prompt> ParseExample(const std::string& line, DatasetKind kind, const std::string& where) {
-  json j;
-  try {
-    j = json::parse(line);
-  } catch (const json::exception& e) {
-    return Bad(where, absl::StrCat("not valid JSON (", e.what(), ")"));
-  }
+  auto parsed = ParseJson(line);
+  if (!parsed.ok()) return Bad(where, parsed.status().message());
+  json j = std::move(*parsed);
   if (!j.is_object()) return Bad(where, "expected a JSON object");
   Prompt p;
   switch (kind) {
@@ -133,11 +132,9 @@ absl::StatusOr<Prompt> ParseExample(const std::string& line, DatasetKind kind, c
       if (io == j.end()) return Bad(where, "missing \"input_output\"");
       json tests;
       if (io->is_string()) {
-        try {
-          tests = json::parse(io->get<std::string>());
-        } catch (const json::exception& e) {
-          return Bad(where, absl::StrCat("\"input_output\" is not valid JSON (", e.what(), ")"));
-        }
+        auto inner = ParseJson(io->get<std::string>());
+        if (!inner.ok()) return Bad(where, absl::StrCat("\"input_output\": ", inner.status().message()));
+        tests = std::move(*inner);
       } else {
         tests = *io;
       }
@@ -205,7 +202,8 @@ absl::Status RenderPrompt(const zerorl::v1::DatasetConfig& config, const ChatRen
 }
 
 absl::StatusOr<DatasetSplits> LoadDataset(const zerorl::v1::DatasetConfig& config, uint64_t seed,
-                                          const std::string& base_dir, const ChatRenderer& chat) {
+                                          const std::string& base_dir, const ChatRenderer& chat,
+                                          const DatasetLimits& limits) {
   auto resolve = [&](const std::string& p) {
     if (p.empty() || std::filesystem::exists(p) || base_dir.empty()) return p;
     std::string alt = (std::filesystem::path(base_dir) / p).string();
@@ -235,6 +233,35 @@ absl::StatusOr<DatasetSplits> LoadDataset(const zerorl::v1::DatasetConfig& confi
   }
   for (auto* split : {&splits.train, &splits.eval}) {
     for (auto& p : *split) ZRL_RETURN_IF_ERROR(RenderPrompt(config, chat, &p));
+  }
+  if (limits.count_tokens && limits.max_prompt_tokens > 0) {
+    for (auto* split : {&splits.train, &splits.eval}) {
+      std::vector<Prompt> kept;
+      for (auto& p : *split) {
+        if (limits.count_tokens(p.text()) > limits.max_prompt_tokens) {
+          splits.skipped.push_back(p.id());
+        } else {
+          kept.push_back(std::move(p));
+        }
+      }
+      *split = std::move(kept);
+    }
+  }
+  if (!splits.skipped.empty()) {
+    constexpr size_t kShown = 20;
+    std::vector<std::string> shown(splits.skipped.begin(),
+                                   splits.skipped.begin() + std::min(kShown, splits.skipped.size()));
+    ZLOG(WARNING) << "dataset: skipped " << splits.skipped.size() << " prompt(s) longer than "
+                  << limits.max_prompt_tokens << " tokens (dataset.max_prompt_tokens, or the model's positions "
+                  << "less rollout.sampling.max_new_tokens): " << absl::StrJoin(shown, ", ")
+                  << (splits.skipped.size() > kShown ? absl::StrCat(" and ", splits.skipped.size() - kShown, " more")
+                                                     : "");
+  }
+  if (static_cast<int64_t>(splits.train.size()) < limits.min_train_prompts) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        limits.min_train_key, ": ", limits.min_train_prompts, " prompts per step, but the train split of ",
+        config.train_path(), " holds ", splits.train.size(), " prompt(s)",
+        splits.skipped.empty() ? "" : absl::StrCat(" (", splits.skipped.size(), " skipped as too long)")));
   }
   return splits;
 }

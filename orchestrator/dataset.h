@@ -48,13 +48,33 @@ absl::Status RenderPrompt(const zerorl::v1::DatasetConfig& config, const ChatRen
 struct DatasetSplits {
   std::vector<zerorl::v1::Prompt> train;
   std::vector<zerorl::v1::Prompt> eval;
+  std::vector<std::string> skipped;  // ids of the prompts too long to run, in file order
+};
+
+// The number of policy tokens of a rendered prompt, as the rollout worker will
+// encode it (Tokenizer::EncodePrompt).
+using PromptTokenCounter = std::function<int64_t(const std::string& text)>;
+
+// What LoadDataset checks beyond the files themselves.
+struct DatasetLimits {
+  // Prompts of more than max_prompt_tokens tokens (by count_tokens) are
+  // skipped, from both splits, and listed in DatasetSplits::skipped. No
+  // counter, or max_prompt_tokens <= 0: nothing is skipped.
+  PromptTokenCounter count_tokens;
+  int64_t max_prompt_tokens = 0;
+  // The train split must keep at least this many prompts (one step's worth);
+  // else INVALID_ARGUMENT naming `min_train_key`.
+  int64_t min_train_prompts = 1;
+  std::string min_train_key = "rollout.prompts_per_step";
 };
 
 // Loads train_path (and eval_path, or holds out eval_fraction of train, chosen
-// by `seed`), renders every prompt. Relative paths resolve against `base_dir`
+// by `seed`), renders every prompt, drops the prompts `limits` finds too long
+// (logging their count and ids). Relative paths resolve against `base_dir`
 // when they do not exist as given. Errors name the offending file and line.
 absl::StatusOr<DatasetSplits> LoadDataset(const zerorl::v1::DatasetConfig& config, uint64_t seed,
-                                          const std::string& base_dir, const ChatRenderer& chat);
+                                          const std::string& base_dir, const ChatRenderer& chat,
+                                          const DatasetLimits& limits = {});
 
 // Position in the train split: epoch number and index into that epoch's order.
 struct DatasetCursor {

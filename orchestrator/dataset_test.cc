@@ -7,6 +7,8 @@
 #include <fstream>
 #include <set>
 
+#include <nlohmann/json.hpp>
+
 namespace zerorl {
 namespace {
 
@@ -147,6 +149,55 @@ TEST(DatasetTest, SamplerIsDeterministicAndResumable) {
     for (auto& p : u.Next(3)) rest.push_back(p.id());
   }
   EXPECT_EQ(rest, std::vector<std::string>(first.begin() + 6, first.end()));
+}
+
+// Issue 16 #5: an over-long prompt is skipped and counted, not sent to fail
+// the run on every retry; too few prompts for one step is refused up front.
+TEST(DatasetTest, OverLongPromptsAreSkippedAndListed) {
+  std::string nums;
+  for (int i = 0; i < 399; ++i) nums += (i ? "," : "") + std::to_string(i % 90 + 1);
+  const std::string path = WriteTemp("long.jsonl", "{\"nums\": [1, 2, 3], \"target\": 6}\n"
+                                                   "{\"nums\": [" + nums + "], \"target\": 7}\n"
+                                                   "{\"nums\": [4, 5], \"target\": 9}\n");
+  DatasetConfig c;
+  c.set_kind(zerorl::v1::DATASET_KIND_COUNTDOWN);
+  c.set_train_path(path);
+  c.set_template_(zerorl::v1::PROMPT_TEMPLATE_RAW);
+  DatasetLimits limits;
+  limits.count_tokens = [](const std::string& text) { return static_cast<int64_t>(text.size()); };
+  limits.max_prompt_tokens = 400;
+  auto d = LoadDataset(c, 1, "", nullptr, limits);
+  ASSERT_TRUE(d.ok()) << d.status();
+  ASSERT_EQ(d->train.size(), 2u);
+  EXPECT_EQ(d->train[0].id(), "long-1");
+  EXPECT_EQ(d->train[1].id(), "long-3");
+  EXPECT_EQ(d->skipped, std::vector<std::string>{"long-2"});
+  // Without a bound nothing is skipped (and the loader is as before).
+  auto all = LoadDataset(c, 1, "", nullptr);
+  ASSERT_TRUE(all.ok()) << all.status();
+  EXPECT_EQ(all->train.size(), 3u);
+  EXPECT_TRUE(all->skipped.empty());
+  // One step needs more prompts than the split keeps: refused, naming the key.
+  limits.min_train_prompts = 3;
+  auto few = LoadDataset(c, 1, "", nullptr, limits);
+  ASSERT_FALSE(few.ok());
+  EXPECT_NE(few.status().message().find("rollout.prompts_per_step: 3 prompts per step"), std::string::npos)
+      << few.status();
+  EXPECT_NE(few.status().message().find("1 skipped as too long"), std::string::npos) << few.status();
+}
+
+// Issue 16 #6: a code dataset whose input_output is nested 200k deep.
+TEST(DatasetTest, DeeplyNestedJsonIsAnErrorNotACrash) {
+  const std::string deep = std::string(200000, '[') + std::string(200000, ']');
+  auto p = ParseExample("{\"question\": \"q\", \"input_output\": {\"inputs\": " + deep + ", \"outputs\": []}}",
+                        zerorl::v1::DATASET_KIND_CODE, "code.jsonl:3");
+  ASSERT_FALSE(p.ok());
+  EXPECT_NE(p.status().message().find("code.jsonl:3: JSON nested deeper than"), std::string::npos) << p.status();
+  const std::string inner = "[" + std::string(300, '[') + std::string(300, ']') + "]";
+  nlohmann::json line = {{"question", "q"}, {"input_output", "{\"inputs\": " + inner + ", \"outputs\": []}"}};
+  p = ParseExample(line.dump(), zerorl::v1::DATASET_KIND_CODE, "code.jsonl:4");
+  ASSERT_FALSE(p.ok());
+  EXPECT_NE(p.status().message().find("\"input_output\": JSON nested deeper"), std::string::npos) << p.status();
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/json.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 
@@ -19,6 +20,7 @@ namespace {
 using json = nlohmann::ordered_json;
 
 absl::StatusOr<zerorl::v1::StepMetrics> ParseLine(const std::string& line, const std::string& where) {
+  if (auto s = CheckJsonDepth(line); !s.ok()) return absl::InvalidArgumentError(absl::StrCat(where, ": ", s.message()));
   json j;
   try {
     j = json::parse(line);

@@ -94,7 +94,8 @@ absl::Status RunController::Prepare() {
   if (!dir_lock_) {
     ZRL_ASSIGN_OR_RETURN(dir_lock_, RunDirLock::Acquire(dir));
   }
-  ZRL_ASSIGN_OR_RETURN(data_, LoadDataset(config_.dataset(), config_.seed(), options_.base_dir, options_.chat));
+  ZRL_ASSIGN_OR_RETURN(data_, LoadDataset(config_.dataset(), config_.seed(), options_.base_dir, options_.chat,
+                                           options_.dataset_limits));
   if (data_.train.empty()) return absl::InvalidArgumentError("dataset: the train split is empty");
   eval_prompts_ = data_.eval;
   if (config_.orchestrator().eval().prompts() > 0 &&

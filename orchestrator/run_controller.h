@@ -64,6 +64,7 @@ namespace zerorl {
 struct RunControllerOptions {
   std::string base_dir;    // resolves relative dataset paths (the config file's directory)
   ChatRenderer chat;       // for dataset.template: chat (may be empty)
+  DatasetLimits dataset_limits;  // over-long prompts skipped, enough train prompts (prompt_limit.h)
   bool progress = true;    // progress bar on stderr (also needs orchestrator.progress)
 };
 

@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/json.h"
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
 
@@ -80,6 +81,7 @@ absl::StatusOr<RunStateRecord> LoadRunState(const std::string& path) {
   std::stringstream ss;
   ss << in.rdbuf();
   RunStateRecord s;
+  if (auto st = CheckJsonDepth(ss.str()); !st.ok()) return absl::DataLossError(absl::StrCat(path, ": ", st.message()));
   try {
     json j = json::parse(ss.str());
     s.run_id = j.at("run_id").get<std::string>();

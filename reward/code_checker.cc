@@ -3,6 +3,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/json.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -48,7 +49,9 @@ std::vector<absl::string_view> Lines(absl::string_view s) {
 bool JsonResultMatches(absl::string_view stdout_data, const std::string& want_json) {
   size_t p = stdout_data.rfind("@@ZERORL_RESULT@@");
   if (p == absl::string_view::npos) return false;
-  auto got = nlohmann::json::parse(stdout_data.substr(p + 17), nullptr, /*allow_exceptions=*/false);
+  const absl::string_view got_text = stdout_data.substr(p + 17);
+  if (!CheckJsonDepth(got_text).ok() || !CheckJsonDepth(want_json).ok()) return false;
+  auto got = nlohmann::json::parse(got_text, nullptr, /*allow_exceptions=*/false);
   auto want = nlohmann::json::parse(want_json, nullptr, false);
   if (got.is_discarded() || want.is_discarded()) return false;
   if (got == want) return true;
@@ -58,6 +61,7 @@ bool JsonResultMatches(absl::string_view stdout_data, const std::string& want_js
 }  // namespace
 
 absl::StatusOr<CodeTests> ParseCodeTests(absl::string_view json) {
+  if (auto s = CheckJsonDepth(json); !s.ok()) return absl::InvalidArgumentError(absl::StrCat("code tests: ", s.message()));
   auto j = nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.is_object()) return absl::InvalidArgumentError("code tests: not a JSON object");
   if (!j.contains("inputs") || !j["inputs"].is_array()) {

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 
+#include "common/json.h"
 #include "absl/strings/str_cat.h"
 #include "common/config.h"
 #include "common/log.h"
@@ -85,7 +86,8 @@ absl::StatusOr<std::unique_ptr<PythonTerm::Worker>> PythonTerm::StartWorker() {
                                                 {{"worker.py", kWorker}, {"user_reward.py", source_}}));
   w->sandbox = sandbox_.get();
   ZRL_ASSIGN_OR_RETURN(std::string hello, Exchange(w.get(), ""));
-  auto j = nlohmann::json::parse(hello, nullptr, false);
+  auto j = CheckJsonDepth(hello).ok() ? nlohmann::json::parse(hello, nullptr, false)
+                                      : nlohmann::json(nlohmann::json::value_t::discarded);
   if (j.is_discarded() || !j.is_object() || !j.value("ready", false)) {
     std::string err = j.is_object() ? j.value("error", hello) : hello;
     return absl::InvalidArgumentError(absl::StrCat("python reward file does not load: ", err));
@@ -156,9 +158,11 @@ absl::StatusOr<double> PythonTerm::Call(const std::string& prompt, const std::st
   nlohmann::json req;
   req["prompt"] = prompt;
   req["completion"] = completion;
-  req["answer"] = nlohmann::json::parse(answer_json, nullptr, false);
+  req["answer"] = CheckJsonDepth(answer_json).ok() ? nlohmann::json::parse(answer_json, nullptr, false)
+                                                   : nlohmann::json(nlohmann::json::value_t::discarded);
   if (req["answer"].is_discarded()) req["answer"] = answer_json;
-  req["meta"] = nlohmann::json::parse(meta_json, nullptr, false);
+  req["meta"] = CheckJsonDepth(meta_json).ok() ? nlohmann::json::parse(meta_json, nullptr, false)
+                                               : nlohmann::json::object();
   if (!req["meta"].is_object()) req["meta"] = nlohmann::json::object();
   auto reply = Exchange(w.get(), req.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
   absl::StatusOr<double> result;
@@ -167,7 +171,8 @@ absl::StatusOr<double> PythonTerm::Call(const std::string& prompt, const std::st
     result = reply.status();
     healthy = false;
   } else {
-    auto j = nlohmann::json::parse(*reply, nullptr, false);
+    auto j = CheckJsonDepth(*reply).ok() ? nlohmann::json::parse(*reply, nullptr, false)
+                                         : nlohmann::json(nlohmann::json::value_t::discarded);
     if (j.is_discarded() || !j.is_object()) {
       result = absl::InternalError("python worker sent garbage");
       healthy = false;

@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/json.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "common/config.h"
@@ -44,7 +45,7 @@ std::string AnswerJson(const zerorl::v1::Answer& a) {
       j["target"] = a.countdown().target();
       break;
     case zerorl::v1::Answer::kCodeTestsJson: {
-      j = nlohmann::json::parse(a.code_tests_json(), nullptr, false);
+      if (CheckJsonDepth(a.code_tests_json()).ok()) j = nlohmann::json::parse(a.code_tests_json(), nullptr, false);
       if (j.is_discarded()) j = a.code_tests_json();
       break;
     }
@@ -123,9 +124,12 @@ absl::StatusOr<std::shared_ptr<const CompiledSpec>> CompiledSpec::Compile(const 
   c->env_ = env;
   c->spec_ = in;
   if (c->spec_.terms().empty()) return absl::InvalidArgumentError("reward spec has no terms");
+  if (auto s = CheckFinite(c->spec_, ""); !s.ok()) return s;
   std::set<std::string> names;
+  // A term that says `accuracy: true` makes the unmarked terms non-deciding;
+  // otherwise unmarked math/countdown/code terms decide. An explicit false is false.
   bool any_accuracy = false;
-  for (const auto& t : c->spec_.terms()) any_accuracy |= t.accuracy();
+  for (const auto& t : c->spec_.terms()) any_accuracy |= t.has_accuracy() && t.accuracy();
   for (int i = 0; i < c->spec_.terms_size(); ++i) {
     RewardTerm& t = *c->spec_.mutable_terms(i);
     if (t.kind() == zerorl::v1::TERM_KIND_UNSPECIFIED) {
@@ -134,12 +138,13 @@ absl::StatusOr<std::shared_ptr<const CompiledSpec>> CompiledSpec::Compile(const 
     }
     if (t.name().empty()) t.set_name(KindName(t.kind()));
     if (!names.insert(t.name()).second) return TermError(i, t, "duplicate term name");
-    // proto3 cannot tell "0" from unset, and a zero-weight term is a no-op: 0 means the default 1.0.
-    if (t.weight() == 0) t.set_weight(1.0);
-    if (!std::isfinite(t.weight())) return TermError(i, t, "weight must be finite");
-    bool acc = any_accuracy ? t.accuracy()
-                            : (t.kind() == zerorl::v1::TERM_KIND_MATH || t.kind() == zerorl::v1::TERM_KIND_COUNTDOWN ||
-                               t.kind() == zerorl::v1::TERM_KIND_CODE);
+    // Unset means the default 1.0; an explicit 0 switches the term off (a live swap's most common use).
+    if (!t.has_weight()) t.set_weight(1.0);
+    const bool acc = t.has_accuracy() ? t.accuracy()
+                     : any_accuracy   ? false
+                                      : (t.kind() == zerorl::v1::TERM_KIND_MATH ||
+                                         t.kind() == zerorl::v1::TERM_KIND_COUNTDOWN ||
+                                         t.kind() == zerorl::v1::TERM_KIND_CODE);
     c->accuracy_.push_back(acc);
     std::unique_ptr<PythonTerm> py;
     switch (t.kind()) {
@@ -150,9 +155,9 @@ absl::StatusOr<std::shared_ptr<const CompiledSpec>> CompiledSpec::Compile(const 
         }
         std::vector<std::string> ex(m->extractors().begin(), m->extractors().end());
         if (auto s = ValidateExtractors(ex); !s.ok()) return TermError(i, t, absl::StrCat("math.extractors: ", s.message()));
-        if (m->rel_tolerance() == 0) m->set_rel_tolerance(1e-9);
+        if (!m->has_rel_tolerance()) m->set_rel_tolerance(1e-9);
         if (m->rel_tolerance() < 0 || m->rel_tolerance() > 0.1) {
-          return TermError(i, t, "math.rel_tolerance must be in (0, 0.1]");
+          return TermError(i, t, "math.rel_tolerance must be in [0, 0.1]");
         }
         if (m->multiple_boxed().empty()) m->set_multiple_boxed("last");
         if (m->multiple_boxed() != "last" && m->multiple_boxed() != "all_equal") {
@@ -161,9 +166,9 @@ absl::StatusOr<std::shared_ptr<const CompiledSpec>> CompiledSpec::Compile(const 
         break;
       }
       case zerorl::v1::TERM_KIND_COUNTDOWN:
-        // proto3 zero means "default" for correct (1.0) and well_formed (0.1).
-        if (t.countdown().correct() == 0) t.mutable_countdown()->set_correct(1.0);
-        if (t.countdown().well_formed() == 0) t.mutable_countdown()->set_well_formed(0.1);
+        // Unset means the default; an explicit 0 stays 0.
+        if (!t.countdown().has_correct()) t.mutable_countdown()->set_correct(1.0);
+        if (!t.countdown().has_well_formed()) t.mutable_countdown()->set_well_formed(0.1);
         if (t.countdown().correct() < t.countdown().well_formed()) {
           return TermError(i, t, "countdown.correct must be >= countdown.well_formed");
         }
@@ -179,8 +184,8 @@ absl::StatusOr<std::shared_ptr<const CompiledSpec>> CompiledSpec::Compile(const 
         c->sandbox_ = *sb;
         if (t.kind() == zerorl::v1::TERM_KIND_PYTHON) {
           if (t.python().file().empty()) return TermError(i, t, "python.file: missing");
-          if (t.python().timeout_s() < 0) return TermError(i, t, "python.timeout_s must be >= 0");
-          if (t.python().timeout_s() == 0) t.mutable_python()->set_timeout_s(2.0);
+          if (!t.python().has_timeout_s()) t.mutable_python()->set_timeout_s(2.0);
+          if (!(t.python().timeout_s() > 0)) return TermError(i, t, "python.timeout_s must be > 0");
           auto term = PythonTerm::Create(*sb, t.python().file(), t.python().timeout_s(), env.python_workers,
                                          env.sandbox->limits());
           if (!term.ok()) return TermError(i, t, std::string(term.status().message()));
@@ -196,8 +201,8 @@ absl::StatusOr<std::shared_ptr<const CompiledSpec>> CompiledSpec::Compile(const 
         break;
       case zerorl::v1::TERM_KIND_OVERLONG: {
         auto* o = t.mutable_overlong();
-        if (o->max_tokens() == 0) o->set_max_tokens(env.default_max_tokens);
-        if (o->buffer_tokens() == 0) o->set_buffer_tokens(64);
+        if (!o->has_max_tokens()) o->set_max_tokens(env.default_max_tokens);
+        if (!o->has_buffer_tokens()) o->set_buffer_tokens(64);
         if (o->max_tokens() <= 0 || o->buffer_tokens() <= 0 || o->buffer_tokens() > o->max_tokens()) {
           return TermError(i, t, "overlong: need 0 < buffer_tokens <= max_tokens");
         }
@@ -205,7 +210,7 @@ absl::StatusOr<std::shared_ptr<const CompiledSpec>> CompiledSpec::Compile(const 
       }
       case zerorl::v1::TERM_KIND_LENGTH: {
         auto* o = t.mutable_length();
-        if (o->per_token() == 0) o->set_per_token(0.001);
+        if (!o->has_per_token()) o->set_per_token(0.001);
         if (o->target_tokens() < 0 || o->per_token() < 0 || !std::isfinite(o->per_token())) {
           return TermError(i, t, "length: target_tokens and per_token must be >= 0");
         }

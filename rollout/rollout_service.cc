@@ -2,11 +2,13 @@
 #include "rollout/rollout_service.h"
 
 #include <chrono>
+#include <cmath>
 #include <functional>
 
 #include <grpcpp/support/method_handler.h>
 
 #include "absl/strings/str_cat.h"
+#include "common/config.h"
 #include "common/server.h"
 #include "common/status.h"
 #include "weights/weight_chunk_buffer.h"
@@ -16,14 +18,19 @@ namespace zerorl::rollout {
 using zerorl::v1::FinishReason;
 
 absl::StatusOr<GenerationParams> ParamsFromRequest(const zerorl::v1::GenerateRequest& r) {
-  const zerorl::v1::SamplingParams& s = r.sampling();
+  // Fields the request leaves unset take the documented defaults; an explicit 0
+  // is kept (temperature 0 is greedy; top_p or max_new_tokens 0 are refused by the engine).
+  zerorl::v1::SamplingParams s = DefaultRunConfig().rollout().sampling();
+  s.MergeFrom(r.sampling());
   GenerationParams p;
-  if (s.temperature() < 0) return absl::InvalidArgumentError("sampling.temperature must be >= 0");
+  if (!(s.temperature() >= 0)) return absl::InvalidArgumentError("sampling.temperature must be >= 0");
+  if (!std::isfinite(s.temperature()) || !std::isfinite(s.top_p()))
+    return absl::InvalidArgumentError("sampling.temperature and sampling.top_p must be finite");
   p.sampler.greedy = s.temperature() == 0;
-  p.sampler.temperature = s.temperature() == 0 ? 1.0f : s.temperature();
-  p.sampler.top_p = s.top_p() == 0 ? 1.0f : s.top_p();
+  p.sampler.temperature = p.sampler.greedy ? 1.0f : s.temperature();
+  p.sampler.top_p = s.top_p();
   p.sampler.top_k = s.top_k();
-  p.max_new_tokens = s.max_new_tokens() == 0 ? 256 : s.max_new_tokens();
+  p.max_new_tokens = s.max_new_tokens();
   p.stop.assign(s.stop().begin(), s.stop().end());
   p.stop_token_ids.assign(s.stop_token_ids().begin(), s.stop_token_ids().end());
   p.seed = s.seed() != 0 ? s.seed() : std::hash<std::string>{}(r.request_id()) | 1;

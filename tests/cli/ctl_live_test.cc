@@ -3,6 +3,7 @@
 // output mode, filters returning exactly the matching trajectories, tail
 // receiving new ones, a reward swap seen in the versions of the next scores,
 // and admin calls refused without the token (exit 4).
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -238,6 +239,17 @@ TEST_F(CtlLiveTest, ExportWritesMatchingTrajectoriesAsJsonLines) {
   CtlResult to_stdout = Run({"traj", "export", "--run", "other", "--out", "-"});
   ASSERT_EQ(to_stdout.code, 0) << to_stdout.err;
   EXPECT_EQ(Sorted(JsonlIds(to_stdout.out)), (std::vector<std::string>{"other/0/0/0", "other/0/0/1"}));
+
+  // A device is written through, never replaced by a regular file (issue 16 #10):
+  // /dev/null takes the lines, /dev/full fails with ENOSPC and stays a device.
+  CtlResult null_dev = Run({"traj", "export", "--run", "other", "--out", "/dev/null"});
+  EXPECT_EQ(null_dev.code, 0) << null_dev.err;
+  CtlResult full = Run({"traj", "export", "--run", "other", "--out", "/dev/full"});
+  EXPECT_EQ(full.code, 1) << full.err;
+  EXPECT_NE(full.err.find("writing /dev/full failed"), std::string::npos) << full.err;
+  struct stat st;
+  ASSERT_EQ(stat("/dev/full", &st), 0);
+  EXPECT_TRUE(S_ISCHR(st.st_mode));
 }
 
 // Appends new groups of run "live" (step after step) until `done`.

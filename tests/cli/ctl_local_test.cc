@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <climits>
 #include <fstream>
 #include <sstream>
 
@@ -51,6 +52,37 @@ std::string WriteFile(const std::string& name, const std::string& text) {
 }
 
 bool Contains(const std::string& s, const std::string& what) { return s.find(what) != std::string::npos; }
+
+// Issue 16 #10, #13: a port gRPC would wrap (99999 reached 34463), and --out
+// paths that a rename would replace (a symlink) or cannot be written.
+TEST(CtlUsageTest, BadAddressesAndExportTargetsAreUsageErrors) {
+  for (const char* flag : {"--addr", "--buffer-addr", "--reward-addr"}) {
+    Result r = Ctl({flag, "127.0.0.1:99999", "runs", "list"});
+    EXPECT_EQ(r.code, 2) << flag << ": " << r.err;
+    EXPECT_TRUE(Contains(r.err, std::string(flag) + ": \"127.0.0.1:99999\" has a port out of range")) << r.err;
+  }
+  Result noport = Ctl({"--addr", "localhost", "runs", "list"});
+  EXPECT_EQ(noport.code, 2);
+  EXPECT_TRUE(Contains(noport.err, "has no port")) << noport.err;
+
+  const std::string dir = testing::MakeTempDir("ctl-export");
+  const std::string target = dir + "/target.jsonl", link = dir + "/link.jsonl";
+  std::ofstream(target) << "keep me\n";
+  ASSERT_EQ(symlink(target.c_str(), link.c_str()), 0);
+  const std::string addr = ClosedAddress();
+  Result r = Ctl({"--addr", addr, "traj", "export", "--run", "r", "--out", link});
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_TRUE(Contains(r.err, "is a symbolic link")) << r.err;
+  char buf[PATH_MAX] = {};
+  EXPECT_GT(readlink(link.c_str(), buf, sizeof(buf) - 1), 0) << "the link itself must survive";
+  std::ifstream in(target);
+  std::string kept;
+  std::getline(in, kept);
+  EXPECT_EQ(kept, "keep me");
+  Result d = Ctl({"--addr", addr, "traj", "export", "--run", "r", "--out", dir});
+  EXPECT_EQ(d.code, 2) << d.err;
+  EXPECT_TRUE(Contains(d.err, "is a directory")) << d.err;
+}
 
 TEST(CtlUsageTest, HelpExitsZero) {
   Result r = Ctl({"--help"});

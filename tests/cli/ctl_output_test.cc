@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <set>
 #include <sstream>
 
 #include "cli/ctl_output.h"
@@ -10,6 +11,20 @@
 
 namespace zerorl::ctl {
 namespace {
+
+// Issue 16 #13: the table shows the key metrics unless asked for more.
+TEST(CtlMetricsTest, KeyColumnsByDefaultEveryOneWithAll) {
+  const std::set<std::string> present = {"loss", "reward_mean", "kl", "accuracy", "tokens_per_s", "grad_norm",
+                                         "eval_accuracy", "entropy", "completion_len_mean", "lr", "clip_frac"};
+  EXPECT_EQ(MetricColumns(present, "", false),
+            (std::vector<std::string>{"reward_mean", "accuracy", "eval_accuracy", "completion_len_mean", "kl",
+                                      "entropy", "tokens_per_s"}));
+  const auto all = MetricColumns(present, "", true);
+  EXPECT_EQ(all.size(), present.size());
+  EXPECT_EQ(all[7], "clip_frac");  // the rest by name
+  EXPECT_EQ(MetricColumns(present, "loss, lr", false), (std::vector<std::string>{"loss", "lr"}));
+  EXPECT_EQ(MetricColumns({"loss"}, "", false), std::vector<std::string>{"loss"});
+}
 
 TEST(CtlIdTest, ParsesAndFormatsRoundTrip) {
   auto id = ParseId("countdown-a/12/3/7");
