@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "common/auth.h"
 #include "common/config.h"
 #include "common/log.h"
 #include "common/server.h"
@@ -96,8 +97,9 @@ absl::StatusOr<zerorl::v1::CheckpointInfo> LearnerServiceImpl::CheckpointLocked(
   return last_checkpoint_;
 }
 
-grpc::Status LearnerServiceImpl::Train(grpc::ServerContext*, const zerorl::v1::TrainRequest* req,
+grpc::Status LearnerServiceImpl::Train(grpc::ServerContext* ctx, const zerorl::v1::TrainRequest* req,
                                        zerorl::v1::TrainResponse* resp) {
+  if (auto s = CheckCallAccess(ctx); !s.ok()) return ToGrpcStatus(s);
   std::lock_guard<std::mutex> lk(mu_);
   if (!buffer_) return ToGrpcStatus(absl::FailedPreconditionError("learner has no buffer address (buffer.address)"));
   const int deadline_ms = config_.orchestrator().call_deadline_ms() > 0 ? config_.orchestrator().call_deadline_ms() : 600000;
@@ -172,8 +174,9 @@ grpc::Status LearnerServiceImpl::Train(grpc::ServerContext*, const zerorl::v1::T
   return grpc::Status::OK;
 }
 
-grpc::Status LearnerServiceImpl::SaveCheckpoint(grpc::ServerContext*, const zerorl::v1::SaveCheckpointRequest* req,
+grpc::Status LearnerServiceImpl::SaveCheckpoint(grpc::ServerContext* ctx, const zerorl::v1::SaveCheckpointRequest* req,
                                                 zerorl::v1::CheckpointInfo* resp) {
+  if (auto s = CheckCallAccess(ctx); !s.ok()) return ToGrpcStatus(s);
   std::lock_guard<std::mutex> lk(mu_);
   if (!req->data_cursor().empty()) data_cursor_ = req->data_cursor();
   auto ck = CheckpointLocked(data_cursor_);
@@ -182,8 +185,9 @@ grpc::Status LearnerServiceImpl::SaveCheckpoint(grpc::ServerContext*, const zero
   return grpc::Status::OK;
 }
 
-grpc::Status LearnerServiceImpl::FetchWeights(grpc::ServerContext*, const zerorl::v1::FetchWeightsRequest* req,
+grpc::Status LearnerServiceImpl::FetchWeights(grpc::ServerContext* ctx, const zerorl::v1::FetchWeightsRequest* req,
                                               grpc::ServerWriter<zerorl::v1::WeightChunk>* writer) {
+  if (auto s = CheckCallAccess(ctx); !s.ok()) return ToGrpcStatus(s);
   std::lock_guard<std::mutex> lk(mu_);
   if (trainer_->version() < req->min_version())
     return ToGrpcStatus(absl::FailedPreconditionError(
@@ -200,8 +204,9 @@ grpc::Status LearnerServiceImpl::FetchWeights(grpc::ServerContext*, const zerorl
   return ToGrpcStatus(st);
 }
 
-grpc::Status LearnerServiceImpl::GetLearnerState(grpc::ServerContext*, const zerorl::v1::GetLearnerStateRequest*,
+grpc::Status LearnerServiceImpl::GetLearnerState(grpc::ServerContext* ctx, const zerorl::v1::GetLearnerStateRequest*,
                                                  zerorl::v1::LearnerState* resp) {
+  if (auto s = CheckCallAccess(ctx); !s.ok()) return ToGrpcStatus(s);
   std::lock_guard<std::mutex> lk(mu_);
   resp->mutable_policy()->set_version(trainer_->version());
   resp->mutable_policy()->set_step(trainer_->step());
