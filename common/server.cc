@@ -123,7 +123,9 @@ std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address,
     creds = grpc::InsecureChannelCredentials();
   }
   auto token = InternalTokenFor(config);
-  if (!token.ok()) ZLOG(ERROR) << "channel to " << address << ": " << token.status().message();
+  if (!token.ok()) {
+    ZLOG(ERROR) << "channel to " << address << ": " << token.status().message();
+  }
   std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>> interceptors;
   if (token.ok() && !token->empty()) interceptors.push_back(NewBearerInterceptorFactory(*token));
   return grpc::experimental::CreateCustomChannelWithInterceptors(address, creds, args, std::move(interceptors));
