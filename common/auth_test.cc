@@ -79,7 +79,7 @@ TEST(AccessTableTest, CoversEveryMethodOfEveryService) {
     }
   }
   EXPECT_GE(files, 7);
-  EXPECT_GE(declared.size(), 36u);
+  EXPECT_GE(declared.size(), 35u);  // buffer 10, learner 4, orchestrator 10, reward 5, rollout 6
   for (const auto& [method, access] : AccessTable()) {
     if (method.rfind("/zerorl.", 0) == 0)
       EXPECT_EQ(declared.count(std::string(method)), 1u) << method << " is in the table but not in any .proto";
