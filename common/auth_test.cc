@@ -7,6 +7,14 @@
 #include <set>
 
 #include <google/protobuf/descriptor.h>
+#include <grpcpp/completion_queue.h>
+#include <grpcpp/create_channel.h>
+#include <grpcpp/generic/generic_stub.h>
+#include <grpcpp/server_builder.h>
+
+#include "common/server.h"
+#include "common/status.h"
+#include "zerorl/v1/rollout.grpc.pb.h"
 
 #include "zerorl/v1/buffer.pb.h"
 #include "zerorl/v1/learner.pb.h"
@@ -81,8 +89,9 @@ TEST(AccessTableTest, CoversEveryMethodOfEveryService) {
   EXPECT_GE(files, 7);
   EXPECT_GE(declared.size(), 35u);  // buffer 10, learner 4, orchestrator 10, reward 5, rollout 6
   for (const auto& [method, access] : AccessTable()) {
-    if (method.rfind("/zerorl.", 0) == 0)
+    if (method.rfind("/zerorl.", 0) == 0) {
       EXPECT_EQ(declared.count(std::string(method)), 1u) << method << " is in the table but not in any .proto";
+    }
   }
 }
 
@@ -168,6 +177,100 @@ TEST(AccessTableTest, FromConfigNamesTheKeyAndRefusesOneTokenForBoth) {
   auto same = AdminAuth::FromConfig(c);
   ASSERT_FALSE(same.ok());
   EXPECT_EQ(same.status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+// A RolloutService whose Drain, like every zerorl handler, returns
+// CheckCallAccess(ctx) first; it counts the drains that got through.
+class CountingRollout final : public zerorl::v1::RolloutService::Service {
+ public:
+  std::atomic<int> drains{0};
+  grpc::Status Drain(grpc::ServerContext* ctx, const zerorl::v1::DrainRequest*, zerorl::v1::DrainResponse*) override {
+    if (auto s = CheckCallAccess(ctx); !s.ok()) return ToGrpcStatus(s);
+    ++drains;
+    return grpc::Status::OK;
+  }
+};
+
+// One call by method name with raw request bytes, as curl --http2-prior-knowledge sends it.
+grpc::Status RawCall(const std::shared_ptr<grpc::Channel>& channel, const std::string& method,
+                     const std::string& bytes, const std::string& token = "") {
+  grpc::GenericStub stub(channel);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  if (!token.empty()) ctx.AddMetadata("authorization", "Bearer " + token);
+  grpc::Slice slice(bytes);
+  grpc::ByteBuffer request(&slice, 1), response;
+  grpc::Status status;
+  grpc::CompletionQueue cq;
+  auto call = stub.PrepareUnaryCall(&ctx, method, request, &cq);
+  call->StartCall();
+  call->Finish(&response, &status, reinterpret_cast<void*>(1));
+  void* tag = nullptr;
+  bool ok = false;
+  cq.Next(&tag, &ok);
+  cq.Shutdown();
+  while (cq.Next(&tag, &ok)) {
+  }
+  return status;
+}
+
+// The issue-16 reproduction against a real server: the bare Drain (payload
+// 08 01, no metadata) and one with a guessed token are refused before the
+// handler acts; the channels actors use (MakeChannel with
+// server.internal_token_file, in-process channels) get through.
+TEST(AccessServerTest, BareDrainIsRefusedAndActorChannelsGetThrough) {
+  CountingRollout rollout;
+  auto server = StartServer("127.0.0.1:0", {&rollout}, zerorl::v1::ServerConfig(),
+                            std::make_shared<AdminAuth>("admin-tok", "internal-tok"));
+  ASSERT_TRUE(server.ok()) << server.status();
+  const std::string address = "127.0.0.1:" + std::to_string(server->port);
+  auto bare = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+  const std::string drain = "/zerorl.v1.RolloutService/Drain", abort_in_flight("\x08\x01", 2);
+  EXPECT_EQ(RawCall(bare, drain, abort_in_flight).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(RawCall(bare, drain, abort_in_flight, "guess").error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(rollout.drains.load(), 0);
+  EXPECT_TRUE(RawCall(bare, drain, abort_in_flight, "internal-tok").ok());
+  EXPECT_TRUE(RawCall(bare, drain, abort_in_flight, "admin-tok").ok());
+  EXPECT_EQ(rollout.drains.load(), 2);
+  // Health stays open to probes.
+  EXPECT_TRUE(RawCall(bare, "/grpc.health.v1.Health/Check", "").ok());
+
+  const std::string dir = ::testing::TempDir();
+  std::ofstream(dir + "/internal-ok") << "internal-tok\n";
+  zerorl::v1::ServerConfig with;
+  with.set_internal_token_file(dir + "/internal-ok");
+  const auto typed_drain = [](const std::shared_ptr<grpc::Channel>& channel) {
+    auto stub = zerorl::v1::RolloutService::NewStub(channel);
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    zerorl::v1::DrainResponse resp;
+    return stub->Drain(&ctx, zerorl::v1::DrainRequest(), &resp);
+  };
+  EXPECT_TRUE(typed_drain(MakeChannel(address, with)).ok());
+  EXPECT_EQ(typed_drain(MakeChannel(address, zerorl::v1::ServerConfig())).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_TRUE(typed_drain(InProcessChannel(server->server.get(), zerorl::v1::ServerConfig(), "internal-tok")).ok());
+  EXPECT_EQ(typed_drain(InProcessChannel(server->server.get(), zerorl::v1::ServerConfig(), "")).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(rollout.drains.load(), 4);
+  server->Shutdown();
+}
+
+// Fail closed: a handler on a server built without StartServer's interceptor
+// has no verdict and refuses.
+TEST(AccessServerTest, NoVerdictWithoutTheInterceptorRefuses) {
+  CountingRollout rollout;
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&rollout);
+  auto server = builder.BuildAndStart();
+  ASSERT_NE(server, nullptr);
+  auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials());
+  const grpc::Status s = RawCall(channel, "/zerorl.v1.RolloutService/Drain", "", "internal-tok");
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED) << s.error_message();
+  EXPECT_EQ(rollout.drains.load(), 0);
+  server->Shutdown();
 }
 
 TEST(AccessTableTest, RandomTokensDiffer) {
