@@ -141,7 +141,7 @@ absl::StatusOr<PushResult> BenchModelPush(const model::ModelConfig& cfg, int wor
     ZRL_ASSIGN_OR_RETURN(auto m, model::Model::Create(cfg, 100 + w));
     engines.push_back(std::make_unique<rollout::GenerationEngine>(std::move(m), tok, rollout::GenerationEngine::Options{}));
     services.push_back(std::make_unique<rollout::RolloutServiceImpl>(engines.back().get(), "bench"));
-    ZRL_ASSIGN_OR_RETURN(ServerHandle h, StartServer("127.0.0.1:0", {services.back().get()}, server));
+    ZRL_ASSIGN_OR_RETURN(ServerHandle h, StartServer("127.0.0.1:0", {services.back().get()}, server, std::make_shared<AdminAuth>()));
     const std::string addr = "127.0.0.1:" + std::to_string(h.port);
     targets.push_back({addr, MakeChannel(addr, server)});
     servers.push_back(std::move(h));

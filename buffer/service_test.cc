@@ -25,8 +25,9 @@ class ServiceTest : public ::testing::Test {
     auto store = TrajectoryStore::Open(dir_ + "/db", {});
     ASSERT_TRUE(store.ok()) << store.status();
     store_ = std::move(store).value();
-    service_ = std::make_unique<BufferServiceImpl>(store_.get(), std::make_shared<const AdminAuth>("s3cret"));
-    auto h = StartServer("127.0.0.1:0", {service_.get()}, zerorl::v1::ServerConfig());
+    auto auth = std::make_shared<const AdminAuth>("s3cret");
+    service_ = std::make_unique<BufferServiceImpl>(store_.get(), auth);
+    auto h = StartServer("127.0.0.1:0", {service_.get()}, zerorl::v1::ServerConfig(), auth);
     ASSERT_TRUE(h.ok()) << h.status();
     server_ = std::move(h).value();
     stub_ = BufferService::NewStub(MakeChannel(absl::StrCat("127.0.0.1:", server_.port), zerorl::v1::ServerConfig()));

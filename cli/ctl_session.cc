@@ -106,18 +106,27 @@ std::shared_ptr<grpc::Channel> Session::Channel(const std::string& address) {
   return channel;
 }
 
-std::unique_ptr<grpc::ClientContext> Session::Context() { return ContextWithDeadline(timeout_); }
+std::unique_ptr<grpc::ClientContext> Session::Context() {
+  auto ctx = ContextWithDeadline(timeout_);
+  // Every call presents --token-file when it can be read (deployments with
+  // server.private_reads, and Score for `reward test`); AdminContext reports
+  // an unreadable file.
+  if (!flags_.token_file.empty() && LoadToken().ok()) AttachBearerToken(ctx.get(), token_);
+  return ctx;
+}
+
+absl::Status Session::LoadToken() {
+  if (token_loaded_) return absl::OkStatus();
+  auto token = ReadTokenFile(flags_.token_file);
+  if (!token.ok()) return UsageError(absl::StrCat("--token-file: ", token.status().message()));
+  token_ = *token;
+  token_loaded_ = true;
+  return absl::OkStatus();
+}
 
 absl::StatusOr<std::unique_ptr<grpc::ClientContext>> Session::AdminContext() {
-  if (!token_loaded_) {
-    auto token = ReadTokenFile(flags_.token_file);
-    if (!token.ok()) return UsageError(absl::StrCat("--token-file: ", token.status().message()));
-    token_ = *token;
-    token_loaded_ = true;
-  }
-  auto ctx = Context();
-  AttachBearerToken(ctx.get(), token_);
-  return ctx;
+  ZRL_RETURN_IF_ERROR(LoadToken());
+  return Context();
 }
 
 absl::Status Session::CallError(const grpc::Status& status, absl::string_view service,

@@ -38,7 +38,7 @@ struct GlobalFlags {
   std::string addr;         // orchestrator / all-in-one; default: $ZERORL_ADDR, else localhost:50051
   std::string buffer_addr;  // default: RunInfo.buffer_address, else addr
   std::string reward_addr;  // default: RunInfo.reward_address, else addr
-  std::string token_file;   // bearer token for admin calls; default: $ZERORL_TOKEN_FILE
+  std::string token_file;   // bearer token for admin (and actor) calls; default: $ZERORL_TOKEN_FILE
   bool tls = false;         // TLS with the system roots (or --tls-ca)
   std::string tls_ca;       // PEM CA bundle; implies --tls
   std::string timeout = "10s";
@@ -71,7 +71,8 @@ class Session {
 
   // A channel to `address` (cached per address).
   std::shared_ptr<grpc::Channel> Channel(const std::string& address);
-  // A context with the --timeout deadline.
+  // A context with the --timeout deadline; it carries the --token-file token
+  // too when the file can be read.
   std::unique_ptr<grpc::ClientContext> Context();
   // A context with the deadline and the bearer token from --token-file (when given).
   absl::StatusOr<std::unique_ptr<grpc::ClientContext>> AdminContext();
@@ -94,6 +95,7 @@ class Session {
   Runtime* runtime_;
   OutputMode output_ = OutputMode::kTable;
   std::chrono::milliseconds timeout_{10000};
+  absl::Status LoadToken();  // --token-file into token_, once
   std::string token_;
   bool token_loaded_ = false;
   std::map<std::string, std::shared_ptr<grpc::Channel>> channels_;

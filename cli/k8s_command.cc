@@ -1,11 +1,14 @@
-// `zerorl k8s render --config RUN.yaml [--image IMAGE] [--print-config]`
+// `zerorl k8s render --config RUN.yaml [--image IMAGE] [--print-config]
+//                    [--internal-token-file FILE | --no-internal-secret]`
 //
 // Prints the Kubernetes manifests of one run (cli/k8s_render.h) as a YAML
 // stream, so `zerorl k8s render --config run.yaml | kubectl apply -f -`
 // launches it. The reward spec named by reward.spec_path (relative to the
 // working directory, else to the config file's directory or one above it) goes into the reward-spec
 // ConfigMap; an inline reward.spec goes there too. --print-config prints only
-// the run.yaml the pods load (how k8s/overlays/*/run.yaml are made).
+// the run.yaml the pods load (how k8s/overlays/*/run.yaml are made). The
+// actors' internal token Secret is rendered with a fresh random token unless
+// --internal-token-file gives it or --no-internal-secret leaves it out.
 #include <cstdio>
 #include <filesystem>
 #include <string>
@@ -17,6 +20,7 @@
 #include "cli/k8s_render.h"
 #include "cli/k8s_yaml.h"
 #include "cli/commands.h"
+#include "common/auth.h"
 #include "common/config.h"
 #include "zerorl/v1/reward.pb.h"
 
@@ -54,7 +58,19 @@ absl::StatusOr<std::string> RewardSpecText(const zerorl::v1::RunConfig& config, 
   return *text;
 }
 
-int Render(const std::string& config_path, const std::string& image, bool print_config) {
+// The internal token to render: the file's, none, or a fresh random one.
+absl::StatusOr<std::string> InternalToken(const std::string& token_file, bool no_secret) {
+  if (no_secret) return std::string();
+  if (!token_file.empty()) {
+    auto token = ReadTokenFile(token_file);
+    if (!token.ok()) return absl::Status(token.status().code(), absl::StrCat("--internal-token-file: ", token.status().message()));
+    return token;
+  }
+  return NewRandomToken();
+}
+
+int Render(const std::string& config_path, const std::string& image, bool print_config,
+           const std::string& internal_token_file, bool no_internal_secret) {
   auto config = LoadRunConfig(config_path);
   if (!config.ok()) {
     std::fprintf(stderr, "zerorl k8s render: %s\n", std::string(config.status().message()).c_str());
@@ -66,7 +82,12 @@ int Render(const std::string& config_path, const std::string& image, bool print_
     std::fprintf(stderr, "zerorl k8s render: %s\n", std::string(spec.status().message()).c_str());
     return 2;
   }
-  auto objects = RenderK8sObjects(*config, *spec);
+  auto internal = InternalToken(internal_token_file, no_internal_secret);
+  if (!internal.ok()) {
+    std::fprintf(stderr, "zerorl k8s render: %s\n", std::string(internal.status().message()).c_str());
+    return 2;
+  }
+  auto objects = RenderK8sObjects(*config, *spec, *internal);
   if (!objects.ok()) {
     std::fprintf(stderr, "zerorl k8s render: %s: %s\n", config_path.c_str(),
                  std::string(objects.status().message()).c_str());
@@ -84,6 +105,13 @@ int Render(const std::string& config_path, const std::string& image, bool print_
     out = absl::StrCat("# zerorl run ", config->run_id(), " in namespace ", ns, " (zerorl k8s render --config ", config_path,
                        ")\n# The pods start once the admin token Secret exists:\n#   kubectl -n ", ns,
                        " create secret generic zerorl-admin-token --from-literal=token=\"$(openssl rand -hex 32)\"\n",
+                       internal->empty()
+                           ? absl::StrCat("# and the actors' internal token Secret:\n#   kubectl -n ", ns,
+                                          " create secret generic zerorl-internal-token "
+                                          "--from-literal=token=\"$(openssl rand -hex 32)\"\n")
+                           : "# Secret zerorl-internal-token below is the actors' shared secret; a new render makes a "
+                             "new one\n# (keep it with --internal-token-file FILE, or --no-internal-secret once it "
+                             "exists).\n",
                        JsonToYamlStream(*objects));
   }
   std::fwrite(out.data(), 1, out.size(), stdout);
@@ -102,12 +130,23 @@ int K8sCommand(int argc, char** argv) {
       ->required();
   render->add_option("--image", image, "container image (overrides kubernetes.image)");
   render->add_flag("--print-config", print_config, "print only the run.yaml the pods load");
+  std::string internal_token_file;
+  bool no_internal_secret = false;
+  render->add_option("--internal-token-file", internal_token_file,
+                     "value of Secret zerorl-internal-token (default: a fresh random token)")
+      ->check(CLI::ExistingFile);
+  render->add_flag("--no-internal-secret", no_internal_secret,
+                   "reference Secret zerorl-internal-token without rendering it (the operator creates it)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
   }
-  return Render(config_path, image, print_config);
+  if (!internal_token_file.empty() && no_internal_secret) {
+    std::fprintf(stderr, "zerorl k8s render: --internal-token-file and --no-internal-secret exclude each other\n");
+    return 2;
+  }
+  return Render(config_path, image, print_config, internal_token_file, no_internal_secret);
 }
 
 }  // namespace zerorl

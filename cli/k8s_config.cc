@@ -141,6 +141,7 @@ zerorl::v1::RunConfig InClusterConfig(const zerorl::v1::RunConfig& config, bool 
   if (c.server().health_port() == 0) c.mutable_server()->set_health_port(kDefaultHealthPort);
   c.mutable_server()->set_bind_host("0.0.0.0");
   c.mutable_server()->set_token_file(kPodTokenFile);
+  c.mutable_server()->set_internal_token_file(kPodInternalTokenFile);
   if (has_spec_file) {
     c.mutable_reward()->set_spec_path(kPodRewardFile);
     c.mutable_reward()->clear_spec();

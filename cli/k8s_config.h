@@ -2,7 +2,7 @@
 //
 // InClusterConfig rewrites a finalized RunConfig for Kubernetes: state under
 // the pod's volume (/var/lib/zerorl), the actors' addresses as service DNS
-// names, the admin token and reward spec at their mount paths, the plaintext
+// names, the admin and internal tokens and reward spec at their mount paths, the plaintext
 // health port for probes. Everything else (model, dataset, GRPO...) is kept;
 // relative paths resolve against the image's working directory (/opt/zerorl).
 //
@@ -25,6 +25,8 @@ inline constexpr char kPodRewardDir[] = "/etc/zerorl/reward";  // ConfigMap zero
 inline constexpr char kPodRewardFile[] = "/etc/zerorl/reward/spec.yaml";  // mount, so edits propagate)
 inline constexpr char kPodTokenDir[] = "/etc/zerorl/token";  // Secret zerorl-admin-token
 inline constexpr char kPodTokenFile[] = "/etc/zerorl/token/token";
+inline constexpr char kPodInternalTokenDir[] = "/etc/zerorl/internal";  // Secret zerorl-internal-token
+inline constexpr char kPodInternalTokenFile[] = "/etc/zerorl/internal/token";
 inline constexpr char kPodStateDir[] = "/var/lib/zerorl";  // PVC (buffer, learner, orchestrator) or emptyDir
 inline constexpr char kPodDataDir[] = "/data";             // kubernetes.data_claim, read-only
 inline constexpr int kDefaultHealthPort = 8081;

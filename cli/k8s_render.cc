@@ -15,6 +15,7 @@ using zerorl::v1::RunConfig;
 
 constexpr char kGpuResource[] = "nvidia.com/gpu";
 constexpr char kTokenSecret[] = "zerorl-admin-token";
+constexpr char kInternalSecret[] = "zerorl-internal-token";
 
 enum class Workload { kDeployment, kStatefulSet };
 enum class State { kEmptyDir, kClaim, kClaimTemplate };
@@ -109,6 +110,7 @@ ordered_json Container(const RunConfig& c, const Role& r) {
   ordered_json mounts = ordered_json::array();
   mounts.push_back({{"name", "config"}, {"mountPath", kPodConfigDir}, {"readOnly", true}});
   mounts.push_back({{"name", "admin-token"}, {"mountPath", kPodTokenDir}, {"readOnly", true}});
+  mounts.push_back({{"name", "internal-token"}, {"mountPath", kPodInternalTokenDir}, {"readOnly", true}});
   if (r.reward_spec) mounts.push_back({{"name", "reward-spec"}, {"mountPath", kPodRewardDir}, {"readOnly", true}});
   if (r.data) mounts.push_back({{"name", "data"}, {"mountPath", kPodDataDir}, {"readOnly", true}});
   mounts.push_back({{"name", "state"}, {"mountPath", kPodStateDir}});
@@ -142,6 +144,7 @@ ordered_json PodSpec(const RunConfig& c, const Role& r) {
   ordered_json volumes = ordered_json::array();
   volumes.push_back({{"name", "config"}, {"configMap", {{"name", "zerorl-config"}}}});
   volumes.push_back({{"name", "admin-token"}, {"secret", {{"secretName", kTokenSecret}}}});
+  volumes.push_back({{"name", "internal-token"}, {"secret", {{"secretName", kInternalSecret}}}});
   if (r.reward_spec) volumes.push_back({{"name", "reward-spec"}, {"configMap", {{"name", "zerorl-reward-spec"}}}});
   if (r.data) {
     volumes.push_back({{"name", "data"},
@@ -301,7 +304,8 @@ absl::Status ValidateKubernetesConfig(const RunConfig& c) {
 }
 
 absl::StatusOr<std::vector<ordered_json>> RenderK8sObjects(const RunConfig& user_config,
-                                                          const std::string& reward_spec_yaml) {
+                                                          const std::string& reward_spec_yaml,
+                                                          const std::string& internal_token) {
   if (auto s = ValidateKubernetesConfig(user_config); !s.ok()) return s;
   const RunConfig c = InClusterConfig(user_config, !reward_spec_yaml.empty());
   auto run_yaml = ConfigOverridesYaml(c);
@@ -316,6 +320,13 @@ absl::StatusOr<std::vector<ordered_json>> RenderK8sObjects(const RunConfig& user
   objects.push_back({{"apiVersion", "v1"},
                      {"kind", "Namespace"},
                      {"metadata", {{"name", c.kubernetes().namespace_()}, {"labels", ns_labels}}}});
+  if (!internal_token.empty()) {
+    objects.push_back({{"apiVersion", "v1"},
+                       {"kind", "Secret"},
+                       {"metadata", Metadata(c, kInternalSecret, "internal-token")},
+                       {"type", "Opaque"},
+                       {"stringData", {{"token", internal_token}}}});
+  }
   objects.push_back({{"apiVersion", "v1"},
                      {"kind", "ConfigMap"},
                      {"metadata", Metadata(c, "zerorl-config", "config")},

@@ -7,6 +7,9 @@
 //   ConfigMap zerorl-config {run.yaml}; ConfigMap zerorl-reward-spec {spec.yaml}
 //     when the run has a reward spec (mounted as a directory: edits hot-swap it)
 //   Secret zerorl-admin-token {token}: referenced, never created here
+//   Secret zerorl-internal-token {token}: the actors' shared secret
+//     (server.internal_token_file; common/auth.h), mounted in every pod;
+//     rendered when an internal token is given, else only referenced
 //   orchestrator: Deployment (Recreate) + PVC orchestrator-state + Service
 //   buffer, learner: StatefulSet + volumeClaimTemplate + headless Service
 //   rollout: StatefulSet ×rollout_replicas (rollout_gpus each) + headless Service
@@ -38,8 +41,11 @@ inline constexpr int kPodUser = 10001;  // uid and gid of the image's non-root u
 absl::Status ValidateKubernetesConfig(const zerorl::v1::RunConfig& config);
 
 // The objects, in apply order. `config` is the finalized user config;
-// `reward_spec_yaml` is the reward spec text for the ConfigMap ("" = none).
+// `reward_spec_yaml` is the reward spec text for the ConfigMap ("" = none);
+// `internal_token` the value of Secret zerorl-internal-token ("" = the Secret
+// is referenced, not rendered: the operator creates it).
 absl::StatusOr<std::vector<nlohmann::ordered_json>> RenderK8sObjects(const zerorl::v1::RunConfig& config,
-                                                                     const std::string& reward_spec_yaml);
+                                                                     const std::string& reward_spec_yaml,
+                                                                     const std::string& internal_token = "");
 
 }  // namespace zerorl

@@ -148,13 +148,6 @@ absl::StatusOr<ChatRenderer> ChatRendererFor(const zerorl::v1::RunConfig& config
   });
 }
 
-grpc::ChannelArguments InProcessChannelArgs(const zerorl::v1::RunConfig& config) {
-  grpc::ChannelArguments args;
-  args.SetMaxReceiveMessageSize(config.server().max_message_mb() * 1024 * 1024);
-  args.SetMaxSendMessageSize(config.server().max_message_mb() * 1024 * 1024);
-  return args;
-}
-
 // Every actor behind one gRPC server on `self`, the orchestrator's registry
 // knowing each of them there. Shutdown (also from the destructor) stops the
 // actors in reverse order, then the server.
@@ -162,7 +155,13 @@ class AllInOne {
  public:
   static absl::StatusOr<std::unique_ptr<AllInOne>> Start(const zerorl::v1::RunConfig& config,
                                                           const std::string& self) {
-    ZRL_ASSIGN_OR_RETURN(AdminAuth auth, AdminAuth::FromFile(config.server().token_file()));
+    // Without server.internal_token_file, actor calls are made in this process
+    // only: a fresh secret per start locks them on the TCP port (common/auth.h).
+    if (config.server().internal_token_file().empty()) {
+      ZRL_ASSIGN_OR_RETURN(std::string secret, NewRandomToken());
+      SetProcessInternalToken(std::move(secret));
+    }
+    ZRL_ASSIGN_OR_RETURN(AdminAuth auth, AdminAuth::FromConfig(config.server()));
     std::unique_ptr<AllInOne> a(new AllInOne(config, self, std::make_shared<AdminAuth>(std::move(auth))));
     ZRL_RETURN_IF_ERROR(a->CreateActors());
     ZRL_RETURN_IF_ERROR(a->Serve());
@@ -179,7 +178,9 @@ class AllInOne {
 
   WorkerRegistry* registry() { return &registry_; }
   OrchestratorServiceImpl* orchestrator() { return &orchestrator_; }
-  std::shared_ptr<grpc::Channel> Channel() { return server_->server->InProcessChannel(InProcessChannelArgs(config_)); }
+  std::shared_ptr<grpc::Channel> Channel() {
+    return InProcessChannel(server_->server.get(), config_.server(), auth_->internal_token());
+  }
 
  private:
   AllInOne(const zerorl::v1::RunConfig& config, std::string self, std::shared_ptr<AdminAuth> auth)
@@ -216,7 +217,7 @@ class AllInOne {
       for (auto* s : a->Services()) services.push_back(s);
     }
     auto bound = StartServer(absl::StrCat(config_.server().bind_host(), ":", PortOf(self_)), services,
-                             config_.server());
+                             config_.server(), auth_);
     if (!bound.ok()) return bound.status();
     server_.emplace(std::move(*bound));
     for (auto& [name, a] : actors_) {

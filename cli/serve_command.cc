@@ -95,7 +95,7 @@ int ServeCommand(int argc, char** argv) {
     return 0;
   }
 
-  auto auth = AdminAuth::FromFile(config->server().token_file());
+  auto auth = AdminAuth::FromConfig(config->server());
   if (!auth.ok()) {
     std::fprintf(stderr, "zerorl serve: %s\n", std::string(auth.status().message()).c_str());
     return 2;
@@ -114,7 +114,12 @@ int ServeCommand(int argc, char** argv) {
     std::fprintf(stderr, "zerorl serve %s: %s\n", role.c_str(), std::string(actor.status().message()).c_str());
     return 1;
   }
-  auto server = StartServer(address, (*actor)->Services(), config->server());
+  if (!opts.auth->has_internal_token()) {
+    ZLOG(WARNING) << "server.internal_token_file is not set: actor calls (Train, Append, Lease, Ack, Drain, "
+                     "UpdateWeights, ...) are open to anyone who reaches "
+                  << address << " (zerorl k8s render sets one up)";
+  }
+  auto server = StartServer(address, (*actor)->Services(), config->server(), opts.auth);
   if (!server.ok()) {
     std::fprintf(stderr, "zerorl serve %s: %s\n", role.c_str(), std::string(server.status().message()).c_str());
     return 1;

@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/config.h"
+#include "common/log.h"
 
 namespace zerorl {
 namespace {
@@ -39,7 +40,9 @@ void ServerHandle::Shutdown(std::chrono::milliseconds grace) {
 
 absl::StatusOr<ServerHandle> StartServer(const std::string& address,
                                          const std::vector<grpc::Service*>& services,
-                                         const zerorl::v1::ServerConfig& config) {
+                                         const zerorl::v1::ServerConfig& config,
+                                         std::shared_ptr<const AdminAuth> auth) {
+  if (auth == nullptr) return absl::InternalError("StartServer without credentials (AdminAuth)");
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   auto creds = ServerCreds(config);
@@ -51,6 +54,9 @@ absl::StatusOr<ServerHandle> StartServer(const std::string& address,
   builder.SetMaxReceiveMessageSize(MaxMessageBytes(config));
   builder.SetMaxSendMessageSize(MaxMessageBytes(config));
   for (grpc::Service* s : services) builder.RegisterService(s);
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(NewAccessInterceptorFactory(std::move(auth)));
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   h.server = builder.BuildAndStart();
   if (h.server == nullptr || h.port == 0)
     return absl::UnavailableError(absl::StrCat("cannot listen on ", address,
@@ -70,6 +76,24 @@ absl::StatusOr<ServerHandle> StartServer(const std::string& address,
     if (auto* hh = h.health_server->GetHealthCheckService()) hh->SetServingStatus(true);
   }
   return h;
+}
+
+absl::StatusOr<std::string> InternalTokenFor(const zerorl::v1::ServerConfig& config) {
+  if (config.internal_token_file().empty()) return ProcessInternalToken();
+  auto token = ReadTokenFile(config.internal_token_file());
+  if (!token.ok())
+    return absl::Status(token.status().code(), absl::StrCat("server.internal_token_file: ", token.status().message()));
+  return token;
+}
+
+std::shared_ptr<grpc::Channel> InProcessChannel(grpc::Server* server, const zerorl::v1::ServerConfig& config,
+                                                const std::string& token) {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(MaxMessageBytes(config));
+  args.SetMaxSendMessageSize(MaxMessageBytes(config));
+  std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>> interceptors;
+  if (!token.empty()) interceptors.push_back(NewBearerInterceptorFactory(token));
+  return server->experimental().InProcessChannelWithInterceptors(args, std::move(interceptors));
 }
 
 std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address,
@@ -98,7 +122,13 @@ std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address,
   } else {
     creds = grpc::InsecureChannelCredentials();
   }
-  return grpc::CreateCustomChannel(address, creds, args);
+  auto token = InternalTokenFor(config);
+  if (!token.ok()) {
+    ZLOG(ERROR) << "channel to " << address << ": " << token.status().message();
+  }
+  std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>> interceptors;
+  if (token.ok() && !token->empty()) interceptors.push_back(NewBearerInterceptorFactory(*token));
+  return grpc::experimental::CreateCustomChannelWithInterceptors(address, creds, args, std::move(interceptors));
 }
 
 std::unique_ptr<grpc::ClientContext> ContextWithDeadline(std::chrono::milliseconds timeout) {

@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "common/auth.h"
 #include "common/config.h"
 #include "common/log.h"
 #include "common/server.h"
@@ -111,8 +112,9 @@ absl::StatusOr<zerorl::v1::CheckpointInfo> LearnerServiceImpl::CheckpointLocked(
   return last_checkpoint_;
 }
 
-grpc::Status LearnerServiceImpl::Train(grpc::ServerContext*, const zerorl::v1::TrainRequest* req,
+grpc::Status LearnerServiceImpl::Train(grpc::ServerContext* ctx, const zerorl::v1::TrainRequest* req,
                                        zerorl::v1::TrainResponse* resp) {
+  if (auto s = CheckCallAccess(ctx); !s.ok()) return ToGrpcStatus(s);
   std::lock_guard<std::mutex> lk(mu_);
   if (!buffer_) return ToGrpcStatus(absl::FailedPreconditionError("learner has no buffer address (buffer.address)"));
   if (req->by_step()) {
@@ -252,8 +254,9 @@ absl::Status LearnerServiceImpl::AnswerAppliedStepLocked(const zerorl::v1::Train
   return absl::OkStatus();
 }
 
-grpc::Status LearnerServiceImpl::SaveCheckpoint(grpc::ServerContext*, const zerorl::v1::SaveCheckpointRequest* req,
+grpc::Status LearnerServiceImpl::SaveCheckpoint(grpc::ServerContext* ctx, const zerorl::v1::SaveCheckpointRequest* req,
                                                 zerorl::v1::CheckpointInfo* resp) {
+  if (auto s = CheckCallAccess(ctx); !s.ok()) return ToGrpcStatus(s);
   std::lock_guard<std::mutex> lk(mu_);
   if (!req->data_cursor().empty()) data_cursor_ = req->data_cursor();
   auto ck = CheckpointLocked(data_cursor_);
@@ -262,8 +265,9 @@ grpc::Status LearnerServiceImpl::SaveCheckpoint(grpc::ServerContext*, const zero
   return grpc::Status::OK;
 }
 
-grpc::Status LearnerServiceImpl::FetchWeights(grpc::ServerContext*, const zerorl::v1::FetchWeightsRequest* req,
+grpc::Status LearnerServiceImpl::FetchWeights(grpc::ServerContext* ctx, const zerorl::v1::FetchWeightsRequest* req,
                                               grpc::ServerWriter<zerorl::v1::WeightChunk>* writer) {
+  if (auto s = CheckCallAccess(ctx); !s.ok()) return ToGrpcStatus(s);
   std::lock_guard<std::mutex> lk(mu_);
   if (trainer_->version() < req->min_version())
     return ToGrpcStatus(absl::FailedPreconditionError(
@@ -280,8 +284,9 @@ grpc::Status LearnerServiceImpl::FetchWeights(grpc::ServerContext*, const zerorl
   return ToGrpcStatus(st);
 }
 
-grpc::Status LearnerServiceImpl::GetLearnerState(grpc::ServerContext*, const zerorl::v1::GetLearnerStateRequest*,
+grpc::Status LearnerServiceImpl::GetLearnerState(grpc::ServerContext* ctx, const zerorl::v1::GetLearnerStateRequest*,
                                                  zerorl::v1::LearnerState* resp) {
+  if (auto s = CheckCallAccess(ctx); !s.ok()) return ToGrpcStatus(s);
   std::lock_guard<std::mutex> lk(mu_);
   resp->mutable_policy()->set_version(trainer_->version());
   resp->mutable_policy()->set_step(trainer_->step());

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/config.h"
+#include "common/auth.h"
 #include "common/status.h"
 
 namespace zerorl {
@@ -36,13 +37,15 @@ absl::StatusOr<std::shared_ptr<RunController>> OrchestratorServiceImpl::Find(con
   return it->second;
 }
 
-Status OrchestratorServiceImpl::ListRuns(ServerContext*, const zerorl::v1::ListRunInfosRequest*,
+Status OrchestratorServiceImpl::ListRuns(ServerContext* ctx, const zerorl::v1::ListRunInfosRequest*,
                                          zerorl::v1::RunList* out) {
+  if (auto s = CheckCallAccess(ctx); !s.ok()) return ToGrpcStatus(s);
   for (const auto& r : Runs()) *out->add_runs() = r->Info();
   return Status::OK;
 }
 
-Status OrchestratorServiceImpl::GetRun(ServerContext*, const zerorl::v1::RunRef* req, zerorl::v1::RunInfo* out) {
+Status OrchestratorServiceImpl::GetRun(ServerContext* ctx, const zerorl::v1::RunRef* req, zerorl::v1::RunInfo* out) {
+  if (auto s = CheckCallAccess(ctx); !s.ok()) return ToGrpcStatus(s);
   auto r = Find(req->run_id());
   if (!r.ok()) return ToGrpcStatus(r.status());
   *out = (*r)->Info();
@@ -51,6 +54,7 @@ Status OrchestratorServiceImpl::GetRun(ServerContext*, const zerorl::v1::RunRef*
 
 Status OrchestratorServiceImpl::CreateRun(ServerContext* ctx, const zerorl::v1::CreateRunRequest* req,
                                           zerorl::v1::RunInfo* out) {
+  if (auto s = CheckCallAccess(ctx); !s.ok()) return ToGrpcStatus(s);
   if (auto s = auth_->CheckAdmin(ctx); !s.ok()) return ToGrpcStatus(s);
   if (!starter_) {
     return ToGrpcStatus(absl::FailedPreconditionError(
@@ -83,6 +87,7 @@ Status OrchestratorServiceImpl::CreateRun(ServerContext* ctx, const zerorl::v1::
 }
 
 Status OrchestratorServiceImpl::PauseRun(ServerContext* ctx, const zerorl::v1::RunRef* req, zerorl::v1::RunInfo* out) {
+  if (auto s = CheckCallAccess(ctx); !s.ok()) return ToGrpcStatus(s);
   if (auto s = auth_->CheckAdmin(ctx); !s.ok()) return ToGrpcStatus(s);
   auto r = Find(req->run_id());
   if (!r.ok()) return ToGrpcStatus(r.status());
@@ -93,6 +98,7 @@ Status OrchestratorServiceImpl::PauseRun(ServerContext* ctx, const zerorl::v1::R
 
 Status OrchestratorServiceImpl::ResumeRun(ServerContext* ctx, const zerorl::v1::RunRef* req,
                                           zerorl::v1::RunInfo* out) {
+  if (auto s = CheckCallAccess(ctx); !s.ok()) return ToGrpcStatus(s);
   if (auto s = auth_->CheckAdmin(ctx); !s.ok()) return ToGrpcStatus(s);
   auto r = Find(req->run_id());
   if (!r.ok()) return ToGrpcStatus(r.status());
@@ -102,6 +108,7 @@ Status OrchestratorServiceImpl::ResumeRun(ServerContext* ctx, const zerorl::v1::
 }
 
 Status OrchestratorServiceImpl::StopRun(ServerContext* ctx, const zerorl::v1::RunRef* req, zerorl::v1::RunInfo* out) {
+  if (auto s = CheckCallAccess(ctx); !s.ok()) return ToGrpcStatus(s);
   if (auto s = auth_->CheckAdmin(ctx); !s.ok()) return ToGrpcStatus(s);
   auto r = Find(req->run_id());
   if (!r.ok()) return ToGrpcStatus(r.status());
@@ -110,8 +117,9 @@ Status OrchestratorServiceImpl::StopRun(ServerContext* ctx, const zerorl::v1::Ru
   return Status::OK;
 }
 
-Status OrchestratorServiceImpl::RegisterWorker(ServerContext*, const zerorl::v1::WorkerInfo* req,
+Status OrchestratorServiceImpl::RegisterWorker(ServerContext* ctx, const zerorl::v1::WorkerInfo* req,
                                                zerorl::v1::WorkerInfo* out) {
+  if (auto s = CheckCallAccess(ctx); !s.ok()) return ToGrpcStatus(s);
   if (req->address().empty() || req->role() == zerorl::v1::WORKER_ROLE_UNSPECIFIED) {
     return ToGrpcStatus(absl::InvalidArgumentError("RegisterWorker needs an address and a role"));
   }
@@ -119,8 +127,9 @@ Status OrchestratorServiceImpl::RegisterWorker(ServerContext*, const zerorl::v1:
   return Status::OK;
 }
 
-Status OrchestratorServiceImpl::Heartbeat(ServerContext*, const zerorl::v1::WorkerInfo* req,
+Status OrchestratorServiceImpl::Heartbeat(ServerContext* ctx, const zerorl::v1::WorkerInfo* req,
                                           zerorl::v1::HeartbeatResponse* out) {
+  if (auto s = CheckCallAccess(ctx); !s.ok()) return ToGrpcStatus(s);
   if (req->id().empty() && req->address().empty()) {
     return ToGrpcStatus(absl::InvalidArgumentError("Heartbeat needs the worker's id or address"));
   }
@@ -133,14 +142,16 @@ Status OrchestratorServiceImpl::Heartbeat(ServerContext*, const zerorl::v1::Work
   return Status::OK;
 }
 
-Status OrchestratorServiceImpl::ListWorkers(ServerContext*, const zerorl::v1::ListWorkersRequest*,
+Status OrchestratorServiceImpl::ListWorkers(ServerContext* ctx, const zerorl::v1::ListWorkersRequest*,
                                             zerorl::v1::WorkerList* out) {
+  if (auto s = CheckCallAccess(ctx); !s.ok()) return ToGrpcStatus(s);
   for (const auto& w : registry_->List()) *out->add_workers() = w;
   return Status::OK;
 }
 
-Status OrchestratorServiceImpl::GetMetrics(ServerContext*, const zerorl::v1::GetMetricsRequest* req,
+Status OrchestratorServiceImpl::GetMetrics(ServerContext* ctx, const zerorl::v1::GetMetricsRequest* req,
                                            zerorl::v1::MetricsList* out) {
+  if (auto s = CheckCallAccess(ctx); !s.ok()) return ToGrpcStatus(s);
   auto r = Find(req->run_id());
   if (!r.ok()) return ToGrpcStatus(r.status());
   for (const auto& m : (*r)->Metrics(req->last())) *out->add_steps() = m;

@@ -2,13 +2,15 @@
 #include "reward/service.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/auth.h"
 #include "common/status.h"
 #include "reward/reward_spec.h"
 
 namespace zerorl::reward {
 
-grpc::Status RewardServiceImpl::Score(grpc::ServerContext*, const zerorl::v1::ScoreRequest* req,
+grpc::Status RewardServiceImpl::Score(grpc::ServerContext* ctx, const zerorl::v1::ScoreRequest* req,
                                       zerorl::v1::ScoreResponse* resp) {
+  if (auto s = CheckCallAccess(ctx); !s.ok()) return ToGrpcStatus(s);
   if (req->items_size() > kMaxItemsPerCall) {
     return ToGrpcStatus(absl::ResourceExhaustedError(
         absl::StrCat(req->items_size(), " items in one Score call; at most ", kMaxItemsPerCall)));
@@ -25,8 +27,9 @@ grpc::Status RewardServiceImpl::Score(grpc::ServerContext*, const zerorl::v1::Sc
   return grpc::Status::OK;
 }
 
-grpc::Status RewardServiceImpl::GetRewardSpec(grpc::ServerContext*, const zerorl::v1::GetRewardSpecRequest*,
+grpc::Status RewardServiceImpl::GetRewardSpec(grpc::ServerContext* ctx, const zerorl::v1::GetRewardSpecRequest*,
                                               zerorl::v1::RewardSpecVersion* resp) {
+  if (auto s = CheckCallAccess(ctx); !s.ok()) return ToGrpcStatus(s);
   auto v = scorer_->registry().CurrentInfo();
   if (!v.ok()) return ToGrpcStatus(v.status());
   *resp = *v;
@@ -35,6 +38,7 @@ grpc::Status RewardServiceImpl::GetRewardSpec(grpc::ServerContext*, const zerorl
 
 grpc::Status RewardServiceImpl::SetRewardSpec(grpc::ServerContext* ctx, const zerorl::v1::SetRewardSpecRequest* req,
                                               zerorl::v1::RewardSpecVersion* resp) {
+  if (auto s = CheckCallAccess(ctx); !s.ok()) return ToGrpcStatus(s);
   if (auto s = auth_->CheckAdmin(ctx); !s.ok()) return ToGrpcStatus(s);
   bool has_spec = req->spec().terms_size() > 0 || !req->spec().name().empty();
   if (has_spec == !req->yaml().empty()) {
@@ -52,8 +56,9 @@ grpc::Status RewardServiceImpl::SetRewardSpec(grpc::ServerContext* ctx, const ze
   return grpc::Status::OK;
 }
 
-grpc::Status RewardServiceImpl::ListSpecVersions(grpc::ServerContext*, const zerorl::v1::ListSpecVersionsRequest*,
+grpc::Status RewardServiceImpl::ListSpecVersions(grpc::ServerContext* ctx, const zerorl::v1::ListSpecVersionsRequest*,
                                                  zerorl::v1::ListSpecVersionsResponse* resp) {
+  if (auto s = CheckCallAccess(ctx); !s.ok()) return ToGrpcStatus(s);
   for (auto& v : scorer_->registry().History()) *resp->add_versions() = std::move(v);
   resp->set_active_version(scorer_->registry().Current().version);
   return grpc::Status::OK;
@@ -61,6 +66,7 @@ grpc::Status RewardServiceImpl::ListSpecVersions(grpc::ServerContext*, const zer
 
 grpc::Status RewardServiceImpl::Rollback(grpc::ServerContext* ctx, const zerorl::v1::RollbackRequest* req,
                                          zerorl::v1::RewardSpecVersion* resp) {
+  if (auto s = CheckCallAccess(ctx); !s.ok()) return ToGrpcStatus(s);
   if (auto s = auth_->CheckAdmin(ctx); !s.ok()) return ToGrpcStatus(s);
   auto v = scorer_->registry().Rollback(req->version(), req->reason());
   if (!v.ok()) return ToGrpcStatus(v.status());

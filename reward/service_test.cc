@@ -39,8 +39,9 @@ class RewardServiceTest : public ::testing::Test {
     registry_ = std::make_shared<SpecRegistry>(env);
     ASSERT_TRUE(registry_->Set(MathSpec(1.0), "config", "initial").ok());
     scorer_ = std::make_shared<RewardScorer>(registry_, 2);
-    service_ = std::make_unique<RewardServiceImpl>(scorer_, std::make_shared<AdminAuth>("s3cret"));
-    auto h = StartServer("127.0.0.1:0", {service_.get()}, zerorl::v1::ServerConfig());
+    auto auth = std::make_shared<AdminAuth>("s3cret");
+    service_ = std::make_unique<RewardServiceImpl>(scorer_, auth);
+    auto h = StartServer("127.0.0.1:0", {service_.get()}, zerorl::v1::ServerConfig(), auth);
     ASSERT_TRUE(h.ok()) << h.status();
     server_ = std::move(*h);
     stub_ = zerorl::v1::RewardService::NewStub(

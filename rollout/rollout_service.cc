@@ -8,6 +8,7 @@
 #include <grpcpp/support/method_handler.h>
 
 #include "absl/strings/str_cat.h"
+#include "common/auth.h"
 #include "common/config.h"
 #include "common/server.h"
 #include "common/status.h"
@@ -62,8 +63,9 @@ RolloutServiceImpl::RolloutServiceImpl(GenerationEngine* engine, std::string wor
                                 this));
 }
 
-grpc::Status RolloutServiceImpl::Generate(grpc::ServerContext*, const zerorl::v1::GenerateRequest* req,
+grpc::Status RolloutServiceImpl::Generate(grpc::ServerContext* ctx, const zerorl::v1::GenerateRequest* req,
                                           zerorl::v1::GenerateResponse* resp) {
+  if (auto s = CheckCallAccess(ctx); !s.ok()) return ToGrpcStatus(s);
   const auto t0 = std::chrono::steady_clock::now();
   auto params = ParamsFromRequest(*req);
   if (!params.ok()) return ToGrpcStatus(params.status());
@@ -117,6 +119,7 @@ grpc::Status RolloutServiceImpl::Generate(grpc::ServerContext*, const zerorl::v1
 
 grpc::Status RolloutServiceImpl::UpdateWeightsRaw(grpc::ServerContext* ctx, grpc::ServerReader<grpc::ByteBuffer>* reader,
                                                   zerorl::v1::UpdateWeightsResponse* resp) {
+  if (auto s = CheckCallAccess(ctx); !s.ok()) return ToGrpcStatus(s);
   grpc::ByteBuffer message;
   ReceivedChunk chunk;
   auto r = engine_->ReceiveWeightChunks(
@@ -134,30 +137,34 @@ grpc::Status RolloutServiceImpl::UpdateWeightsRaw(grpc::ServerContext* ctx, grpc
   return grpc::Status::OK;
 }
 
-grpc::Status RolloutServiceImpl::GetPolicyVersion(grpc::ServerContext*, const zerorl::v1::GetPolicyVersionRequest*,
+grpc::Status RolloutServiceImpl::GetPolicyVersion(grpc::ServerContext* ctx, const zerorl::v1::GetPolicyVersionRequest*,
                                                   zerorl::v1::PolicyVersion* resp) {
+  if (auto s = CheckCallAccess(ctx); !s.ok()) return ToGrpcStatus(s);
   resp->set_version(engine_->version());
   return grpc::Status::OK;
 }
 
-grpc::Status RolloutServiceImpl::Drain(grpc::ServerContext*, const zerorl::v1::DrainRequest* req,
+grpc::Status RolloutServiceImpl::Drain(grpc::ServerContext* ctx, const zerorl::v1::DrainRequest* req,
                                        zerorl::v1::DrainResponse* resp) {
+  if (auto s = CheckCallAccess(ctx); !s.ok()) return ToGrpcStatus(s);
   const DrainCounts c = engine_->Drain(req->abort_in_flight());
   resp->set_finished(c.finished);
   resp->set_aborted(c.aborted);
   return grpc::Status::OK;
 }
 
-grpc::Status RolloutServiceImpl::JoinWeightGroup(grpc::ServerContext*, const zerorl::v1::JoinWeightGroupRequest* req,
+grpc::Status RolloutServiceImpl::JoinWeightGroup(grpc::ServerContext* ctx, const zerorl::v1::JoinWeightGroupRequest* req,
                                                  zerorl::v1::JoinWeightGroupResponse* resp) {
+  if (auto s = CheckCallAccess(ctx); !s.ok()) return ToGrpcStatus(s);
   auto device = nccl_.Join(*req);
   if (!device.ok()) return ToGrpcStatus(device.status());
   resp->set_device(*device);
   return grpc::Status::OK;
 }
 
-grpc::Status RolloutServiceImpl::ReceiveWeightsNccl(grpc::ServerContext*, const zerorl::v1::ReceiveWeightsNcclRequest* req,
+grpc::Status RolloutServiceImpl::ReceiveWeightsNccl(grpc::ServerContext* ctx, const zerorl::v1::ReceiveWeightsNcclRequest* req,
                                                     zerorl::v1::UpdateWeightsResponse* resp) {
+  if (auto s = CheckCallAccess(ctx); !s.ok()) return ToGrpcStatus(s);
   auto r = nccl_.Receive(*req);
   if (!r.ok()) return ToGrpcStatus(r.status());
   resp->set_version(r->version);

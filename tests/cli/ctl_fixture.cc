@@ -130,7 +130,7 @@ std::unique_ptr<Deployment> Deployment::Start(const std::string& name, const std
     for (grpc::Service* s : (*actor)->Services()) services.push_back(s);
     d->actors_.push_back(std::move(*actor));
   }
-  auto server = StartServer("127.0.0.1:0", services, config.server());
+  auto server = StartServer("127.0.0.1:0", services, config.server(), opts.auth);
   if (!server.ok()) {
     ADD_FAILURE() << server.status();
     return nullptr;

@@ -13,7 +13,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include <grpcpp/create_channel.h>
+
 #include "tests/cli/ctl_fixture.h"
+#include "tests/testing/raw_grpc.h"
 #include "tests/testing/subprocess.h"
 
 namespace zerorl::ctl::testing {
@@ -131,6 +134,18 @@ TEST_F(CtlRunTest, EveryCommandAgainstTheAllInOnePort) {
   ASSERT_EQ(ids.size(), 4u) << traj.out;  // 2 prompts x 2 samples
   EXPECT_EQ(Run({"traj", "show", ids[0]}).code, 0);
   EXPECT_EQ(Run({"reward", "get"}).code, 0);
+
+  // Actor calls are locked on the all-in-one port although this config sets no
+  // server.internal_token_file (a fresh secret per start): the issue-16
+  // reproduction, a bare RolloutService/Drain, is refused and the run goes on.
+  auto channel = grpc::CreateChannel(addr_, grpc::InsecureChannelCredentials());
+  const std::string abort_in_flight("\x08\x01", 2);
+  for (const std::string& token : {std::string(), std::string("guess")}) {
+    const grpc::Status drain = zerorl::testing::RawCall(channel, "/zerorl.v1.RolloutService/Drain", abort_in_flight, token);
+    EXPECT_EQ(drain.error_code(), grpc::StatusCode::UNAUTHENTICATED) << drain.error_message();
+    const grpc::Status save = zerorl::testing::RawCall(channel, "/zerorl.v1.LearnerService/SaveCheckpoint", "", token);
+    EXPECT_EQ(save.error_code(), grpc::StatusCode::UNAUTHENTICATED) << save.error_message();
+  }
 
   // Admin calls: refused without the token; with it, the state follows.
   CtlResult refused = Run({"runs", "pause", "ctlrun"});

@@ -75,13 +75,13 @@ class LearnerServiceTest : public ::testing::Test {
       k.engine = std::make_unique<rollout::GenerationEngine>(zerorl::testing::TinyMoe(1), zerorl::testing::CharTokenizer(),
                                                              rollout::GenerationEngine::Options{});
       k.service = std::make_unique<rollout::RolloutServiceImpl>(k.engine.get(), "w" + std::to_string(w));
-      auto h = StartServer("127.0.0.1:0", {k.service.get()}, server_);
+      auto h = StartServer("127.0.0.1:0", {k.service.get()}, server_, std::make_shared<AdminAuth>());
       ASSERT_TRUE(h.ok()) << h.status();
       k.server = std::move(*h);
       k.address = "127.0.0.1:" + std::to_string(k.server.port);
       workers_.push_back(std::move(k));
     }
-    auto bh = StartServer("127.0.0.1:0", {&buffer_}, server_);
+    auto bh = StartServer("127.0.0.1:0", {&buffer_}, server_, std::make_shared<AdminAuth>());
     ASSERT_TRUE(bh.ok());
     buffer_server_ = std::move(*bh);
     config_ = DefaultRunConfig();
@@ -97,7 +97,7 @@ class LearnerServiceTest : public ::testing::Test {
     ASSERT_TRUE(trainer.ok());
     learner_ = std::make_unique<LearnerServiceImpl>(
         std::move(*trainer), config_, MakeChannel("127.0.0.1:" + std::to_string(buffer_server_.port), server_));
-    auto lh = StartServer("127.0.0.1:0", {learner_.get()}, server_);
+    auto lh = StartServer("127.0.0.1:0", {learner_.get()}, server_, std::make_shared<AdminAuth>());
     ASSERT_TRUE(lh.ok());
     learner_server_ = std::move(*lh);
     stub_ = zerorl::v1::LearnerService::NewStub(MakeChannel("127.0.0.1:" + std::to_string(learner_server_.port), server_));

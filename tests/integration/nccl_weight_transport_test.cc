@@ -52,7 +52,7 @@ Worker StartWorker(std::unique_ptr<model::Model> m, int device = 0) {
   w.engine = std::make_unique<GenerationEngine>(std::move(m), testing::CharTokenizer(), GenerationEngine::Options{});
   w.service = std::make_unique<RolloutServiceImpl>(w.engine.get(), "w", device);
   const zerorl::v1::ServerConfig sc = DefaultRunConfig().server();
-  auto h = StartServer("127.0.0.1:0", {w.service.get()}, sc);
+  auto h = StartServer("127.0.0.1:0", {w.service.get()}, sc, std::make_shared<AdminAuth>());
   EXPECT_TRUE(h.ok()) << h.status();
   if (!h.ok()) return w;
   w.server = std::move(*h);

@@ -71,6 +71,7 @@ TEST(K8sConfig, OverridesRoundTripIncludingValuesThatEqualProtoDefaults) {
   ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_EQ(back->reward().spec_path(), kPodRewardFile);
   EXPECT_EQ(back->server().token_file(), kPodTokenFile);
+  EXPECT_EQ(back->server().internal_token_file(), kPodInternalTokenFile);
   EXPECT_EQ(back->server().health_port(), kDefaultHealthPort);
   EXPECT_EQ(back->buffer().address(), "buffer.zerorl.svc.cluster.local:50054");
   ASSERT_EQ(back->reward().workers_size(), 2);
@@ -84,6 +85,42 @@ TEST(K8sConfig, OverridesRoundTripIncludingValuesThatEqualProtoDefaults) {
 std::string RenderError(const std::string& yaml) {
   auto objects = RenderK8sObjects(Finalized(yaml), "");
   return objects.ok() ? "" : std::string(objects.status().message());
+}
+
+// Actor calls are locked by default: the internal token Secret is rendered
+// when given (else only referenced) and mounted in every pod where the
+// pods' run.yaml reads it.
+TEST(K8sRender, EveryPodMountsTheInternalTokenTheConfigNames) {
+  for (const std::string token : {"s3cret-internal", ""}) {
+    auto objects = RenderK8sObjects(Finalized("run_id: it"), "", token);
+    ASSERT_TRUE(objects.ok()) << objects.status();
+    int secrets = 0, pods = 0;
+    for (const auto& o : *objects) {
+      if (o["kind"] == "Secret") {
+        ++secrets;
+        EXPECT_EQ(o["metadata"]["name"], "zerorl-internal-token");
+        EXPECT_EQ(o["stringData"]["token"], token);
+      }
+      if (o["kind"] == "ConfigMap" && o["metadata"]["name"] == "zerorl-config") {
+        auto run = ParseRunConfig(o["data"]["run.yaml"].get<std::string>(), "run.yaml");
+        ASSERT_TRUE(run.ok()) << run.status();
+        EXPECT_EQ(run->server().internal_token_file(), kPodInternalTokenFile);
+      }
+      if (o["kind"] != "Deployment" && o["kind"] != "StatefulSet") continue;
+      ++pods;
+      const auto& spec = o["spec"]["template"]["spec"];
+      std::string volume;
+      for (const auto& v : spec["volumes"])
+        if (v.contains("secret") && v["secret"]["secretName"] == "zerorl-internal-token") volume = v["name"];
+      ASSERT_FALSE(volume.empty()) << o["metadata"]["name"];
+      bool mounted = false;
+      for (const auto& m : spec["containers"][0]["volumeMounts"])
+        mounted |= m["name"] == volume && m["mountPath"] == kPodInternalTokenDir && m["readOnly"] == true;
+      EXPECT_TRUE(mounted) << o["metadata"]["name"];
+    }
+    EXPECT_EQ(secrets, token.empty() ? 0 : 1);
+    EXPECT_EQ(pods, 5);
+  }
 }
 
 TEST(K8sRender, RefusesBadSettingsNamingTheKey) {

@@ -55,6 +55,7 @@ absl::StatusOr<std::unique_ptr<LoopbackDeployment>> LoopbackDeployment::Create(
   }
   std::string ns, domain = "cluster.local";
   std::map<std::string, std::map<std::string, std::string>> config_maps;
+  std::map<std::string, std::string> secret_tokens;  // Secrets the manifests carry: name -> token
   std::vector<YAML::Node> workloads;
   for (const YAML::Node& d : docs) {
     const std::string kind = d["kind"].as<std::string>("");
@@ -63,6 +64,8 @@ absl::StatusOr<std::unique_ptr<LoopbackDeployment>> LoopbackDeployment::Create(
       auto& data = config_maps[d["metadata"]["name"].as<std::string>()];
       for (const auto& kv : d["data"]) data[kv.first.as<std::string>()] = kv.second.as<std::string>();
     }
+    if (kind == "Secret" && d["stringData"] && d["stringData"]["token"])
+      secret_tokens[d["metadata"]["name"].as<std::string>()] = d["stringData"]["token"].as<std::string>();
     if (kind == "Deployment" || kind == "StatefulSet") workloads.push_back(d);
   }
   if (config_maps.count("zerorl-config")) {
@@ -121,7 +124,15 @@ absl::StatusOr<std::unique_ptr<LoopbackDeployment>> LoopbackDeployment::Create(
       for (const auto& m : c["volumeMounts"]) {
         const std::string vol = m["name"].as<std::string>();
         const std::string local = pod.root + m["mountPath"].as<std::string>();
-        if (volume_secret.count(vol)) WriteFile(local + "/token", std::string(kToken) + "\n");
+        if (volume_secret.count(vol)) {
+          // As the kubelet would: the rendered Secret's token, else one per Secret
+          // (the operator's; the admin and the internal token must differ).
+          const std::string& secret = volume_secret[vol];
+          const std::string token = secret_tokens.count(secret) ? secret_tokens[secret]
+                                    : secret == "zerorl-admin-token" ? std::string(kToken)
+                                                                     : "loopback-" + secret;
+          WriteFile(local + "/token", token + "\n");
+        }
         if (!volume_cm.count(vol)) continue;
         std::map<std::string, std::string> files;
         for (const auto& [key, text] : config_maps[volume_cm[vol]]) {

@@ -42,6 +42,12 @@ const VARIANTS = [
   ["wiring: missing ConfigMap", (o) => { o.splice(o.findIndex((x) => x.metadata.name === "zerorl-reward-spec"), 1); }, checkWiring],
   ["wiring: wrong namespace", (o) => { workload(o, "learner").metadata.namespace = "other"; }, checkWiring],
   ["wiring: image differs from the run config", (o) => { container(o, "learner").image = "other:1"; }, checkWiring],
+  ["wiring: internal token Secret not mounted", (o) => {
+    const p = pod(o, "rollout");
+    const v = p.volumes.find((x) => x.secret?.secretName === "zerorl-internal-token");
+    p.volumes = p.volumes.filter((x) => x !== v);
+    container(o, "rollout").volumeMounts = container(o, "rollout").volumeMounts.filter((m) => m.name !== v.name);
+  }, checkWiring],
 ];
 
 export function runSelfTest(goodObjects, checkArgsOf) {

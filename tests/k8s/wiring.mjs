@@ -2,7 +2,9 @@
 // and agree with the run config they carry (ConfigMap zerorl-config run.yaml).
 import { parse as parseYaml } from "yaml";
 
-const EXTERNAL_SECRETS = new Set(["zerorl-admin-token"]);  // created by the operator (README)
+// Created by the operator (README); `zerorl k8s render` also renders zerorl-internal-token.
+const EXTERNAL_SECRETS = new Set(["zerorl-admin-token", "zerorl-internal-token"]);
+const INTERNAL_TOKEN_SECRET = "zerorl-internal-token";
 
 function matches(selector, labels) {
   return Object.entries(selector ?? {}).every(([k, v]) => labels?.[k] === v);
@@ -24,6 +26,11 @@ export function checkWiring(objects) {
   const services = byKind("Service");
   const configMaps = new Set(byKind("ConfigMap").map((o) => o.metadata.name));
   const claims = new Set(byKind("PersistentVolumeClaim").map((o) => o.metadata.name));
+  const secrets = new Set(byKind("Secret").map((o) => o.metadata.name));
+  for (const s of byKind("Secret")) {
+    if (s.metadata.name === INTERNAL_TOKEN_SECRET && !(s.stringData?.token || s.data?.token))
+      out.push(`Secret/${s.metadata.name}: no token`);
+  }
   const config = byKind("ConfigMap").find((o) => o.metadata.name === "zerorl-config");
   if (!config?.data?.["run.yaml"]) return [...out, "ConfigMap zerorl-config with run.yaml is missing"];
   const run = parseYaml(config.data["run.yaml"]) ?? {};
@@ -41,7 +48,8 @@ export function checkWiring(objects) {
     const claimTemplates = new Set((w.spec.volumeClaimTemplates ?? []).map((t) => t.metadata.name));
     for (const v of spec.volumes ?? []) {
       if (v.configMap && !configMaps.has(v.configMap.name)) out.push(`${name}: ConfigMap ${v.configMap.name} is not defined`);
-      if (v.secret && !EXTERNAL_SECRETS.has(v.secret.secretName)) out.push(`${name}: unknown Secret ${v.secret.secretName}`);
+      if (v.secret && !EXTERNAL_SECRETS.has(v.secret.secretName) && !secrets.has(v.secret.secretName))
+        out.push(`${name}: unknown Secret ${v.secret.secretName}`);
       const claim = v.persistentVolumeClaim?.claimName;
       if (claim && !claims.has(claim) && claim !== k8s.data_claim)
         out.push(`${name}: PersistentVolumeClaim ${claim} is neither defined nor kubernetes.data_claim`);
@@ -52,6 +60,15 @@ export function checkWiring(objects) {
           out.push(`${name}: mount ${m.name} has no volume`);
       }
       if (!c.volumeMounts?.some((m) => m.mountPath === "/etc/zerorl/config")) out.push(`${name}: run config not mounted`);
+      // Actor calls need the deployment's internal token (common/auth.h): every
+      // pod mounts its Secret where run.yaml's server.internal_token_file points.
+      const tokenFile = run.server?.internal_token_file;
+      const internalVolume = (spec.volumes ?? []).find((v) => v.secret?.secretName === INTERNAL_TOKEN_SECRET);
+      const internalMount = internalVolume && c.volumeMounts?.find((m) => m.name === internalVolume.name);
+      if (!tokenFile) out.push(`${name}: run.yaml has no server.internal_token_file (actor calls would be open)`);
+      else if (!internalMount) out.push(`${name}: Secret ${INTERNAL_TOKEN_SECRET} is not mounted`);
+      else if (tokenFile !== `${internalMount.mountPath}/token`)
+        out.push(`${name}: server.internal_token_file ${tokenFile} is not the mounted ${internalMount.mountPath}/token`);
     }
     if (w.kind === "StatefulSet") {
       const svc = services.find((s) => s.metadata.name === w.spec.serviceName);
