@@ -60,12 +60,12 @@ LearnerServiceImpl::LearnerServiceImpl(std::unique_ptr<GrpoTrainer> trainer, con
 }
 
 int64_t LearnerServiceImpl::version() const {
-  std::lock_guard<std::mutex> lk(mu_);
+  absl::MutexLock lk(&mu_);
   return trainer_->version();
 }
 
 absl::StatusOr<bool> LearnerServiceImpl::ResumeFromLatest() {
-  std::lock_guard<std::mutex> lk(mu_);
+  absl::MutexLock lk(&mu_);
   auto latest = checkpoints_.Latest();
   if (!latest) return false;
   ZRL_ASSIGN_OR_RETURN(data_cursor_, trainer_->Restore(latest->path));
@@ -80,8 +80,9 @@ absl::StatusOr<bool> LearnerServiceImpl::ResumeFromLatest() {
 std::string LearnerServiceImpl::ConfigJson() { return trainer_->policy().config().ToJson(); }
 
 absl::StatusOr<zerorl::v1::CheckpointInfo> LearnerServiceImpl::CheckpointLocked(const std::string& data_cursor) {
-  ZRL_ASSIGN_OR_RETURN(std::string path, checkpoints_.Write(trainer_->step(), [&](const std::string& dir) {
-                         return trainer_->Save(dir, data_cursor);
+  GrpoTrainer* trainer = trainer_.get();
+  ZRL_ASSIGN_OR_RETURN(std::string path, checkpoints_.Write(trainer->step(), [&](const std::string& dir) {
+                         return trainer->Save(dir, data_cursor);
                        }));
   // Copy the tokenizer beside the weights so the checkpoint loads on its own.
   const std::string& src = config_.model().path();
@@ -98,7 +99,7 @@ absl::StatusOr<zerorl::v1::CheckpointInfo> LearnerServiceImpl::CheckpointLocked(
 
 grpc::Status LearnerServiceImpl::Train(grpc::ServerContext*, const zerorl::v1::TrainRequest* req,
                                        zerorl::v1::TrainResponse* resp) {
-  std::lock_guard<std::mutex> lk(mu_);
+  absl::MutexLock lk(&mu_);
   if (!buffer_) return ToGrpcStatus(absl::FailedPreconditionError("learner has no buffer address (buffer.address)"));
   const int deadline_ms = config_.orchestrator().call_deadline_ms() > 0 ? config_.orchestrator().call_deadline_ms() : 600000;
   zerorl::v1::LeaseRequest lease;
@@ -148,8 +149,9 @@ grpc::Status LearnerServiceImpl::Train(grpc::ServerContext*, const zerorl::v1::T
     co.version = trainer_->version();
     co.config_json = ConfigJson();
     co.chunk_bytes = config_.learner().weight_chunk_bytes() > 0 ? config_.learner().weight_chunk_bytes() : 4 << 20;
-    const PublishResult pr = publisher_.Publish(targets, NcclWeightSourceOf(trainer_->policy()),
-                                                [&] { return trainer_->WeightTensors(); }, co,
+    GrpoTrainer* trainer = trainer_.get();
+    const PublishResult pr = publisher_.Publish(targets, NcclWeightSourceOf(trainer->policy()),
+                                                [&] { return trainer->WeightTensors(); }, co,
                                                 std::chrono::milliseconds(deadline_ms));
     resp->set_publish_mb_per_s(pr.mb_per_s);
     for (const std::string& e : pr.errors) resp->add_publish_errors(e);
@@ -174,7 +176,7 @@ grpc::Status LearnerServiceImpl::Train(grpc::ServerContext*, const zerorl::v1::T
 
 grpc::Status LearnerServiceImpl::SaveCheckpoint(grpc::ServerContext*, const zerorl::v1::SaveCheckpointRequest* req,
                                                 zerorl::v1::CheckpointInfo* resp) {
-  std::lock_guard<std::mutex> lk(mu_);
+  absl::MutexLock lk(&mu_);
   if (!req->data_cursor().empty()) data_cursor_ = req->data_cursor();
   auto ck = CheckpointLocked(data_cursor_);
   if (!ck.ok()) return ToGrpcStatus(ck.status());
@@ -184,7 +186,7 @@ grpc::Status LearnerServiceImpl::SaveCheckpoint(grpc::ServerContext*, const zero
 
 grpc::Status LearnerServiceImpl::FetchWeights(grpc::ServerContext*, const zerorl::v1::FetchWeightsRequest* req,
                                               grpc::ServerWriter<zerorl::v1::WeightChunk>* writer) {
-  std::lock_guard<std::mutex> lk(mu_);
+  absl::MutexLock lk(&mu_);
   if (trainer_->version() < req->min_version())
     return ToGrpcStatus(absl::FailedPreconditionError(
         absl::StrCat("learner has policy version ", trainer_->version(), ", asked for >= ", req->min_version())));
@@ -202,7 +204,7 @@ grpc::Status LearnerServiceImpl::FetchWeights(grpc::ServerContext*, const zerorl
 
 grpc::Status LearnerServiceImpl::GetLearnerState(grpc::ServerContext*, const zerorl::v1::GetLearnerStateRequest*,
                                                  zerorl::v1::LearnerState* resp) {
-  std::lock_guard<std::mutex> lk(mu_);
+  absl::MutexLock lk(&mu_);
   resp->mutable_policy()->set_version(trainer_->version());
   resp->mutable_policy()->set_step(trainer_->step());
   resp->mutable_policy()->set_checkpoint_path(last_checkpoint_.path());

@@ -14,9 +14,10 @@
 
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "learner/checkpoint_dir.h"
 #include "learner/grpo_trainer.h"
 #include "learner/weight_publisher.h"
@@ -50,18 +51,21 @@ class LearnerServiceImpl final : public zerorl::v1::LearnerService::Service {
   int64_t version() const;
 
  private:
-  absl::StatusOr<zerorl::v1::CheckpointInfo> CheckpointLocked(const std::string& data_cursor);
-  std::string ConfigJson();
+  absl::StatusOr<zerorl::v1::CheckpointInfo> CheckpointLocked(const std::string& data_cursor)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::string ConfigJson() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  mutable std::mutex mu_;
-  std::unique_ptr<GrpoTrainer> trainer_;
+  mutable absl::Mutex mu_;
+  std::unique_ptr<GrpoTrainer> trainer_ ABSL_GUARDED_BY(mu_);
+  // Set at construction, read-only after.
   zerorl::v1::RunConfig config_;
   std::unique_ptr<zerorl::v1::BufferService::Stub> buffer_;
   ChannelFactory rollout_channels_;
-  CheckpointDir checkpoints_;
-  zerorl::v1::CheckpointInfo last_checkpoint_;
-  std::string data_cursor_;  // last cursor the orchestrator gave us
-  WeightPublisher publisher_;  // learner.weight_transport; keeps the NCCL group between publishes
+  CheckpointDir checkpoints_ ABSL_GUARDED_BY(mu_);
+  zerorl::v1::CheckpointInfo last_checkpoint_ ABSL_GUARDED_BY(mu_);
+  std::string data_cursor_ ABSL_GUARDED_BY(mu_);  // last cursor the orchestrator gave us
+  // learner.weight_transport; keeps the NCCL group between publishes.
+  WeightPublisher publisher_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace zerorl::learner
