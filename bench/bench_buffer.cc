@@ -16,6 +16,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -74,44 +75,57 @@ struct AppendResult {
   double seconds = 0;
   int64_t bytes = 0;
   int64_t calls = 0;
+  double MbPerS() const { return static_cast<double>(bytes) / 1e6 / seconds; }
+  double CallsPerS() const { return static_cast<double>(calls) / seconds; }
 };
 
-}  // namespace
-
-int BenchBuffer(int argc, char** argv) {
-  CLI::App app{"zerorl bench buffer: durable append MB/s against raw RocksDB; query latency"};
+struct BenchBufferFlags {
   std::string dir;
   int groups = 160;
   int64_t trajectories = 1'000'000;
   int queries = 1000;
   bool keep = false;
-  app.add_option("--dir", dir, "work directory (default: a fresh one under /tmp)");
-  app.add_option("--groups", groups, "realistic groups (16 x 512 tokens) to append per side")->check(CLI::Range(2, 100000));
-  app.add_option("--trajectories", trajectories, "size of the query buffer")->check(CLI::Range(int64_t{1600}, int64_t{100'000'000}));
-  app.add_option("--queries", queries, "queries per kind")->check(CLI::Range(10, 1'000'000));
-  app.add_flag("--keep", keep, "keep the work directory");
-  CLI11_PARSE(app, argc, argv);
-  if (dir.empty()) dir = (std::filesystem::temp_directory_path() / ("zerorl-bench-buffer-" + std::to_string(getpid()))).string();
+};
+
+// Parses the flags and prepares the (empty) work directory. Returns the exit
+// code when the command ends here: 0 after --help, 2 on a usage error.
+std::optional<int> ParseFlags(int argc, char** argv, BenchBufferFlags* f) {
+  CLI::App app{"zerorl bench buffer: durable append MB/s against raw RocksDB; query latency"};
+  app.add_option("--dir", f->dir, "work directory (default: a fresh one under /tmp)");
+  app.add_option("--groups", f->groups, "realistic groups (16 x 512 tokens) to append per side")->check(CLI::Range(2, 100000));
+  app.add_option("--trajectories", f->trajectories, "size of the query buffer")->check(CLI::Range(int64_t{1600}, int64_t{100'000'000}));
+  app.add_option("--queries", f->queries, "queries per kind")->check(CLI::Range(10, 1'000'000));
+  app.add_flag("--keep", f->keep, "keep the work directory");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  if (f->dir.empty()) f->dir = (std::filesystem::temp_directory_path() / ("zerorl-bench-buffer-" + std::to_string(getpid()))).string();
   std::error_code ec;
-  if (std::filesystem::exists(dir, ec) && !std::filesystem::is_empty(dir, ec)) {
-    std::fprintf(stderr, "bench buffer: --dir %s is not empty\n", dir.c_str());
+  if (std::filesystem::exists(f->dir, ec) && !std::filesystem::is_empty(f->dir, ec)) {
+    std::fprintf(stderr, "bench buffer: --dir %s is not empty\n", f->dir.c_str());
     return 2;
   }
-  std::filesystem::create_directories(dir, ec);
+  std::filesystem::create_directories(f->dir, ec);
+  return std::nullopt;
+}
 
-  // ---- 1. durable appends ----
+// Part 1: `groups` realistic groups appended durably through TrajectoryStore
+// (*mine) and as bare WriteBatches into raw RocksDB (*peer), in alternating
+// rounds. Prints the reason and returns false on a failure.
+bool BenchDurableAppends(const std::string& dir, int groups, AppendResult* mine, AppendResult* peer) {
   const buffer::GroupShape big{16, 512, true, 4};
   std::vector<zerorl::v1::AppendRequest> requests(static_cast<size_t>(groups));
   for (int i = 0; i < groups; ++i) *requests[i].add_groups() = buffer::SyntheticGroup("bench", i / 8, i % 8, big, 7);
   auto store_or = buffer::TrajectoryStore::Open(dir + "/append", {});
   if (!store_or.ok()) {
     std::fprintf(stderr, "bench buffer: %s\n", store_or.status().ToString().c_str());
-    return 1;
+    return false;
   }
   auto store = std::move(store_or).value();
   auto raw = RawDb::Open(dir + "/raw");
-  if (!raw) return 1;
-  AppendResult mine, peer;
+  if (!raw) return false;
   std::string value;
   for (int round = 0; round < 2; ++round) {
     const int lo = round * groups / 2, hi = (round + 1) * groups / 2;
@@ -127,148 +141,193 @@ int BenchBuffer(int argc, char** argv) {
       auto s = raw->db->Write(sync, &b);
       if (!s.ok()) {
         std::fprintf(stderr, "raw write: %s\n", s.ToString().c_str());
-        return 1;
+        return false;
       }
-      peer.bytes += static_cast<int64_t>(requests[i].ByteSizeLong());
-      ++peer.calls;
+      peer->bytes += static_cast<int64_t>(requests[i].ByteSizeLong());
+      ++peer->calls;
     }
     auto t1 = Clock::now();
     for (int i = lo; i < hi; ++i) {
       auto r = store->Append(requests[i]);
       if (!r.ok() || r->appended() != 1) {
         std::fprintf(stderr, "append: %s\n", r.ok() ? "not appended" : r.status().ToString().c_str());
-        return 1;
+        return false;
       }
-      mine.bytes += static_cast<int64_t>(requests[i].ByteSizeLong());
-      ++mine.calls;
+      mine->bytes += static_cast<int64_t>(requests[i].ByteSizeLong());
+      ++mine->calls;
     }
     auto t2 = Clock::now();
-    peer.seconds += Seconds(t0, t1);
-    mine.seconds += Seconds(t1, t2);
+    peer->seconds += Seconds(t0, t1);
+    mine->seconds += Seconds(t1, t2);
   }
-  store.reset();
-  raw.reset();
-  requests.clear();
-  const double mine_mb = static_cast<double>(mine.bytes) / 1e6 / mine.seconds;
-  const double peer_mb = static_cast<double>(peer.bytes) / 1e6 / peer.seconds;
+  return true;
+}
 
-  // ---- 2. queries on a large buffer ----
+constexpr int kGroupsPerStep = 64;  // query buffer: groups per step, 16 samples each
+
+// Part 2's buffer: steps x kGroupsPerStep small groups, filled with sync off.
+struct QueryBuffer {
+  std::unique_ptr<buffer::TrajectoryStore> store;
+  int64_t steps = 0;
+  double fill_seconds = 0;
+  int64_t stored() const { return steps * kGroupsPerStep * 16; }
+};
+
+// Fills a fresh query buffer of about `trajectories` trajectories. Prints the
+// reason and returns false on a failure.
+bool FillQueryBuffer(const std::string& dir, int64_t trajectories, QueryBuffer* qb) {
   buffer::StoreOptions fill_opts;
   fill_opts.sync = false;
   fill_opts.max_page_size = 1000;
   auto qstore_or = buffer::TrajectoryStore::Open(dir + "/query", fill_opts);
   if (!qstore_or.ok()) {
     std::fprintf(stderr, "bench buffer: %s\n", qstore_or.status().ToString().c_str());
-    return 1;
+    return false;
   }
-  auto q = std::move(qstore_or).value();
+  qb->store = std::move(qstore_or).value();
   const buffer::GroupShape small{16, 32, false, 4};
-  constexpr int kGroupsPerStep = 64;
-  const int64_t steps = std::max<int64_t>(1, trajectories / (16 * kGroupsPerStep));
+  qb->steps = std::max<int64_t>(1, trajectories / (16 * kGroupsPerStep));
   auto f0 = Clock::now();
-  for (int64_t s = 0; s < steps; ++s) {
+  for (int64_t s = 0; s < qb->steps; ++s) {
     zerorl::v1::AppendRequest req;
     for (int g = 0; g < kGroupsPerStep; ++g) *req.add_groups() = buffer::SyntheticGroup("q", s, g, small, 11);
-    auto r = q->Append(req);
+    auto r = qb->store->Append(req);
     if (!r.ok()) {
       std::fprintf(stderr, "fill: %s\n", r.status().ToString().c_str());
-      return 1;
+      return false;
     }
   }
-  const double fill_s = Seconds(f0, Clock::now());
-  const int64_t stored = steps * kGroupsPerStep * 16;
+  qb->fill_seconds = Seconds(f0, Clock::now());
+  return true;
+}
 
+constexpr int kQueryKinds = 5;
+const char* const kQueryKindNames[kQueryKinds] = {"step range + min_reward", "policy_version", "prompt_id + step_min",
+                                                  "finish_reason + steps", "contains + steps"};
+
+// First-page List latencies (ms) of every kind, and Get latencies by random ID.
+struct QueryLatencies {
+  std::vector<double> list_ms, per_kind[kQueryKinds], get_ms;
+  int64_t returned = 0;  // trajectories over all List pages
+};
+
+// The filter of List query `kind` (see kQueryKindNames) around step s.
+zerorl::v1::ListTrajectoriesRequest ListQuery(int kind, int64_t s, std::mt19937_64* rng) {
+  zerorl::v1::ListTrajectoriesRequest req;
+  auto* f = req.mutable_filter();
+  f->set_run_id("q");
+  req.set_page_size(100);
+  switch (kind) {
+    case 0:
+      f->set_step_min(s);
+      f->set_step_max(s + 1);
+      f->set_has_step_max(true);
+      f->set_min_reward(0.5);
+      break;
+    case 1:
+      f->set_policy_version(s);
+      break;
+    case 2:
+      f->set_prompt_id("p" + std::to_string((*rng)() % 8));
+      f->set_step_min(s);
+      break;
+    case 3:
+      f->set_finish_reason(zerorl::v1::FINISH_REASON_LENGTH);
+      f->set_step_min(s);
+      f->set_step_max(s + 3);
+      f->set_has_step_max(true);
+      break;
+    default:
+      f->set_contains(std::string(1, static_cast<char>('a' + (*rng)() % 26)) + static_cast<char>('a' + (*rng)() % 26));
+      f->set_step_min(s);
+      f->set_step_max(s + 3);
+      f->set_has_step_max(true);
+  }
+  return req;
+}
+
+// Part 2's measurements: `queries` List calls of each kind, then 5 x
+// `queries` Get calls. Prints the reason and returns false on a failure.
+bool MeasureQueries(const QueryBuffer& qb, int queries, QueryLatencies* lat) {
   std::mt19937_64 rng(42);
-  auto rand_step = [&] { return static_cast<int64_t>(rng() % static_cast<uint64_t>(steps)); };
-  const char* kinds[] = {"step range + min_reward", "policy_version", "prompt_id + step_min", "finish_reason + steps",
-                         "contains + steps"};
-  std::vector<double> list_ms, per_kind[5];
-  int64_t returned = 0;
-  for (int i = 0; i < queries * 5; ++i) {
-    const int kind = i % 5;
-    zerorl::v1::ListTrajectoriesRequest req;
-    auto* f = req.mutable_filter();
-    f->set_run_id("q");
-    req.set_page_size(100);
+  auto rand_step = [&] { return static_cast<int64_t>(rng() % static_cast<uint64_t>(qb.steps)); };
+  for (int i = 0; i < queries * kQueryKinds; ++i) {
+    const int kind = i % kQueryKinds;
     const int64_t s = rand_step();
-    switch (kind) {
-      case 0:
-        f->set_step_min(s);
-        f->set_step_max(s + 1);
-        f->set_has_step_max(true);
-        f->set_min_reward(0.5);
-        break;
-      case 1:
-        f->set_policy_version(s);
-        break;
-      case 2:
-        f->set_prompt_id("p" + std::to_string(rng() % 8));
-        f->set_step_min(s);
-        break;
-      case 3:
-        f->set_finish_reason(zerorl::v1::FINISH_REASON_LENGTH);
-        f->set_step_min(s);
-        f->set_step_max(s + 3);
-        f->set_has_step_max(true);
-        break;
-      default:
-        f->set_contains(std::string(1, static_cast<char>('a' + rng() % 26)) + static_cast<char>('a' + rng() % 26));
-        f->set_step_min(s);
-        f->set_step_max(s + 3);
-        f->set_has_step_max(true);
-    }
+    const zerorl::v1::ListTrajectoriesRequest req = ListQuery(kind, s, &rng);
     auto t0 = Clock::now();
-    auto r = q->List(req);
+    auto r = qb.store->List(req);
     const double ms = Seconds(t0, Clock::now()) * 1e3;
     if (!r.ok()) {
       std::fprintf(stderr, "list: %s\n", r.status().ToString().c_str());
-      return 1;
+      return false;
     }
-    returned += r->trajectories_size();
-    list_ms.push_back(ms);
-    per_kind[kind].push_back(ms);
+    lat->returned += r->trajectories_size();
+    lat->list_ms.push_back(ms);
+    lat->per_kind[kind].push_back(ms);
   }
-  std::vector<double> get_ms;
-  for (int i = 0; i < queries * 5; ++i) {
+  for (int i = 0; i < queries * kQueryKinds; ++i) {
     zerorl::v1::TrajectoryId id;
     id.set_run_id("q");
     id.set_step(rand_step());
     id.set_group(static_cast<int32_t>(rng() % kGroupsPerStep));
     id.set_sample(static_cast<int32_t>(rng() % 16));
     auto t0 = Clock::now();
-    auto r = q->Get(id);
-    get_ms.push_back(Seconds(t0, Clock::now()) * 1e3);
+    auto r = qb.store->Get(id);
+    lat->get_ms.push_back(Seconds(t0, Clock::now()) * 1e3);
     if (!r.ok()) {
       std::fprintf(stderr, "get: %s\n", r.status().ToString().c_str());
-      return 1;
+      return false;
     }
   }
-  q.reset();
-  if (!keep) std::filesystem::remove_all(dir, ec);
+  return true;
+}
 
-  std::printf("zerorl bench buffer (work dir %s%s)\n\n", dir.c_str(), keep ? "" : ", removed");
+// The table, then the machine-readable "name value" lines.
+void PrintReport(const BenchBufferFlags& f, const AppendResult& mine, const AppendResult& peer,
+                 const QueryBuffer& qb, const QueryLatencies& lat) {
+  const double mine_mb = mine.MbPerS(), peer_mb = peer.MbPerS();
+  std::printf("zerorl bench buffer (work dir %s%s)\n\n", f.dir.c_str(), f.keep ? "" : ", removed");
   std::printf("durable append: %d groups of 16 x 512 tokens (%.0f KB each), one call per group, WAL fsync\n",
-              groups, static_cast<double>(mine.bytes) / static_cast<double>(mine.calls) / 1e3);
+              f.groups, static_cast<double>(mine.bytes) / static_cast<double>(mine.calls) / 1e3);
   std::printf("  %-28s %10s %12s\n", "", "MB/s", "groups/s");
-  std::printf("  %-28s %10.1f %12.1f\n", "TrajectoryStore::Append", mine_mb, static_cast<double>(mine.calls) / mine.seconds);
-  std::printf("  %-28s %10.1f %12.1f\n", "raw RocksDB WriteBatch+sync", peer_mb, static_cast<double>(peer.calls) / peer.seconds);
+  std::printf("  %-28s %10.1f %12.1f\n", "TrajectoryStore::Append", mine_mb, mine.CallsPerS());
+  std::printf("  %-28s %10.1f %12.1f\n", "raw RocksDB WriteBatch+sync", peer_mb, peer.CallsPerS());
   std::printf("  ratio store/raw = %.2f (target >= 0.5)\n\n", mine_mb / peer_mb);
   std::printf("queries on %lld trajectories (16 x 32 tokens; filled with sync off in %.1f s, %.0f traj/s)\n",
-              static_cast<long long>(stored), fill_s, static_cast<double>(stored) / fill_s);
+              static_cast<long long>(qb.stored()), qb.fill_seconds, static_cast<double>(qb.stored()) / qb.fill_seconds);
   std::printf("  %-28s %10s %10s\n", "first page of 100", "p50 ms", "p99 ms");
-  for (int k = 0; k < 5; ++k)
-    std::printf("  %-28s %10.3f %10.3f\n", kinds[k], Percentile(per_kind[k], 0.5), Percentile(per_kind[k], 0.99));
-  std::printf("  %-28s %10.3f %10.3f   (mean %.1f results/page)\n", "list, all kinds", Percentile(list_ms, 0.5),
-              Percentile(list_ms, 0.99), static_cast<double>(returned) / static_cast<double>(list_ms.size()));
-  std::printf("  %-28s %10.3f %10.3f\n\n", "get by id", Percentile(get_ms, 0.5), Percentile(get_ms, 0.99));
+  for (int k = 0; k < kQueryKinds; ++k)
+    std::printf("  %-28s %10.3f %10.3f\n", kQueryKindNames[k], Percentile(lat.per_kind[k], 0.5),
+                Percentile(lat.per_kind[k], 0.99));
+  std::printf("  %-28s %10.3f %10.3f   (mean %.1f results/page)\n", "list, all kinds", Percentile(lat.list_ms, 0.5),
+              Percentile(lat.list_ms, 0.99), static_cast<double>(lat.returned) / static_cast<double>(lat.list_ms.size()));
+  std::printf("  %-28s %10.3f %10.3f\n\n", "get by id", Percentile(lat.get_ms, 0.5), Percentile(lat.get_ms, 0.99));
   std::printf("append_mb_per_s %.2f\n", mine_mb);
   std::printf("rocksdb_raw_mb_per_s %.2f\n", peer_mb);
   std::printf("append_ratio %.3f\n", mine_mb / peer_mb);
-  std::printf("appends_per_s %.2f\n", static_cast<double>(mine.calls) / mine.seconds);
-  std::printf("list_p50_ms %.3f\n", Percentile(list_ms, 0.5));
-  std::printf("list_p99_ms %.3f\n", Percentile(list_ms, 0.99));
-  std::printf("get_p50_ms %.3f\n", Percentile(get_ms, 0.5));
-  std::printf("get_p99_ms %.3f\n", Percentile(get_ms, 0.99));
+  std::printf("appends_per_s %.2f\n", mine.CallsPerS());
+  std::printf("list_p50_ms %.3f\n", Percentile(lat.list_ms, 0.5));
+  std::printf("list_p99_ms %.3f\n", Percentile(lat.list_ms, 0.99));
+  std::printf("get_p50_ms %.3f\n", Percentile(lat.get_ms, 0.5));
+  std::printf("get_p99_ms %.3f\n", Percentile(lat.get_ms, 0.99));
+}
+
+}  // namespace
+
+int BenchBuffer(int argc, char** argv) {
+  BenchBufferFlags f;
+  if (std::optional<int> exit_code = ParseFlags(argc, argv, &f)) return *exit_code;
+  AppendResult mine, peer;
+  if (!BenchDurableAppends(f.dir, f.groups, &mine, &peer)) return 1;
+  QueryBuffer qb;
+  if (!FillQueryBuffer(f.dir, f.trajectories, &qb)) return 1;
+  QueryLatencies lat;
+  if (!MeasureQueries(qb, f.queries, &lat)) return 1;
+  qb.store.reset();
+  std::error_code ec;
+  if (!f.keep) std::filesystem::remove_all(f.dir, ec);
+  PrintReport(f, mine, peer, qb, lat);
   return 0;
 }
 

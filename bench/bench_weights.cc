@@ -26,7 +26,6 @@
 #include <chrono>
 #include <cstdio>
 #include <ctime>
-#include <filesystem>
 #include <random>
 #include <thread>
 
@@ -211,27 +210,32 @@ absl::StatusOr<double> LearnerStepSeconds(const model::ModelConfig& cfg, int ste
 
 int BenchWeights(int argc, char** argv) {
   CLI::App app{"zerorl bench weights: weight push MB/s against raw TCP; learner step time"};
-  std::string config_path = "../shared/bench/moe-bench.config.json";
+  std::string config_path = "../shared/bench/moe-bench.config.json";  // from the repository root
   int workers = 2, repeats = 3, steps = 3;
   int64_t chunk = 4 << 20;
   bool skip_100m = false, skip_learner = false;
-  app.add_option("--config", config_path, "reference model config.json");
-  app.add_option("--workers", workers, "rollout workers to push to");
-  app.add_option("--chunk-bytes", chunk, "UpdateWeights chunk size");
-  app.add_option("--repeats", repeats, "timed pushes per model (median reported)");
-  app.add_option("--steps", steps, "timed learner steps (median reported)");
+  app.add_option("--config", config_path, "reference model config.json")->capture_default_str();
+  app.add_option("--workers", workers, "rollout workers to push to")->capture_default_str()->check(CLI::Range(1, 64));
+  app.add_option("--chunk-bytes", chunk, "UpdateWeights chunk size")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1} << 10, int64_t{1} << 30));
+  app.add_option("--repeats", repeats, "timed pushes per model (median reported)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000));
+  app.add_option("--steps", steps, "timed learner steps (median reported)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000));
   app.add_flag("--skip-100m", skip_100m, "only the reference model");
   app.add_flag("--skip-learner", skip_learner, "no learner step timing (weight push only)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    return app.exit(e) == 0 ? 0 : 2;  // usage errors exit 2, as every zerorl command
   }
-  if (!std::filesystem::exists(config_path) && std::filesystem::exists("/work/shared/bench/moe-bench.config.json"))
-    config_path = "/work/shared/bench/moe-bench.config.json";
   auto ref_cfg = model::LoadModelConfig(config_path);
   if (!ref_cfg.ok()) {
-    std::fprintf(stderr, "bench weights: %s\n", std::string(ref_cfg.status().message()).c_str());
+    std::fprintf(stderr, "bench weights: --config %s: %s (run from the repository root or pass --config)\n",
+                 config_path.c_str(), std::string(ref_cfg.status().message()).c_str());
     return 1;
   }
   struct Row {

@@ -211,12 +211,18 @@ absl::StatusOr<bool> TrajectoryStore::GetProto(rocksdb::ColumnFamilyHandle* cf, 
   return true;
 }
 
-absl::StatusOr<zerorl::v1::AppendResponse> TrajectoryStore::Append(const zerorl::v1::AppendRequest& request) {
+namespace {
+
+// The request's groups, checked and completed (group sample 0, trajectory ids
+// filled from the group's, the prompt taken from the first trajectory when the
+// group has none). Everything is validated before anything is written: a
+// request is all or nothing.
+absl::StatusOr<std::vector<zerorl::v1::Group>> ValidatedGroups(const zerorl::v1::AppendRequest& request,
+                                                               int64_t max_request_bytes) {
   const size_t request_bytes = request.ByteSizeLong();
-  if (static_cast<int64_t>(request_bytes) > options_.max_request_bytes)
+  if (static_cast<int64_t>(request_bytes) > max_request_bytes)
     return absl::ResourceExhaustedError(absl::StrCat("append of ", request_bytes, " bytes exceeds buffer.max_request_bytes = ",
-                                                     options_.max_request_bytes));
-  // Validate everything before writing anything: a request is all or nothing.
+                                                     max_request_bytes));
   std::vector<zerorl::v1::Group> groups(request.groups().begin(), request.groups().end());
   for (size_t gi = 0; gi < groups.size(); ++gi) {
     auto& g = groups[gi];
@@ -248,96 +254,141 @@ absl::StatusOr<zerorl::v1::AppendResponse> TrajectoryStore::Append(const zerorl:
         return where(absl::StrCat("trajectory ", FormatId(*id), " has a negative policy version"));
     }
   }
+  return groups;
+}
 
-  absl::MutexLock l(&mu_);
-  const int64_t now = Now();
+}  // namespace
+
+// One Append under mu_: the batch it will commit and what it changes.
+struct TrajectoryStore::PendingAppend {
+  int64_t now = 0;                                 // unix ms stamped on new records
+  uint64_t seq = 0;                                // next arrival sequence number
   rocksdb::WriteBatch batch;
-  std::set<std::string> in_request;
-  std::map<std::string, BufferRunRecord> touched;
-  uint64_t seq = next_seq_.load();
+  std::set<std::string> in_request;                // group keys seen so far in the request
+  std::map<std::string, BufferRunRecord> touched;  // run id -> its record after this append
   zerorl::v1::AppendResponse response;
+};
+
+absl::StatusOr<zerorl::v1::AppendResponse> TrajectoryStore::Append(const zerorl::v1::AppendRequest& request) {
+  ZRL_ASSIGN_OR_RETURN(std::vector<zerorl::v1::Group> groups, ValidatedGroups(request, options_.max_request_bytes));
+  absl::MutexLock l(&mu_);
+  PendingAppend p;
+  p.now = Now();
+  p.seq = next_seq_.load();
   for (auto& g : groups) {
-    const auto& run = g.id().run_id();
-    const std::string gk = GroupKey(run, g.id().step(), g.id().group());
-    auto rit = touched.find(run);
-    if (rit == touched.end()) {
-      auto known = runs_.find(run);
-      BufferRunRecord fresh;
-      fresh.set_first_step(g.id().step());
-      fresh.set_last_step(g.id().step());
-      rit = touched.emplace(run, known != runs_.end() ? known->second : fresh).first;
-    }
-    BufferRunRecord& rr = rit->second;
-    bool dup = !in_request.insert(gk).second || g.id().step() < rr.retained_from_step();
-    if (!dup) {
-      ZRL_ASSIGN_OR_RETURN(dup, Exists(cf_->groups, gk));
-    }
+    const std::string gk = GroupKey(g.id().run_id(), g.id().step(), g.id().group());
+    BufferRunRecord* rr = TouchRun(g.id(), &p);
+    ZRL_ASSIGN_OR_RETURN(const bool dup, IsDuplicate(gk, g.id(), *rr, &p));
     if (dup) {
-      response.set_duplicates(response.duplicates() + 1);
+      p.response.set_duplicates(p.response.duplicates() + 1);
       continue;
     }
-    BufferGroupRecord rec;
-    *rec.mutable_prompt() = g.prompt();
-    rec.set_created_unix_ms(now);
-    int64_t min_version = INT64_MAX;
-    std::string value;
-    for (auto& t : *g.mutable_trajectories()) {
-      t.clear_prompt();
-      if (t.created_unix_ms() == 0) t.set_created_unix_ms(now);
-      t.SerializeToString(&value);
-      const std::string tk = TrajectoryKey(t.id());
-      batch.Put(cf_->trajectories, tk, value);
-      auto* sr = rec.add_samples();
-      sr->set_sample(t.id().sample());
-      sr->set_reward(t.reward().reward());
-      sr->set_correct(t.reward().correct());
-      sr->set_completion_tokens(t.sample().token_ids_size());
-      sr->set_policy_version(t.sample().policy_version());
-      sr->set_finish_reason(t.sample().finish_reason());
-      sr->set_bytes(static_cast<int64_t>(value.size()));
-      sr->set_arrival_seq(seq);
-      rec.set_reward_spec_version(std::max(rec.reward_spec_version(), t.reward().spec_version()));
-      rec.set_bytes(rec.bytes() + static_cast<int64_t>(value.size()));
-      min_version = std::min(min_version, t.sample().policy_version());
-      PutIndexEntries(&batch, *cf_, run, rec.prompt().id(), *sr, g.id().step(), g.id().group());
-      std::string seq_key;
-      AppendBe64(&seq_key, seq++);
-      batch.Put(cf_->arrivals, seq_key, tk);
-    }
-    rec.set_policy_version(min_version);
-    batch.Put(cf_->idx_version, VersionIndexKey(run, 'g', min_version, g.id().step(), g.id().group(), 0), "");
-    rec.set_bytes(rec.bytes() + static_cast<int64_t>(rec.ByteSizeLong()));
-    batch.Put(cf_->groups, gk, rec.SerializeAsString());
-    rr.set_trajectories(rr.trajectories() + g.trajectories_size());
-    rr.set_groups(rr.groups() + 1);
-    rr.set_bytes(rr.bytes() + rec.bytes());
-    rr.set_first_step(rr.groups() == 1 ? g.id().step() : std::min(rr.first_step(), g.id().step()));
-    rr.set_last_step(rr.groups() == 1 ? g.id().step() : std::max(rr.last_step(), g.id().step()));
-    response.set_appended(response.appended() + 1);
+    StageGroup(gk, &g, rr, &p);
+    p.response.set_appended(p.response.appended() + 1);
   }
-  counters_.duplicate_groups += response.duplicates();
-  if (response.appended() == 0) return response;
-  for (const auto& [run, rr] : touched) batch.Put(cf_->meta, RunMetaKey(run), rr.SerializeAsString());
+  counters_.duplicate_groups += p.response.duplicates();
+  if (p.response.appended() == 0) return p.response;
+  ZRL_RETURN_IF_ERROR(CommitAppend(&p));
+  ApplyRetentionAfterAppend(p);
+  return p.response;
+}
+
+// The record of the group's run as this append leaves it (first touch: the
+// stored one, or a fresh one starting at the group's step).
+BufferRunRecord* TrajectoryStore::TouchRun(const zerorl::v1::TrajectoryId& group_id, PendingAppend* p) const {
+  const std::string& run = group_id.run_id();
+  auto rit = p->touched.find(run);
+  if (rit == p->touched.end()) {
+    auto known = runs_.find(run);
+    BufferRunRecord fresh;
+    fresh.set_first_step(group_id.step());
+    fresh.set_last_step(group_id.step());
+    rit = p->touched.emplace(run, known != runs_.end() ? known->second : fresh).first;
+  }
+  return &rit->second;
+}
+
+// A group already in this request, below the run's retention floor, or
+// already stored is a duplicate (acknowledged, not written again).
+absl::StatusOr<bool> TrajectoryStore::IsDuplicate(const std::string& group_key,
+                                                  const zerorl::v1::TrajectoryId& group_id,
+                                                  const BufferRunRecord& run, PendingAppend* p) const {
+  if (!p->in_request.insert(group_key).second || group_id.step() < run.retained_from_step()) return true;
+  return Exists(cf_->groups, group_key);
+}
+
+// Puts the group into the batch: each trajectory (prompt stripped: the group
+// record holds it once), its index entries and arrival, then the group record;
+// counts the group into its run's record.
+void TrajectoryStore::StageGroup(const std::string& group_key, zerorl::v1::Group* g, BufferRunRecord* run,
+                                 PendingAppend* p) const {
+  const std::string& run_id = g->id().run_id();
+  BufferGroupRecord rec;
+  *rec.mutable_prompt() = g->prompt();
+  rec.set_created_unix_ms(p->now);
+  int64_t min_version = INT64_MAX;
+  std::string value;
+  for (auto& t : *g->mutable_trajectories()) {
+    t.clear_prompt();
+    if (t.created_unix_ms() == 0) t.set_created_unix_ms(p->now);
+    t.SerializeToString(&value);
+    const std::string tk = TrajectoryKey(t.id());
+    p->batch.Put(cf_->trajectories, tk, value);
+    auto* sr = rec.add_samples();
+    sr->set_sample(t.id().sample());
+    sr->set_reward(t.reward().reward());
+    sr->set_correct(t.reward().correct());
+    sr->set_completion_tokens(t.sample().token_ids_size());
+    sr->set_policy_version(t.sample().policy_version());
+    sr->set_finish_reason(t.sample().finish_reason());
+    sr->set_bytes(static_cast<int64_t>(value.size()));
+    sr->set_arrival_seq(p->seq);
+    rec.set_reward_spec_version(std::max(rec.reward_spec_version(), t.reward().spec_version()));
+    rec.set_bytes(rec.bytes() + static_cast<int64_t>(value.size()));
+    min_version = std::min(min_version, t.sample().policy_version());
+    PutIndexEntries(&p->batch, *cf_, run_id, rec.prompt().id(), *sr, g->id().step(), g->id().group());
+    std::string seq_key;
+    AppendBe64(&seq_key, p->seq++);
+    p->batch.Put(cf_->arrivals, seq_key, tk);
+  }
+  rec.set_policy_version(min_version);
+  p->batch.Put(cf_->idx_version, VersionIndexKey(run_id, 'g', min_version, g->id().step(), g->id().group(), 0), "");
+  rec.set_bytes(rec.bytes() + static_cast<int64_t>(rec.ByteSizeLong()));
+  p->batch.Put(cf_->groups, group_key, rec.SerializeAsString());
+  run->set_trajectories(run->trajectories() + g->trajectories_size());
+  run->set_groups(run->groups() + 1);
+  run->set_bytes(run->bytes() + rec.bytes());
+  run->set_first_step(run->groups() == 1 ? g->id().step() : std::min(run->first_step(), g->id().step()));
+  run->set_last_step(run->groups() == 1 ? g->id().step() : std::max(run->last_step(), g->id().step()));
+}
+
+// Adds the touched run records and the next arrival number to the batch,
+// writes it (one WriteBatch, WAL sync), then publishes the new state.
+absl::Status TrajectoryStore::CommitAppend(PendingAppend* p) {
+  for (const auto& [run, rr] : p->touched) p->batch.Put(cf_->meta, RunMetaKey(run), rr.SerializeAsString());
   std::string seq_value;
-  AppendBe64(&seq_value, seq);
-  batch.Put(cf_->meta, kNextSeqKey, seq_value);
-  ZRL_RETURN_IF_ERROR(Write(&batch));
-  for (auto& [run, rr] : touched) runs_[run] = rr;
-  counters_.appended_groups += response.appended();
+  AppendBe64(&seq_value, p->seq);
+  p->batch.Put(cf_->meta, kNextSeqKey, seq_value);
+  ZRL_RETURN_IF_ERROR(Write(&p->batch));
+  for (auto& [run, rr] : p->touched) runs_[run] = rr;
+  counters_.appended_groups += p->response.appended();
   {
     absl::MutexLock tl(&tail_mu_);
-    next_seq_ = seq;
+    next_seq_ = p->seq;
   }
-  if (options_.keep_last_steps > 0 || options_.keep_bytes > 0) {
-    for (const auto& [run, rr] : touched) {
-      auto deleted = ApplyRetentionLocked(run);
-      // The append itself is durable; a failed cleanup is retried on the next append.
-      if (!deleted.ok()) {
-        ZLOG(WARNING) << "buffer retention for run " << run << ": " << deleted.status();
-      }
+  return absl::OkStatus();
+}
+
+// Retention of every touched run. The append itself is durable; a failed
+// cleanup is logged and retried on the next append.
+void TrajectoryStore::ApplyRetentionAfterAppend(const PendingAppend& p) {
+  if (options_.keep_last_steps <= 0 && options_.keep_bytes <= 0) return;
+  for (const auto& [run, rr] : p.touched) {
+    auto deleted = ApplyRetentionLocked(run);
+    if (!deleted.ok()) {
+      ZLOG(WARNING) << "buffer retention for run " << run << ": " << deleted.status();
     }
   }
-  return response;
 }
 
 void TrajectoryStore::DeleteGroupInto(rocksdb::WriteBatch* batch, const std::string& run,

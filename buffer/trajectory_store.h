@@ -187,6 +187,16 @@ class TrajectoryStore {
   // Prompt for a trajectory key's group, cached across consecutive calls.
   absl::Status AttachPrompt(zerorl::v1::Trajectory* t, std::string* cached_group_key,
                             zerorl::v1::Prompt* cached_prompt) const;
+  // Append's phases (trajectory_store.cc), in order, on one PendingAppend.
+  struct PendingAppend;
+  zerorl::v1::BufferRunRecord* TouchRun(const zerorl::v1::TrajectoryId& group_id, PendingAppend* p) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<bool> IsDuplicate(const std::string& group_key, const zerorl::v1::TrajectoryId& group_id,
+                                   const zerorl::v1::BufferRunRecord& run, PendingAppend* p) const;
+  void StageGroup(const std::string& group_key, zerorl::v1::Group* g, zerorl::v1::BufferRunRecord* run,
+                  PendingAppend* p) const;
+  absl::Status CommitAppend(PendingAppend* p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ApplyRetentionAfterAppend(const PendingAppend& p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Deletes groups below the retention floor of `run_id`; returns trajectories deleted.
   absl::StatusOr<int64_t> ApplyRetentionLocked(const std::string& run_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void DeleteGroupInto(rocksdb::WriteBatch* batch, const std::string& run_id, const std::string& group_key,

@@ -67,12 +67,12 @@ int LearnerServiceImpl::DeadlineMs() const {
 }
 
 int64_t LearnerServiceImpl::version() const {
-  std::lock_guard<std::mutex> lk(mu_);
+  absl::MutexLock lk(&mu_);
   return trainer_->version();
 }
 
 absl::StatusOr<bool> LearnerServiceImpl::ResumeFromLatest() {
-  std::lock_guard<std::mutex> lk(mu_);
+  absl::MutexLock lk(&mu_);
   // A checkpoint dir that cannot be written fails the start, not the first
   // scheduled checkpoint (or, worse, only the log).
   std::error_code ec;
@@ -115,7 +115,7 @@ absl::StatusOr<zerorl::v1::CheckpointInfo> LearnerServiceImpl::CheckpointLocked(
 grpc::Status LearnerServiceImpl::Train(grpc::ServerContext* ctx, const zerorl::v1::TrainRequest* req,
                                        zerorl::v1::TrainResponse* resp) {
   if (auto s = CheckCallAccess(ctx); !s.ok()) return ToGrpcStatus(s);
-  std::lock_guard<std::mutex> lk(mu_);
+  absl::MutexLock lk(&mu_);
   if (!buffer_) return ToGrpcStatus(absl::FailedPreconditionError("learner has no buffer address (buffer.address)"));
   if (req->by_step()) {
     if (req->step() < trainer_->step()) return ToGrpcStatus(AnswerAppliedStepLocked(*req, resp));
@@ -257,7 +257,7 @@ absl::Status LearnerServiceImpl::AnswerAppliedStepLocked(const zerorl::v1::Train
 grpc::Status LearnerServiceImpl::SaveCheckpoint(grpc::ServerContext* ctx, const zerorl::v1::SaveCheckpointRequest* req,
                                                 zerorl::v1::CheckpointInfo* resp) {
   if (auto s = CheckCallAccess(ctx); !s.ok()) return ToGrpcStatus(s);
-  std::lock_guard<std::mutex> lk(mu_);
+  absl::MutexLock lk(&mu_);
   if (!req->data_cursor().empty()) data_cursor_ = req->data_cursor();
   auto ck = CheckpointLocked(data_cursor_);
   if (!ck.ok()) return ToGrpcStatus(ck.status());
@@ -268,7 +268,7 @@ grpc::Status LearnerServiceImpl::SaveCheckpoint(grpc::ServerContext* ctx, const 
 grpc::Status LearnerServiceImpl::FetchWeights(grpc::ServerContext* ctx, const zerorl::v1::FetchWeightsRequest* req,
                                               grpc::ServerWriter<zerorl::v1::WeightChunk>* writer) {
   if (auto s = CheckCallAccess(ctx); !s.ok()) return ToGrpcStatus(s);
-  std::lock_guard<std::mutex> lk(mu_);
+  absl::MutexLock lk(&mu_);
   if (trainer_->version() < req->min_version())
     return ToGrpcStatus(absl::FailedPreconditionError(
         absl::StrCat("learner has policy version ", trainer_->version(), ", asked for >= ", req->min_version())));
@@ -287,7 +287,7 @@ grpc::Status LearnerServiceImpl::FetchWeights(grpc::ServerContext* ctx, const ze
 grpc::Status LearnerServiceImpl::GetLearnerState(grpc::ServerContext* ctx, const zerorl::v1::GetLearnerStateRequest*,
                                                  zerorl::v1::LearnerState* resp) {
   if (auto s = CheckCallAccess(ctx); !s.ok()) return ToGrpcStatus(s);
-  std::lock_guard<std::mutex> lk(mu_);
+  absl::MutexLock lk(&mu_);
   resp->mutable_policy()->set_version(trainer_->version());
   resp->mutable_policy()->set_step(trainer_->step());
   resp->mutable_policy()->set_checkpoint_path(last_checkpoint_.path());

@@ -29,9 +29,10 @@
 
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "learner/checkpoint_dir.h"
 #include "learner/grpo_trainer.h"
 #include "learner/step_results.h"
@@ -70,30 +71,31 @@ class LearnerServiceImpl final : public zerorl::v1::LearnerService::Service {
   static constexpr const char* kLeaseHolder = "learner";
   static constexpr int kKeptResults = 64;  // recorded Train answers kept (steps)
 
-  absl::StatusOr<zerorl::v1::CheckpointInfo> CheckpointLocked(const std::string& data_cursor);
-  std::string ConfigJson();
+  absl::StatusOr<zerorl::v1::CheckpointInfo> CheckpointLocked(const std::string& data_cursor) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::string ConfigJson() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   int DeadlineMs() const;  // of the learner's own calls: orchestrator.call_deadline_ms
-  int64_t NextIncarnation();
+  int64_t NextIncarnation() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Trains one step: lease, step, record, checkpoint on schedule, ack, publish.
-  absl::Status TrainStepLocked(const zerorl::v1::TrainRequest& req, zerorl::v1::TrainResponse* resp);
+  absl::Status TrainStepLocked(const zerorl::v1::TrainRequest& req, zerorl::v1::TrainResponse* resp) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A step the learner is already past: its recorded answer (see above).
-  absl::Status AnswerAppliedStepLocked(const zerorl::v1::TrainRequest& req, zerorl::v1::TrainResponse* resp);
-  absl::StatusOr<zerorl::v1::LeaseResponse> LeaseLocked(const zerorl::v1::TrainRequest& req);
-  void AckLocked(const std::string& lease_id);
-  void PublishLocked(const zerorl::v1::TrainRequest& req, zerorl::v1::TrainResponse* resp);
+  absl::Status AnswerAppliedStepLocked(const zerorl::v1::TrainRequest& req, zerorl::v1::TrainResponse* resp) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<zerorl::v1::LeaseResponse> LeaseLocked(const zerorl::v1::TrainRequest& req) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void AckLocked(const std::string& lease_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void PublishLocked(const zerorl::v1::TrainRequest& req, zerorl::v1::TrainResponse* resp) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  mutable std::mutex mu_;
-  std::unique_ptr<GrpoTrainer> trainer_;
+  mutable absl::Mutex mu_;
+  std::unique_ptr<GrpoTrainer> trainer_ ABSL_GUARDED_BY(mu_);
+  // Set at construction, read-only after.
   zerorl::v1::RunConfig config_;
   std::unique_ptr<zerorl::v1::BufferService::Stub> buffer_;
   ChannelFactory rollout_channels_;
-  CheckpointDir checkpoints_;
-  zerorl::v1::CheckpointInfo last_checkpoint_;
-  std::string data_cursor_;  // last cursor the orchestrator gave us
-  StepResults results_;        // CHECKPOINT_DIR/train-results
-  WeightPublisher publisher_;  // learner.weight_transport; keeps the NCCL group between publishes
+  CheckpointDir checkpoints_ ABSL_GUARDED_BY(mu_);
+  zerorl::v1::CheckpointInfo last_checkpoint_ ABSL_GUARDED_BY(mu_);
+  std::string data_cursor_ ABSL_GUARDED_BY(mu_);  // last cursor the orchestrator gave us
+  StepResults results_ ABSL_GUARDED_BY(mu_);  // CHECKPOINT_DIR/train-results
+  WeightPublisher publisher_ ABSL_GUARDED_BY(mu_);  // learner.weight_transport; keeps the NCCL group between publishes
   const int64_t start_ms_;     // this incarnation's start, wall clock ms
-  int64_t lease_requests_ = 0;
+  int64_t lease_requests_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace zerorl::learner

@@ -12,16 +12,17 @@
 // the caller may change or free the tensors afterwards.
 #include "learner/weight_publisher.h"
 
-#include <condition_variable>
 #include <deque>
 #include <limits>
-#include <mutex>
 #include <thread>
 
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/support/byte_buffer.h>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "common/server.h"
 #include "learner/nccl_weight_broadcaster.h"
 #include "weights/weight_group.h"
@@ -43,24 +44,24 @@ class SharedChunks {
   // Producer side: append a chunk holding `owned` bytes of its own (0 when its
   // data is borrowed); false when every consumer has gone.
   bool Put(grpc::ByteBuffer bb, size_t owned) {
-    std::unique_lock<std::mutex> lk(mu_);
-    cv_.wait(lk, [&] { return owned == 0 || owned_ == 0 || owned_ + owned <= kMaxOwnedBytes || AllGone(); });
+    absl::MutexLock lk(&mu_);
+    while (!(owned == 0 || owned_ == 0 || owned_ + owned <= kMaxOwnedBytes || AllGone())) cv_.Wait(&mu_);
     if (AllGone()) return false;
     window_.push_back({std::move(bb), owned});
     owned_ += owned;
-    cv_.notify_all();
+    cv_.SignalAll();
     return true;
   }
   void Finish(const absl::Status& st) {
-    std::lock_guard<std::mutex> lk(mu_);
+    absl::MutexLock lk(&mu_);
     finished_ = true;
     status_ = st;
-    cv_.notify_all();
+    cv_.SignalAll();
   }
   // Consumer side: chunk i, or false at the end of the transfer.
   bool Get(size_t consumer, size_t i, grpc::ByteBuffer* out) {
-    std::unique_lock<std::mutex> lk(mu_);
-    cv_.wait(lk, [&] { return i < base_ + window_.size() || finished_; });
+    absl::MutexLock lk(&mu_);
+    while (!(i < base_ + window_.size() || finished_)) cv_.Wait(&mu_);
     if (i >= base_ + window_.size()) return false;
     *out = window_[i - base_].buffer;
     next_[consumer] = i + 1;
@@ -68,27 +69,27 @@ class SharedChunks {
     return true;
   }
   void Leave(size_t consumer) {
-    std::lock_guard<std::mutex> lk(mu_);
+    absl::MutexLock lk(&mu_);
     next_[consumer] = kGone;
     Trim();
   }
   void Clear() {  // drops the chunks still buffered (their slices borrow tensor memory)
-    std::lock_guard<std::mutex> lk(mu_);
+    absl::MutexLock lk(&mu_);
     window_.clear();
     owned_ = 0;
   }
   absl::Status status() {
-    std::lock_guard<std::mutex> lk(mu_);
+    absl::MutexLock lk(&mu_);
     return status_;
   }
 
  private:
-  bool AllGone() const {
+  bool AllGone() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     for (size_t n : next_)
       if (n != kGone) return false;
     return true;
   }
-  void Trim() {  // holds mu_
+  void Trim() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     size_t low = kGone;
     for (size_t n : next_) low = std::min(low, n);
     while (!window_.empty() && base_ < low) {
@@ -96,45 +97,48 @@ class SharedChunks {
       window_.pop_front();
       ++base_;
     }
-    cv_.notify_all();
+    cv_.SignalAll();
   }
-  std::mutex mu_;
-  std::condition_variable cv_;
+  absl::Mutex mu_;
+  absl::CondVar cv_;
   struct Entry {
     grpc::ByteBuffer buffer;
     size_t owned;
   };
-  std::deque<Entry> window_;   // chunks not yet taken by every stream
-  size_t owned_ = 0;           // owned bytes in window_
-  size_t base_ = 0;            // index of window_.front()
-  std::vector<size_t> next_;   // per consumer: next index it will read, kGone when it left
-  bool finished_ = false;
-  absl::Status status_;
+  std::deque<Entry> window_ ABSL_GUARDED_BY(mu_);  // chunks not yet taken by every stream
+  size_t owned_ ABSL_GUARDED_BY(mu_) = 0;          // owned bytes in window_
+  size_t base_ ABSL_GUARDED_BY(mu_) = 0;           // index of window_.front()
+  std::vector<size_t> next_ ABSL_GUARDED_BY(mu_);  // per consumer: next index it will read, kGone when it left
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status status_ ABSL_GUARDED_BY(mu_);
 };
 
 // Counts the chunk data slices gRPC still references (they borrow tensor memory).
 class Borrows {
  public:
   BorrowHook Take() {
-    std::lock_guard<std::mutex> lk(mu_);
+    absl::MutexLock lk(&mu_);
     ++out_;
     return {&Borrows::Release, this};
   }
   // Waits until every borrowed slice was released; false on timeout.
   bool WaitAllReleased(std::chrono::milliseconds timeout) {
-    std::unique_lock<std::mutex> lk(mu_);
-    return cv_.wait_for(lk, timeout, [&] { return out_ == 0; });
+    absl::MutexLock lk(&mu_);
+    const absl::Time deadline = absl::Now() + absl::FromChrono(timeout);
+    while (out_ != 0)
+      if (cv_.WaitWithDeadline(&mu_, deadline)) return out_ == 0;  // timed out
+    return true;
   }
 
  private:
   static void Release(void* self) {
     auto* b = static_cast<Borrows*>(self);
-    std::lock_guard<std::mutex> lk(b->mu_);
-    if (--b->out_ == 0) b->cv_.notify_all();
+    absl::MutexLock lk(&b->mu_);
+    if (--b->out_ == 0) b->cv_.SignalAll();
   }
-  std::mutex mu_;
-  std::condition_variable cv_;
-  int64_t out_ = 0;
+  absl::Mutex mu_;
+  absl::CondVar cv_;
+  int64_t out_ ABSL_GUARDED_BY(mu_) = 0;  // slices gRPC still holds
 };
 
 // One client stream of pre-serialised chunks; returns the server's verdict.

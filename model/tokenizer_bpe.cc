@@ -88,7 +88,7 @@ absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::FromJson(const json& j) {
 
 void BpeModel::Encode(absl::string_view word, std::vector<int32_t>* out) const {
   {
-    std::lock_guard<std::mutex> lock(cache_mu_);
+    absl::MutexLock lock(&cache_mu_);
     const auto it = cache_.find(word);
     if (it != cache_.end()) {
       out->insert(out->end(), it->second.begin(), it->second.end());
@@ -97,7 +97,7 @@ void BpeModel::Encode(absl::string_view word, std::vector<int32_t>* out) const {
   }
   std::vector<int32_t> ids = EncodeUncached(word);
   out->insert(out->end(), ids.begin(), ids.end());
-  std::lock_guard<std::mutex> lock(cache_mu_);
+  absl::MutexLock lock(&cache_mu_);
   if (cache_.size() >= kCacheCapacity) cache_.clear();
   cache_.emplace(std::string(word), std::move(ids));
 }

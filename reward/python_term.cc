@@ -68,15 +68,18 @@ absl::StatusOr<std::unique_ptr<PythonTerm>> PythonTerm::Create(std::shared_ptr<S
   t->limits_.cpu_seconds = 3600;  // a long-lived worker; each call is bounded by timeout_s instead
   auto w = t->StartWorker();
   if (!w.ok()) return Annotate(w.status(), absl::StrCat("python term ", file));
-  t->idle_.push_back(std::move(*w));
-  t->live_ = 1;
+  {
+    absl::MutexLock lock(&t->mu_);
+    t->idle_.push_back(std::move(*w));
+    t->live_ = 1;
+  }
   return t;
 }
 
 PythonTerm::~PythonTerm() = default;
 
 int PythonTerm::restarts() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   return restarts_;
 }
 
@@ -135,8 +138,8 @@ absl::StatusOr<double> PythonTerm::Call(const std::string& prompt, const std::st
                                         const std::string& answer_json, const std::string& meta_json) {
   std::unique_ptr<Worker> w;
   {
-    std::unique_lock<std::mutex> lock(mu_);
-    while (idle_.empty() && live_ >= max_workers_) idle_cv_.wait(lock);
+    absl::MutexLock lock(&mu_);
+    while (idle_.empty() && live_ >= max_workers_) idle_cv_.Wait(&mu_);
     if (!idle_.empty()) {
       w = std::move(idle_.back());
       idle_.pop_back();
@@ -148,9 +151,9 @@ absl::StatusOr<double> PythonTerm::Call(const std::string& prompt, const std::st
   if (w == nullptr) {
     auto started = StartWorker();
     if (!started.ok()) {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       --live_;
-      idle_cv_.notify_one();
+      idle_cv_.Signal();
       return started.status();
     }
     w = std::move(*started);
@@ -182,7 +185,7 @@ absl::StatusOr<double> PythonTerm::Call(const std::string& prompt, const std::st
       result = absl::InvalidArgumentError(absl::StrCat("reward() failed: ", j.value("error", std::string("?"))));
     }
   }
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   if (healthy) {
     idle_.push_back(std::move(w));
   } else {
@@ -191,7 +194,7 @@ absl::StatusOr<double> PythonTerm::Call(const std::string& prompt, const std::st
     --live_;
     ++restarts_;
   }
-  idle_cv_.notify_one();
+  idle_cv_.Signal();
   return result;
 }
 

@@ -10,13 +10,13 @@
 // parallel (one per worker); more wait. Thread-safe.
 #pragma once
 
-#include <condition_variable>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "reward/sandbox.h"
 
 namespace zerorl::reward {
@@ -50,11 +50,11 @@ class PythonTerm {
   SandboxLimits limits_;
   int max_workers_ = 1;
 
-  mutable std::mutex mu_;
-  std::condition_variable idle_cv_;
-  std::vector<std::unique_ptr<Worker>> idle_;  // GUARDED_BY(mu_)
-  int live_ = 0;                               // GUARDED_BY(mu_): idle + busy workers
-  int restarts_ = 0;                           // GUARDED_BY(mu_)
+  mutable absl::Mutex mu_;
+  absl::CondVar idle_cv_;
+  std::vector<std::unique_ptr<Worker>> idle_ ABSL_GUARDED_BY(mu_);
+  int live_ ABSL_GUARDED_BY(mu_) = 0;  // idle + busy workers
+  int restarts_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace zerorl::reward

@@ -57,7 +57,7 @@ std::string AnswerJson(const zerorl::v1::Answer& a) {
 }  // namespace
 
 absl::StatusOr<std::shared_ptr<Sandbox>> SandboxProvider::Get() {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   if (!tried_) {
     tried_ = true;
     auto sb = Sandbox::Create(options_);

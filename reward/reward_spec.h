@@ -12,11 +12,12 @@
 
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "reward/sandbox.h"
 #include "zerorl/v1/config.pb.h"
 #include "zerorl/v1/reward.pb.h"
@@ -35,10 +36,10 @@ class SandboxProvider {
  private:
   Sandbox::Options options_;
   SandboxLimits limits_;
-  std::mutex mu_;
-  std::shared_ptr<Sandbox> sandbox_;  // GUARDED_BY(mu_)
-  absl::Status error_;                // GUARDED_BY(mu_): a failed creation is not retried
-  bool tried_ = false;                // GUARDED_BY(mu_)
+  absl::Mutex mu_;
+  std::shared_ptr<Sandbox> sandbox_ ABSL_GUARDED_BY(mu_);
+  absl::Status error_ ABSL_GUARDED_BY(mu_);  // a failed creation is not retried
+  bool tried_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 // What a spec needs from its host.

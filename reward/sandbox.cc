@@ -246,7 +246,10 @@ SandboxLimits SandboxLimits::FromConfig(const zerorl::v1::SandboxConfig& c) {
 absl::StatusOr<std::unique_ptr<Sandbox>> Sandbox::Create(const Options& options) {
   signal(SIGPIPE, SIG_IGN);  // a child closing stdin early must not kill us
   std::unique_ptr<Sandbox> sb(new Sandbox(options));
-  sb->slot_busy_.assign(std::clamp(options.max_parallel, 1, kMaxSlots), false);
+  {
+    absl::MutexLock lock(&sb->mu_);
+    sb->slot_busy_.assign(std::clamp(options.max_parallel, 1, kMaxSlots), false);
+  }
   // Each sandbox (one per process, usually) gets its own block of uids, so two
   // processes on one host do not share RLIMIT_NPROC counts or kill(-1) reach.
   sb->uid_base_ = kUidFirst + static_cast<uid_t>(getpid() % 10000) * kMaxSlots;
@@ -321,7 +324,7 @@ absl::Status Sandbox::Probe(Isolation iso) {
 }
 
 int Sandbox::AcquireSlot() {
-  std::unique_lock<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   while (true) {
     for (size_t i = 0; i < slot_busy_.size(); ++i) {
       if (!slot_busy_[i]) {
@@ -329,16 +332,16 @@ int Sandbox::AcquireSlot() {
         return static_cast<int>(i);
       }
     }
-    slot_free_.wait(lock);
+    slot_free_.Wait(&mu_);
   }
 }
 
 void Sandbox::ReleaseSlot(int slot) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     slot_busy_[static_cast<size_t>(slot)] = false;
   }
-  slot_free_.notify_one();
+  slot_free_.Signal();
 }
 
 absl::StatusOr<SandboxProcess> Sandbox::Start(Isolation iso, const std::vector<std::string>& argv_in,

@@ -39,13 +39,13 @@
 
 #include <cstdint>
 #include <memory>
-#include <condition_variable>
-#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "zerorl/v1/config.pb.h"
 
 namespace zerorl::reward {
@@ -144,9 +144,9 @@ class Sandbox {
   std::string base_dir_;
   uid_t uid_base_ = 0;
   std::vector<struct sock_filter> seccomp_;  // compiled once, installed in each child
-  std::mutex mu_;
-  std::condition_variable slot_free_;
-  std::vector<bool> slot_busy_;
+  absl::Mutex mu_;
+  absl::CondVar slot_free_;
+  std::vector<bool> slot_busy_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace zerorl::reward

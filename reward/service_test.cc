@@ -8,6 +8,7 @@
 #include <atomic>
 #include <fstream>
 #include <map>
+#include <mutex>
 #include <thread>
 
 #include <grpcpp/grpcpp.h>

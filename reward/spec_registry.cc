@@ -22,7 +22,7 @@ absl::StatusOr<std::shared_ptr<const CompiledSpec>> SpecRegistry::Compile(const 
 
 absl::StatusOr<zerorl::v1::RewardSpecVersion> SpecRegistry::Set(const zerorl::v1::RewardSpec& spec,
                                                                  const std::string& source, const std::string& reason) {
-  std::lock_guard<std::mutex> set_lock(set_mu_);
+  absl::MutexLock set_lock(&set_mu_);
   auto compiled = CompiledSpec::Compile(spec, env_);
   if (!compiled.ok()) {
     ZLOG(WARNING) << "reward spec from " << source << " refused: " << compiled.status().message();
@@ -31,7 +31,7 @@ absl::StatusOr<zerorl::v1::RewardSpecVersion> SpecRegistry::Set(const zerorl::v1
   zerorl::v1::RewardSpecVersion v;
   std::shared_ptr<const CompiledSpec> old;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     v.set_version(static_cast<int64_t>(history_.size()) + 1);  // versions are 1, 2, 3, ... in history order
     *v.mutable_spec() = (*compiled)->spec();
     v.set_created_unix_ms(NowMs());
@@ -50,7 +50,7 @@ absl::StatusOr<zerorl::v1::RewardSpecVersion> SpecRegistry::Set(const zerorl::v1
 absl::StatusOr<zerorl::v1::RewardSpecVersion> SpecRegistry::Rollback(int64_t version, const std::string& reason) {
   zerorl::v1::RewardSpec spec;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     bool found = false;
     for (const auto& h : history_) {
       if (h.version() == version) {
@@ -65,12 +65,12 @@ absl::StatusOr<zerorl::v1::RewardSpecVersion> SpecRegistry::Rollback(int64_t ver
 }
 
 SpecRegistry::Snapshot SpecRegistry::Current() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   return active_;
 }
 
 absl::StatusOr<zerorl::v1::RewardSpecVersion> SpecRegistry::CurrentInfo() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   for (const auto& h : history_) {
     if (h.version() == active_.version) return h;
   }
@@ -78,7 +78,7 @@ absl::StatusOr<zerorl::v1::RewardSpecVersion> SpecRegistry::CurrentInfo() const 
 }
 
 std::vector<zerorl::v1::RewardSpecVersion> SpecRegistry::History() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   return history_;
 }
 

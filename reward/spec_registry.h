@@ -10,11 +10,12 @@
 #pragma once
 
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "reward/reward_spec.h"
 #include "zerorl/v1/reward.pb.h"
 
@@ -45,10 +46,11 @@ class SpecRegistry {
 
  private:
   SpecEnvironment env_;
-  std::mutex set_mu_;  // serialises Set/Rollback (compilation happens outside mu_)
-  mutable std::mutex mu_;
-  Snapshot active_;                                       // GUARDED_BY(mu_)
-  std::vector<zerorl::v1::RewardSpecVersion> history_;    // GUARDED_BY(mu_)
+  // Serialises Set/Rollback (compilation happens outside mu_); taken before mu_.
+  absl::Mutex set_mu_ ABSL_ACQUIRED_BEFORE(mu_);
+  mutable absl::Mutex mu_;
+  Snapshot active_ ABSL_GUARDED_BY(mu_);
+  std::vector<zerorl::v1::RewardSpecVersion> history_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace zerorl::reward

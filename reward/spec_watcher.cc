@@ -14,17 +14,24 @@ SpecFileWatcher::SpecFileWatcher(SpecRegistry* registry, std::string path, std::
 
 SpecFileWatcher::~SpecFileWatcher() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     stop_ = true;
   }
-  cv_.notify_all();
+  cv_.SignalAll();
   thread_.join();
 }
 
 void SpecFileWatcher::Loop() {
-  std::unique_lock<std::mutex> lock(mu_);
-  while (!cv_.wait_for(lock, std::chrono::milliseconds(interval_ms_), [this] { return stop_; })) {
-    lock.unlock();
+  for (;;) {
+    {
+      // Sleeps interval_ms_ (or until stop_); then polls the file unlocked.
+      absl::MutexLock lock(&mu_);
+      const absl::Time wake = absl::Now() + absl::Milliseconds(interval_ms_);
+      while (!stop_) {
+        if (cv_.WaitWithDeadline(&mu_, wake)) break;  // timed out: poll
+      }
+      if (stop_) return;
+    }
     auto text = ReadFile(path_);
     if (text.ok() && *text != last_content_) {
       last_content_ = *text;  // a bad file is refused once, not every poll
@@ -38,7 +45,6 @@ void SpecFileWatcher::Loop() {
         ZLOG(WARNING) << "reward spec file " << path_ << " refused, keeping the active spec: " << s.message();
       }
     }
-    lock.lock();
   }
 }
 

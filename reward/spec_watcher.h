@@ -7,11 +7,11 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
-#include <mutex>
 #include <string>
 #include <thread>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "reward/spec_registry.h"
 
 namespace zerorl::reward {
@@ -33,9 +33,9 @@ class SpecFileWatcher {
   std::string last_content_;
   int interval_ms_;
   std::atomic<int> reloads_{0}, refusals_{0};
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stop_ = false;  // GUARDED_BY(mu_)
+  absl::Mutex mu_;
+  absl::CondVar cv_;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
   std::thread thread_;
 };
 

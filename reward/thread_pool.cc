@@ -12,8 +12,8 @@ ThreadPool::ThreadPool(int threads) {
       while (true) {
         std::function<void()> task;
         {
-          std::unique_lock<std::mutex> lock(mu_);
-          cv_.wait(lock, [this] { return stop_ || !queue_.empty(); });
+          absl::MutexLock lock(&mu_);
+          while (!stop_ && queue_.empty()) cv_.Wait(&mu_);
           if (stop_ && queue_.empty()) return;
           task = std::move(queue_.front());
           queue_.pop_front();
@@ -26,10 +26,10 @@ ThreadPool::ThreadPool(int threads) {
 
 ThreadPool::~ThreadPool() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     stop_ = true;
   }
-  cv_.notify_all();
+  cv_.SignalAll();
   for (auto& t : workers_) t.join();
 }
 
@@ -37,9 +37,9 @@ void ThreadPool::ParallelFor(size_t n, const std::function<void(size_t)>& fn) {
   if (n == 0) return;
   struct Shared {
     std::atomic<size_t> next{0};
-    std::mutex mu;
-    std::condition_variable done_cv;
-    size_t done = 0;
+    absl::Mutex mu;
+    absl::CondVar done_cv;
+    size_t done ABSL_GUARDED_BY(mu) = 0;
   };
   auto shared = std::make_shared<Shared>();
   auto drain = [shared, n, &fn] {
@@ -48,19 +48,19 @@ void ThreadPool::ParallelFor(size_t n, const std::function<void(size_t)>& fn) {
       fn(i);
       ++finished;
     }
-    std::lock_guard<std::mutex> lock(shared->mu);
+    absl::MutexLock lock(&shared->mu);
     shared->done += finished;
-    if (shared->done == n) shared->done_cv.notify_all();
+    if (shared->done == n) shared->done_cv.SignalAll();
   };
   size_t helpers = std::min(n - 1, workers_.size());
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     for (size_t h = 0; h < helpers; ++h) queue_.push_back(drain);
   }
-  cv_.notify_all();
+  cv_.SignalAll();
   drain();
-  std::unique_lock<std::mutex> lock(shared->mu);
-  shared->done_cv.wait(lock, [&] { return shared->done == n; });
+  absl::MutexLock lock(&shared->mu);
+  while (shared->done != n) shared->done_cv.Wait(&shared->mu);
 }
 
 }  // namespace zerorl::reward

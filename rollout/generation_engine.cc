@@ -18,10 +18,11 @@ struct GenerationEngine::Request {
   GenerationParams params;
   std::vector<int32_t> stop_ids;  // sorted
   std::vector<std::vector<GeneratedText>> out;  // [P][G], written by the loop
-  size_t next_prompt = 0;   // guarded by mu_
-  int64_t pending = 0;      // samples not final yet; guarded by mu_
-  bool done = false;        // guarded by mu_
-  absl::Status status;      // guarded by mu_
+  // Guarded by the engine's mu_ (a nested struct cannot name it in ABSL_GUARDED_BY).
+  size_t next_prompt = 0;
+  int64_t pending = 0;  // samples not final yet
+  bool done = false;
+  absl::Status status;
 };
 
 struct GenerationEngine::Seq {
@@ -50,32 +51,32 @@ GenerationEngine::GenerationEngine(std::unique_ptr<model::Model> model, std::sha
 
 GenerationEngine::~GenerationEngine() {
   {
-    std::lock_guard<std::mutex> lk(mu_);
+    absl::MutexLock lk(&mu_);
     stop_ = true;
     draining_ = true;
     abort_ = true;
   }
-  cv_.notify_all();
+  cv_.SignalAll();
   loop_.join();
 }
 
 int64_t GenerationEngine::version() const {
-  std::lock_guard<std::mutex> lk(mu_);
+  absl::MutexLock lk(&mu_);
   return live_version_;
 }
 
 model::ModelConfig GenerationEngine::config() const {
-  std::lock_guard<std::mutex> lk(mu_);
+  absl::MutexLock lk(&mu_);
   return live_->config();
 }
 
 bool GenerationEngine::weights_on_host() const {
-  std::lock_guard<std::mutex> lk(mu_);
+  absl::MutexLock lk(&mu_);
   return live_->on_host();
 }
 
 int64_t GenerationEngine::num_params() const {
-  std::lock_guard<std::mutex> lk(mu_);
+  absl::MutexLock lk(&mu_);
   return live_->NumParams();
 }
 
@@ -117,20 +118,20 @@ absl::StatusOr<std::vector<std::vector<GeneratedText>>> GenerationEngine::Genera
   req.out.assign(prompts.size(), std::vector<GeneratedText>(G));
   req.pending = static_cast<int64_t>(prompts.size()) * G;
   {
-    std::unique_lock<std::mutex> lk(mu_);
+    absl::MutexLock lk(&mu_);
     if (draining_) return absl::UnavailableError("rollout worker is draining");
     if (live_version_ < min_policy_version)
       return absl::FailedPreconditionError(absl::StrCat("rollout worker serves policy version ", live_version_,
                                                         ", the request needs >= ", min_policy_version));
     queue_.push_back(&req);
-    cv_.notify_all();
-    done_cv_.wait(lk, [&] { return req.done; });
+    cv_.SignalAll();
+    while (!req.done) done_cv_.Wait(&mu_);
     if (!req.status.ok()) return req.status;
   }
   return std::move(req.out);
 }
 
-// Caller holds mu_ (bookkeeping of a final sample).
+// Bookkeeping of a final sample.
 void GenerationEngine::FinishSeq(Seq* s, SampleFinish f) {
   GeneratedText& o = s->out();
   o.finish = f;
@@ -142,7 +143,6 @@ void GenerationEngine::FinishSeq(Seq* s, SampleFinish f) {
   if (--s->req->pending == 0) s->req->done = true;
 }
 
-// Caller holds mu_.
 void GenerationEngine::FailRequest(Request* r, const absl::Status& st) {
   if (r->status.ok()) r->status = st;
   queue_.erase(std::remove(queue_.begin(), queue_.end(), r), queue_.end());
@@ -194,7 +194,7 @@ void GenerationEngine::AdmitAndPrefill(std::vector<std::unique_ptr<Seq>>* fresh)
   };
   std::vector<Admit> admits;
   {
-    std::lock_guard<std::mutex> lk(mu_);
+    absl::MutexLock lk(&mu_);
     int room = options_.max_batch_sequences - active_count_;
     while (!queue_.empty()) {
       Request* r = queue_.front();
@@ -211,7 +211,7 @@ void GenerationEngine::AdmitAndPrefill(std::vector<std::unique_ptr<Seq>>* fresh)
     model::KVCache cache;
     absl::Status st = a.model->Prefill((*a.req->prompts)[a.p], &cache, &logits);
     if (!st.ok()) {
-      std::lock_guard<std::mutex> lk(mu_);
+      absl::MutexLock lk(&mu_);
       a.req->pending -= a.req->G;  // this prompt's samples never became sequences
       FailRequest(a.req, Annotate(st, absl::StrCat("prefill of prompt ", a.p)));
       continue;
@@ -238,8 +238,8 @@ void GenerationEngine::Loop() {
   std::vector<float> logits;
   for (;;) {
     {
-      std::unique_lock<std::mutex> lk(mu_);
-      cv_.wait(lk, [&] { return stop_ || abort_ || !queue_.empty() || !active_.empty(); });
+      absl::MutexLock lk(&mu_);
+      while (!(stop_ || abort_ || !queue_.empty() || !active_.empty())) cv_.Wait(&mu_);
       if (abort_) {
         for (auto& s : active_)
           if (!s->counted) FinishSeq(s.get(), s->finished ? s->finish : SampleFinish::kAbort);
@@ -258,7 +258,7 @@ void GenerationEngine::Loop() {
           r->next_prompt = r->prompts->size();
         }
         queue_.clear();
-        done_cv_.notify_all();
+        done_cv_.SignalAll();
         if (stop_) return;
         continue;
       }
@@ -279,7 +279,7 @@ void GenerationEngine::Loop() {
       }
       absl::Status st = m->DecodeStep(caches, last, &logits);
       if (!st.ok()) {
-        std::lock_guard<std::mutex> lk(mu_);
+        absl::MutexLock lk(&mu_);
         for (Seq* s : seqs)
           if (!s->finished) FailRequest(s->req, Annotate(st, "decode step"));
         continue;
@@ -287,7 +287,7 @@ void GenerationEngine::Loop() {
       const int64_t V = m->config().vocab_size;
       for (size_t i = 0; i < seqs.size(); ++i) Advance(seqs[i], seqs[i]->sampler->Draw(logits.data() + i * V, V));
     }
-    std::lock_guard<std::mutex> lk(mu_);
+    absl::MutexLock lk(&mu_);
     for (auto& s : fresh) active_.push_back(std::move(s));
     bool any_done = false;
     std::vector<std::unique_ptr<Seq>> keep;
@@ -306,7 +306,7 @@ void GenerationEngine::Loop() {
     }
     active_ = std::move(keep);
     active_count_ = static_cast<int>(active_.size());
-    if (any_done) done_cv_.notify_all();
+    if (any_done) done_cv_.SignalAll();
   }
 }
 
@@ -325,7 +325,7 @@ absl::StatusOr<std::shared_ptr<model::Model>> GenerationEngine::TakeSpare(const 
   std::shared_ptr<model::Model> spare;
   model::ops::Backend* backend = nullptr;
   {
-    std::lock_guard<std::mutex> lk(mu_);
+    absl::MutexLock lk(&mu_);
     backend = live_->backend();
     if (retired_ && retired_.use_count() == 1 && retired_->config().ToJson() == cfg.ToJson())
       spare = std::move(retired_);
@@ -338,12 +338,12 @@ absl::StatusOr<std::shared_ptr<model::Model>> GenerationEngine::TakeSpare(const 
 }
 
 void GenerationEngine::ReturnSpare(std::shared_ptr<model::Model> spare) {
-  std::lock_guard<std::mutex> lk(mu_);
+  absl::MutexLock lk(&mu_);
   if (spare && !retired_) retired_ = std::move(spare);
 }
 
 void GenerationEngine::SwapIn(std::shared_ptr<model::Model> spare, int64_t version) {
-  std::lock_guard<std::mutex> lk(mu_);
+  absl::MutexLock lk(&mu_);
   retired_ = std::move(live_);
   live_ = std::move(spare);
   live_version_ = version;
@@ -351,7 +351,7 @@ void GenerationEngine::SwapIn(std::shared_ptr<model::Model> spare, int64_t versi
 
 absl::StatusOr<UpdateResult> GenerationEngine::ReceiveWeightChunks(const ChunkFeed& feed,
                                                                    const std::function<bool()>& cancelled) {
-  std::lock_guard<std::mutex> one_at_a_time(update_mu_);
+  absl::MutexLock one_at_a_time(&update_mu_);
   const auto t0 = std::chrono::steady_clock::now();
   std::shared_ptr<model::Model> spare;
   bool staged = false;  // chunks land in staging_, uploaded after Finish
@@ -363,6 +363,7 @@ absl::StatusOr<UpdateResult> GenerationEngine::ReceiveWeightChunks(const ChunkFe
       cfg = *parsed;
     }
     ZRL_ASSIGN_OR_RETURN(spare, TakeSpare(cfg));
+    update_mu_.AssertHeld();  // the lambda runs inside this call, under one_at_a_time
     staged = !spare->on_host();
     if (staged) staging_.resize(static_cast<size_t>(spare->NumParams()));
     const float* base = spare->param_data();
@@ -393,7 +394,7 @@ absl::StatusOr<UpdateResult> GenerationEngine::ReceiveWeightChunks(const ChunkFe
 
 absl::StatusOr<UpdateResult> GenerationEngine::ReceiveWeightsInPlace(
     int64_t version, const std::function<absl::Status(model::Model* spare)>& fill) {
-  std::lock_guard<std::mutex> one_at_a_time(update_mu_);
+  absl::MutexLock one_at_a_time(&update_mu_);
   const auto t0 = std::chrono::steady_clock::now();
   ZRL_ASSIGN_OR_RETURN(std::shared_ptr<model::Model> spare, TakeSpare(config()));
   absl::Status st = fill(spare.get());
@@ -411,11 +412,11 @@ absl::StatusOr<UpdateResult> GenerationEngine::ReceiveWeightsInPlace(
 }
 
 DrainCounts GenerationEngine::Drain(bool abort_in_flight) {
-  std::unique_lock<std::mutex> lk(mu_);
+  absl::MutexLock lk(&mu_);
   draining_ = true;
   if (abort_in_flight) abort_ = true;
-  cv_.notify_all();
-  done_cv_.wait(lk, [&] { return queue_.empty() && active_count_ == 0 && !(abort_ && !active_.empty()); });
+  cv_.SignalAll();
+  while (!(queue_.empty() && active_count_ == 0 && !(abort_ && !active_.empty()))) done_cv_.Wait(&mu_);
   abort_ = false;
   return drain_counts_;
 }

@@ -21,18 +21,18 @@
 // Thread-safety: every public method may be called from any thread.
 #pragma once
 
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "model/model.h"
 #include "model/tokenizer.h"
 #include "weights/weight_transfer.h"
@@ -122,8 +122,8 @@ class GenerationEngine {
   void Loop();
   void AdmitAndPrefill(std::vector<std::unique_ptr<Seq>>* fresh);
   void Advance(Seq* s, const model::TokenDraw& d);
-  void FinishSeq(Seq* s, SampleFinish f);
-  void FailRequest(Request* r, const absl::Status& st);
+  void FinishSeq(Seq* s, SampleFinish f) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void FailRequest(Request* r, const absl::Status& st) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A model for the next version: the retired one when no sequence pins it and
   // its config matches, else a new one on the serving backend.
   absl::StatusOr<std::shared_ptr<model::Model>> TakeSpare(const model::ModelConfig& cfg);
@@ -134,19 +134,24 @@ class GenerationEngine {
   const Options options_;
   std::vector<int32_t> default_stop_ids_;
 
-  mutable std::mutex mu_;
-  std::condition_variable cv_;       // loop wakes on work / stop
-  std::condition_variable done_cv_;  // callers wake when requests finish
-  std::shared_ptr<model::Model> live_;     // guarded by mu_
-  int64_t live_version_ = 0;               // guarded by mu_
-  std::shared_ptr<model::Model> retired_;  // last replaced model, reused as a spare when free
-  std::deque<Request*> queue_;             // requests with prompts left to admit
-  std::vector<std::unique_ptr<Seq>> active_;  // loop thread only
-  int active_count_ = 0;                   // guarded by mu_ (mirror of active_.size())
-  bool stop_ = false, draining_ = false, abort_ = false;
-  DrainCounts drain_counts_;
-  std::mutex update_mu_;  // one weight transfer at a time
-  std::vector<float> staging_;  // guarded by update_mu_: host copy of a device spare's params
+  // mu_ guards the serving model, the queue and the engine's state; a
+  // Request's next_prompt / pending / done / status are guarded by it too.
+  mutable absl::Mutex mu_;
+  absl::CondVar cv_;       // loop wakes on work / stop
+  absl::CondVar done_cv_;  // callers wake when requests finish
+  std::shared_ptr<model::Model> live_ ABSL_GUARDED_BY(mu_);
+  int64_t live_version_ ABSL_GUARDED_BY(mu_) = 0;
+  std::shared_ptr<model::Model> retired_ ABSL_GUARDED_BY(mu_);  // last replaced model, reused as a spare when free
+  std::deque<Request*> queue_ ABSL_GUARDED_BY(mu_);             // requests with prompts left to admit
+  // Loop thread only; Drain (under mu_) checks it is empty while aborting.
+  std::vector<std::unique_ptr<Seq>> active_;
+  int active_count_ ABSL_GUARDED_BY(mu_) = 0;  // mirror of active_.size()
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  bool draining_ ABSL_GUARDED_BY(mu_) = false;
+  bool abort_ ABSL_GUARDED_BY(mu_) = false;
+  DrainCounts drain_counts_ ABSL_GUARDED_BY(mu_);
+  absl::Mutex update_mu_;  // one weight transfer at a time
+  std::vector<float> staging_ ABSL_GUARDED_BY(update_mu_);  // host copy of a device spare's params
   std::thread loop_;
 };
 

@@ -60,7 +60,7 @@ absl::Status NcclWeightMember::Validate(const zerorl::v1::JoinWeightGroupRequest
 }
 
 absl::StatusOr<int> NcclWeightMember::Join(const zerorl::v1::JoinWeightGroupRequest& request) {
-  std::lock_guard<std::mutex> lk(mu_);
+  absl::MutexLock lk(&mu_);
   ZRL_RETURN_IF_ERROR(Validate(request));
   if (request.check_only()) return device_;
 #ifdef ZERORL_HAVE_NCCL
@@ -90,7 +90,7 @@ absl::StatusOr<int> NcclWeightMember::Join(const zerorl::v1::JoinWeightGroupRequ
 }
 
 absl::StatusOr<UpdateResult> NcclWeightMember::Receive(const zerorl::v1::ReceiveWeightsNcclRequest& request) {
-  std::lock_guard<std::mutex> lk(mu_);
+  absl::MutexLock lk(&mu_);
   if (!comm_) return absl::FailedPreconditionError("ReceiveWeightsNccl: no NCCL weight group joined");
   if (request.config_fingerprint() != fingerprint_ || request.num_params() != num_params_)
     return absl::FailedPreconditionError(absl::StrCat(

@@ -20,10 +20,11 @@
 
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <string>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "model/config.h"
 #include "rollout/generation_engine.h"
 #include "zerorl/v1/rollout.pb.h"
@@ -56,10 +57,10 @@ class NcclWeightMember {
 
   GenerationEngine* engine_;
   const int device_;
-  std::mutex mu_;                // one Join / Receive at a time
-  std::shared_ptr<weights::NcclComm> comm_;  // guarded by mu_: the group joined (null: none)
-  std::string fingerprint_;      // guarded by mu_: the learner's, at Join
-  int64_t num_params_ = 0;       // guarded by mu_
+  absl::Mutex mu_;  // one Join / Receive at a time
+  std::shared_ptr<weights::NcclComm> comm_ ABSL_GUARDED_BY(mu_);  // the group joined (null: none)
+  std::string fingerprint_ ABSL_GUARDED_BY(mu_);                  // the learner's, at Join
+  int64_t num_params_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace zerorl::rollout

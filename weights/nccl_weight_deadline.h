@@ -10,12 +10,14 @@
 
 #include <algorithm>
 #include <chrono>
-#include <condition_variable>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <thread>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 
 namespace zerorl::weights {
 
@@ -23,29 +25,34 @@ template <typename T>
 std::optional<T> RunWithDeadline(std::function<T()> fn, std::chrono::milliseconds timeout,
                                  const std::function<bool()>& give_up = nullptr) {
   struct State {
-    std::mutex mu;
-    std::condition_variable cv;
-    std::optional<T> result;
+    absl::Mutex mu;
+    absl::CondVar cv;
+    std::optional<T> result ABSL_GUARDED_BY(mu);
   };
   auto state = std::make_shared<State>();
   std::thread worker([state, fn = std::move(fn)] {
     T r = fn();
-    std::lock_guard<std::mutex> lk(state->mu);
+    absl::MutexLock lk(&state->mu);
     state->result.emplace(std::move(r));
-    state->cv.notify_all();
+    state->cv.SignalAll();
   });
   const auto deadline = std::chrono::steady_clock::now() + timeout;
-  std::unique_lock<std::mutex> lk(state->mu);
+  const std::chrono::steady_clock::duration poll = std::chrono::milliseconds(20);
+  std::optional<T> result;
   for (;;) {
-    const auto slice = std::min(deadline, std::chrono::steady_clock::now() + std::chrono::milliseconds(20));
-    if (state->cv.wait_until(lk, slice, [&] { return state->result.has_value(); })) {
-      lk.unlock();
+    {
+      absl::MutexLock lk(&state->mu);
+      const auto now = std::chrono::steady_clock::now();
+      if (!state->result.has_value() && now < deadline)
+        state->cv.WaitWithTimeout(&state->mu, absl::FromChrono(std::min(deadline - now, poll)));
+      if (state->result.has_value()) result = std::move(state->result);
+    }
+    if (result.has_value()) {
       worker.join();
-      return std::move(state->result);
+      return result;
     }
     if (std::chrono::steady_clock::now() >= deadline || (give_up && give_up())) break;
   }
-  lk.unlock();
   worker.detach();
   return std::nullopt;
 }

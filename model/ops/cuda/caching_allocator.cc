@@ -35,7 +35,7 @@ size_t CachingAllocator::RoundSize(size_t bytes) {
 }
 
 CachingAllocator::~CachingAllocator() {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   cudaSetDevice(device_);
   ReleaseCacheLocked();
   for (auto& [p, size] : live_) {
@@ -59,7 +59,7 @@ void* CachingAllocator::Alloc(int64_t bytes, const char* what) {
     throw OutOfMemory(absl::StrCat("CUDA allocation of \"", what ? what : "buffer", "\" with a negative size (",
                                    bytes, " bytes)"));
   const size_t need = RoundSize(static_cast<size_t>(bytes));
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   // Reuse: the smallest cached block that is big enough and not wasteful.
   const size_t limit = need <= kSmallLimit ? need : need + need / 4;
   auto it = free_.lower_bound(need);
@@ -99,7 +99,7 @@ void* CachingAllocator::Alloc(int64_t bytes, const char* what) {
 
 void CachingAllocator::Free(void* p) {
   if (!p) return;
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   auto it = live_.find(p);
   if (it == live_.end()) {
     std::fprintf(stderr, "[CUDA ERROR] Backend::Free(%p): not a live block of this backend (double free?)\n", p);
@@ -112,7 +112,7 @@ void CachingAllocator::Free(void* p) {
 }
 
 void CachingAllocator::ReleaseCache() {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   ReleaseCacheLocked();
 }
 
@@ -129,7 +129,7 @@ void CachingAllocator::ReleaseCacheLocked() {
 }
 
 AllocatorStats CachingAllocator::stats() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   return stats_;
 }
 

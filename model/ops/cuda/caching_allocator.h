@@ -19,8 +19,10 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
-#include <mutex>
 #include <unordered_map>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 
 namespace zerorl::model::ops::cuda {
 
@@ -52,14 +54,14 @@ class CachingAllocator {
   static size_t RoundSize(size_t bytes);
 
  private:
-  void ReleaseCacheLocked();
-  void Account(int64_t in_use_delta, int64_t cached_delta);
+  void ReleaseCacheLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Account(int64_t in_use_delta, int64_t cached_delta) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const int device_;
-  mutable std::mutex mu_;
-  std::unordered_map<void*, size_t> live_;  // pointer -> rounded size
-  std::multimap<size_t, void*> free_;       // rounded size -> cached block
-  AllocatorStats stats_;
+  mutable absl::Mutex mu_;
+  std::unordered_map<void*, size_t> live_ ABSL_GUARDED_BY(mu_);  // pointer -> rounded size
+  std::multimap<size_t, void*> free_ ABSL_GUARDED_BY(mu_);       // rounded size -> cached block
+  AllocatorStats stats_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace zerorl::model::ops::cuda

@@ -8,11 +8,12 @@
 #include <cstdio>
 #include <cstring>
 #include <map>
-#include <mutex>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
 #include "model/ops/cuda/caching_allocator.h"
 #include "model/ops/cuda/cuda_check.h"
 #include "model/ops/cuda/cuda_status.h"
@@ -76,7 +77,7 @@ class CudaBackendImpl final : public Backend {
     if (n <= 0) return;
     Use();
     CheckShape(s, n, "AttentionForward");
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     const int64_t max_nq = MaxNq(seqs, n);
     auto* d = static_cast<AttnSeq*>(Stage(seqs, n * sizeof(AttnSeq), 0));
     LaunchAttentionForward(d, n, max_nq, s, 0);
@@ -91,7 +92,7 @@ class CudaBackendImpl final : public Backend {
                      "with probs set)\n", static_cast<long long>(i));
         std::abort();
       }
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     const int64_t max_nq = MaxNq(seqs, n);
     const size_t seq_bytes = (n * sizeof(AttnSeq) + 255) / 256 * 256;
     auto* base = static_cast<char*>(Stage(seqs, n * sizeof(AttnSeq), n * sizeof(AttnSeqGrad) + seq_bytes));
@@ -324,7 +325,7 @@ class CudaBackendImpl final : public Backend {
   // Copies `bytes` of host descriptors into the device scratch (at least
   // bytes + extra long) and returns it. The copy is ordered on the default
   // stream after earlier kernels that may still read the scratch.
-  void* Stage(const void* host, size_t bytes, size_t extra) {
+  void* Stage(const void* host, size_t bytes, size_t extra) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     const size_t need = bytes + extra + 256;
     if (need > scratch_bytes_) {
       if (scratch_) ZRL_CUDA_CHECK(cudaFree(scratch_));  // cudaFree synchronises the device
@@ -339,9 +340,9 @@ class CudaBackendImpl final : public Backend {
   const GemmPrecision gemm_;
   cublasHandle_t handle_;
   CachingAllocator alloc_;
-  std::mutex mu_;
-  void* scratch_ = nullptr;
-  size_t scratch_bytes_ = 0;
+  absl::Mutex mu_;  // the descriptor scratch: one staged launch at a time
+  void* scratch_ ABSL_GUARDED_BY(mu_) = nullptr;
+  size_t scratch_bytes_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace
@@ -383,9 +384,9 @@ absl::StatusOr<std::unique_ptr<Backend>> NewCudaBackend(const CudaBackendOptions
 }
 
 absl::StatusOr<Backend*> CudaBackend(int device) {
-  static std::mutex mu;
+  ABSL_CONST_INIT static absl::Mutex mu(absl::kConstInit);  // guards `backends`
   static auto* backends = new std::map<int, std::unique_ptr<Backend>>();
-  std::lock_guard<std::mutex> lock(mu);
+  absl::MutexLock lock(&mu);
   auto it = backends->find(device);
   if (it != backends->end()) return it->second.get();
   CudaBackendOptions o;

@@ -114,6 +114,28 @@ __global__ void ScatterAddRowsKernel(float* out, const float* in, const int32_t*
 }
 
 // ---- Row-wise log-softmax: one block per row of logits[N, V] ----
+
+// A row's softmax statistics, reduced over the block and returned to every
+// thread: mx = max_v z[v], sum = Σ_v exp(z[v] - mx), pz = Σ_v exp(z[v] - mx)·z[v]
+// (pz only when with_pz, which must be the same for the whole block).
+struct SoftmaxRow {
+  float mx, sum, pz;
+};
+__device__ __forceinline__ SoftmaxRow SoftmaxRowStats(const float* z, int64_t V, bool with_pz) {
+  float mx = -INFINITY;
+  for (int64_t v = threadIdx.x; v < V; v += blockDim.x) mx = fmaxf(mx, z[v]);
+  mx = BlockMax(mx);
+  float sum = 0.f, pz = 0.f;
+  for (int64_t v = threadIdx.x; v < V; v += blockDim.x) {
+    const float e = expf(z[v] - mx);
+    sum += e;
+    pz += e * z[v];
+  }
+  sum = BlockSum(sum);
+  if (with_pz) pz = BlockSum(pz);
+  return {mx, sum, pz};
+}
+
 __global__ void LogProbFwdKernel(float* logp, float* entropy, const float* logits, const int32_t* target,
                                  int64_t V) {
   const int64_t n = blockIdx.x;
@@ -126,21 +148,11 @@ __global__ void LogProbFwdKernel(float* logp, float* entropy, const float* logit
     return;
   }
   const float* z = logits + n * V;
-  float mx = -INFINITY;
-  for (int64_t v = threadIdx.x; v < V; v += blockDim.x) mx = fmaxf(mx, z[v]);
-  mx = BlockMax(mx);
-  float sum = 0.f, pz = 0.f;
-  for (int64_t v = threadIdx.x; v < V; v += blockDim.x) {
-    const float e = expf(z[v] - mx);
-    sum += e;
-    pz += e * z[v];
-  }
-  sum = BlockSum(sum);
-  if (entropy) pz = BlockSum(pz);
+  const SoftmaxRow r = SoftmaxRowStats(z, V, entropy != nullptr);
   if (threadIdx.x == 0) {
-    const float lse = mx + logf(sum);
+    const float lse = r.mx + logf(r.sum);
     logp[n] = z[t] - lse;
-    if (entropy) entropy[n] = lse - pz / sum;
+    if (entropy) entropy[n] = lse - r.pz / r.sum;
   }
 }
 
@@ -155,19 +167,9 @@ __global__ void LogProbBwdKernel(float* dlogits, const float* dlogp, const float
     return;
   }
   const float* z = logits + n * V;
-  float mx = -INFINITY;
-  for (int64_t v = threadIdx.x; v < V; v += blockDim.x) mx = fmaxf(mx, z[v]);
-  mx = BlockMax(mx);
-  float sum = 0.f, pz = 0.f;
-  for (int64_t v = threadIdx.x; v < V; v += blockDim.x) {
-    const float e = expf(z[v] - mx);
-    sum += e;
-    pz += e * z[v];
-  }
-  sum = BlockSum(sum);
-  pz = BlockSum(pz);
-  const float lse = mx + logf(sum), inv = 1.f / sum;
-  const float H = lse - pz * inv;
+  const SoftmaxRow r = SoftmaxRowStats(z, V, /*with_pz=*/true);
+  const float mx = r.mx, lse = mx + logf(r.sum), inv = 1.f / r.sum;
+  const float H = lse - r.pz * inv;
   for (int64_t v = threadIdx.x; v < V; v += blockDim.x) {
     const float p = expf(z[v] - mx) * inv;
     float g = -gl * p;
