@@ -398,6 +398,7 @@ zerorl::v1::RunConfig DefaultRunConfig() {
   r->set_group_size(8);
   r->set_prompts_per_step(16);
   r->set_max_batch_sequences(256);
+  r->set_mla_cache("latent");
   r->set_listen_port(50052);
   auto* s = r->mutable_sampling();
   s->set_temperature(1.0f);
@@ -522,6 +523,11 @@ absl::Status FinalizeRunConfig(zerorl::v1::RunConfig* c) {
     c->mutable_learner()->mutable_checkpoint()->set_dir(c->run_dir() + "/checkpoints");
   if (c->rollout().group_size() < 1) return bad("rollout.group_size", "must be at least 1");
   if (c->rollout().prompts_per_step() < 1) return bad("rollout.prompts_per_step", "must be at least 1");
+  if (c->rollout().kv_cache_mb() < 0) return bad("rollout.kv_cache_mb", "must be >= 0 (0: a quarter of the memory)");
+  if (c->rollout().mla_cache().empty()) c->mutable_rollout()->set_mla_cache("latent");
+  if (c->rollout().mla_cache() != "latent" && c->rollout().mla_cache() != "expanded")
+    return bad("rollout.mla_cache", absl::StrCat("must be \"latent\" or \"expanded\", got \"",
+                                                 c->rollout().mla_cache(), "\""));
   const auto& s = c->rollout().sampling();
   if (s.temperature() < 0) return bad("rollout.sampling.temperature", "must be >= 0");
   if (s.top_p() <= 0 || s.top_p() > 1) return bad("rollout.sampling.top_p", "must be in (0, 1]");
