@@ -393,6 +393,7 @@ zerorl::v1::RunConfig DefaultRunConfig() {
   r->set_group_size(8);
   r->set_prompts_per_step(16);
   r->set_max_batch_sequences(256);
+  r->set_mla_cache("latent");
   r->set_listen_port(50052);
   auto* s = r->mutable_sampling();
   s->set_temperature(1.0f);
@@ -657,7 +658,12 @@ absl::Status FinalizeRunConfig(zerorl::v1::RunConfig* c) {
   k.AtLeast("rollout.group_size", ro.group_size(), 1)
       .AtLeast("rollout.prompts_per_step", ro.prompts_per_step(), 1)
       .AtLeast("rollout.max_batch_sequences", ro.max_batch_sequences(), 1)
+      .AtLeast("rollout.kv_cache_mb", ro.kv_cache_mb(), int64_t{0})
       .Port("rollout.listen_port", ro.listen_port(), true);
+  if (c->rollout().mla_cache().empty()) c->mutable_rollout()->set_mla_cache("latent");
+  if (c->rollout().mla_cache() != "latent" && c->rollout().mla_cache() != "expanded")
+    return bad("rollout.mla_cache", absl::StrCat("must be \"latent\" or \"expanded\", got \"",
+                                                 c->rollout().mla_cache(), "\""));
   const auto& s = ro.sampling();
   k.AtLeast("rollout.sampling.temperature", s.temperature(), 0.0f);
   if (k.ok() && !(s.top_p() > 0 && s.top_p() <= 1)) return bad("rollout.sampling.top_p", "must be in (0, 1]");

@@ -30,7 +30,46 @@ ops::AttnShape AttnShapeOf(const ModelConfig& c) {
   return s;
 }
 
-void AttnQkvForward(const Net& net, const Layer& L, LayerActs& A, const float* x, const int32_t* pos, int64_t N) {
+ops::AttnShape LatentAttnShapeOf(const ModelConfig& c) {
+  ops::AttnShape s;
+  const int64_t kvr = c.kv_lora_rank, row = kvr + c.qk_rope_head_dim;
+  s.H = c.num_attention_heads;
+  s.Hkv = 1;
+  s.dk = row;
+  s.dv = kvr;
+  s.q_stride = s.H * row;
+  s.k_stride = row;
+  s.v_stride = row;  // V is the c_kv part of the same cache row
+  s.out_stride = s.H * kvr;
+  s.scale = 1.f / std::sqrt(static_cast<float>(c.qk_head_dim()));
+  return s;
+}
+
+void MlaAbsorbQuery(const Net& net, const Layer& L, LayerActs& A, int64_t N) {
+  const ModelConfig& c = *net.cfg;
+  const int64_t H = c.num_attention_heads, dk = c.qk_head_dim(), nope = c.qk_nope_head_dim, dv = c.v_dim(),
+                kvr = c.kv_lora_rank, row = kvr + c.qk_rope_head_dim;
+  A.qlat.resize_discard(N * H * row);
+  // q_lat_h [N, kvr] = q_nope_h [N, nope] @ W_UK_h [nope, kvr]
+  for (int64_t h = 0; h < H; ++h)
+    net.ops->Gemm(false, false, N, kvr, nope, 1.f, A.q.data() + h * dk, H * dk, L.kv_b_proj + h * (nope + dv) * kvr,
+                  kvr, 0.f, A.qlat.data() + h * row, H * row);
+  // q_pe of every (token, head) row: [N*H rows of dk] -> [N*H rows of row], dims [nope, dk) -> [kvr, row).
+  net.ops->Copy2D(A.qlat.data() + kvr, row, A.q.data() + nope, dk, N * H, c.qk_rope_head_dim, false);
+}
+
+void MlaAbsorbOutput(const Net& net, const Layer& L, LayerActs& A, int64_t N) {
+  const ModelConfig& c = *net.cfg;
+  const int64_t H = c.num_attention_heads, nope = c.qk_nope_head_dim, dv = c.v_dim(), kvr = c.kv_lora_rank;
+  A.attn.resize_discard(N * H * dv);
+  // attn_h [N, dv] = olat_h [N, kvr] @ W_UV_h^T, W_UV_h [dv, kvr]
+  for (int64_t h = 0; h < H; ++h)
+    net.ops->Gemm(false, true, N, dv, kvr, 1.f, A.olat.data() + h * kvr, H * kvr,
+                  L.kv_b_proj + (h * (nope + dv) + nope) * kvr, kvr, 0.f, A.attn.data() + h * dv, H * dv);
+}
+
+void AttnQkvForward(const Net& net, const Layer& L, LayerActs& A, const float* x, const int32_t* pos, int64_t N,
+                    bool latent_rows, bool expand_kv) {
   const ModelConfig& c = *net.cfg;
   ops::Backend* ops = net.ops;
   const int64_t D = c.hidden_size, H = c.num_attention_heads, Hkv = c.kv_heads(), dk = c.qk_head_dim(), dv = c.v_dim();
@@ -39,8 +78,11 @@ void AttnQkvForward(const Net& net, const Layer& L, LayerActs& A, const float* x
   A.rstd1.resize_discard(N);
   ops->RmsNormForward(A.ln1.data(), A.rstd1.data(), x, L.ln1, N, D, D, D, eps);
   A.q.resize_discard(N * H * dk);
-  A.k.resize_discard(N * Hkv * dk);
-  A.v.resize_discard(N * Hkv * dv);
+  if (!c.is_mla()) expand_kv = true;
+  if (expand_kv) {
+    A.k.resize_discard(N * Hkv * dk);
+    A.v.resize_discard(N * Hkv * dv);
+  }
   if (c.is_mla()) {
     const int64_t nope = c.qk_nope_head_dim, rd = c.qk_rope_head_dim, kvr = c.kv_lora_rank, qr = c.q_lora_rank;
     if (L.q_a_proj) {
@@ -56,9 +98,18 @@ void AttnQkvForward(const Net& net, const Layer& L, LayerActs& A, const float* x
     A.kva.resize_discard(N * (kvr + rd));
     A.ckv.resize_discard(N * kvr);
     A.ckv_rstd.resize_discard(N);
-    A.kv.resize_discard(N * H * (nope + dv));
     ops->LinearForward(A.kva.data(), A.ln1.data(), L.kv_a_proj, N, D, kvr + rd);
     ops->RmsNormForward(A.ckv.data(), A.ckv_rstd.data(), A.kva.data(), L.kv_a_ln, N, kvr, kvr + rd, kvr, eps);
+    ops->Rope(A.q.data(), pos, N, H, H * dk, dk, nope, rd, theta, /*interleaved=*/true, false);
+    if (latent_rows) {
+      // [c_kv | k_pe], then k_pe roped in place: the same rotation the expanded k gets per head.
+      A.lat.resize_discard(N * (kvr + rd));
+      ops->Copy2D(A.lat.data(), kvr + rd, A.ckv.data(), kvr, N, kvr, false);
+      ops->Copy2D(A.lat.data() + kvr, kvr + rd, A.kva.data() + kvr, kvr + rd, N, rd, false);
+      ops->Rope(A.lat.data(), pos, N, 1, kvr + rd, kvr + rd, kvr, rd, theta, true, false);
+    }
+    if (!expand_kv) return;
+    A.kv.resize_discard(N * H * (nope + dv));
     ops->LinearForward(A.kv.data(), A.ckv.data(), L.kv_b_proj, N, kvr, H * (nope + dv));
     // k[n, h] = [k_nope of head h | the shared k_pe]; v[n, h] = v of head h.
     const int64_t kvw = H * (nope + dv);
@@ -67,7 +118,6 @@ void AttnQkvForward(const Net& net, const Layer& L, LayerActs& A, const float* x
       ops->Copy2D(A.k.data() + h * dk + nope, H * dk, A.kva.data() + kvr, kvr + rd, N, rd, false);
       ops->Copy2D(A.v.data() + h * dv, H * dv, A.kv.data() + h * (nope + dv) + nope, kvw, N, dv, false);
     }
-    ops->Rope(A.q.data(), pos, N, H, H * dk, dk, nope, rd, theta, /*interleaved=*/true, false);
     ops->Rope(A.k.data(), pos, N, H, H * dk, dk, nope, rd, theta, true, false);
   } else {
     const int64_t hd = c.head_dim, W = (H + 2 * Hkv) * hd;

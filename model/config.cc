@@ -348,4 +348,10 @@ double AttentionMacsPerToken(const ModelConfig& c, double ctx) {
   return c.num_hidden_layers * c.num_attention_heads * (c.qk_head_dim() + c.v_dim()) * ctx;
 }
 
+int64_t KvCacheBytesPerToken(const ModelConfig& c, bool latent) {
+  const int64_t per_layer = c.is_mla() && latent ? c.kv_lora_rank + c.qk_rope_head_dim
+                                                 : c.kv_heads() * (c.qk_head_dim() + c.v_dim());
+  return c.num_hidden_layers * per_layer * static_cast<int64_t>(sizeof(float));
+}
+
 }  // namespace zerorl::model

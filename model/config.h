@@ -85,4 +85,10 @@ absl::StatusOr<ModelConfig> LoadModelConfig(const std::string& path);
 double MatmulMacsPerToken(const ModelConfig& c);
 double AttentionMacsPerToken(const ModelConfig& c, double ctx);
 
+// Bytes of KV cache one token takes over all layers (fp32): with `latent`, an
+// MLA model caches the normalised latent c_kv [kv_lora_rank] and the roped
+// k_pe [qk_rope_head_dim] per layer; otherwise (and always for GQA) roped K
+// [kv_heads, qk_head_dim] and V [kv_heads, v_dim] per layer.
+int64_t KvCacheBytesPerToken(const ModelConfig& c, bool latent);
+
 }  // namespace zerorl::model

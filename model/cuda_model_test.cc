@@ -5,7 +5,8 @@
 // are created on the CPU and their weights copied to a CUDA model
 // (UploadParams). Checked: prefill logits, training logp / entropy / grads /
 // expert loads, greedy and sampled generation (same tokens), and a GRPO-like
-// step (forward, backward, ClipGradNorm, AdamW) giving the same weights.
+// step (forward, backward, ClipGradNorm, AdamW) giving the same weights; the
+// latent MLA cache on the device against the expanded cache on the CPU.
 // fp32 GEMMs (GemmPrecision::kFp32) get tight tolerances; the bf16 tensor-core
 // path loose ones. Without a CUDA device every test SKIPS with the reason.
 #include <gtest/gtest.h>
@@ -233,6 +234,33 @@ TEST_P(CudaModel, GenerateMatchesCpuTokens) {
       EXPECT_LE(s.logprobs[i], 1e-6f);
     }
   }
+}
+
+// The latent MLA cache on the device (weight-absorbed decode through the
+// backend's GEMMs and its attention kernel as MQA over [c_kv | k_pe] rows)
+// against the expanded cache on the CPU: same tokens, same logprobs. For GQA
+// both settings are the K/V cache.
+TEST_P(CudaModel, LatentCacheOnDeviceMatchesExpandedOnCpu) {
+  const std::vector<std::vector<int32_t>> prompts = {{1, 5, 9, 14, 3, 8, 2, 19}, {1, 22, 7}};
+  SamplerParams sp;
+  sp.temperature = 1.0f;
+  auto m = OnDevice(fp32_.get());
+  ASSERT_TRUE(m);
+  m->set_mla_cache(MlaCache::kLatent);
+  cpu_->set_mla_cache(MlaCache::kExpanded);
+  auto want = cpu_->Generate(prompts, 2, sp, 5, {}, 12);
+  cpu_->set_mla_cache(MlaCache::kLatent);
+  auto got = m->Generate(prompts, 2, sp, 5, {}, 12);
+  ASSERT_TRUE(want.ok()) << want.status();
+  ASSERT_TRUE(got.ok()) << got.status();
+  ASSERT_EQ(got->size(), want->size());
+  for (size_t i = 0; i < want->size(); ++i) {
+    ASSERT_EQ((*got)[i].tokens, (*want)[i].tokens) << "sample " << i;
+    EXPECT_LT(RelErr((*got)[i].logprobs, (*want)[i].logprobs), 1e-4) << "sample " << i;
+  }
+  KVCache c;
+  ASSERT_TRUE(m->ReserveCache(&c, 20).ok());
+  EXPECT_EQ(c.bytes(), 20 * KvCacheBytesPerToken(config_, /*latent=*/true));
 }
 
 // Forward, backward with advantage-like dlogp, grad clipping and two AdamW

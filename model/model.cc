@@ -36,7 +36,7 @@ absl::Status OutOfMemoryError(const char* doing, const std::bad_alloc& e) {
 void LayerActs::Bind(ops::Backend* b) {
   for (F* f : {&x_in, &ln1, &rstd1, &qa, &qa_rstd, &qa_n, &kva, &ckv_rstd, &ckv, &kv, &qkv, &qn_rstd, &kn_rstd, &q, &k,
                &v, &probs, &attn, &x_mid, &ln2, &rstd2, &h, &a, &rlogits, &scores, &topk_w, &row_w, &ex_x, &ex_h,
-               &ex_a, &ex_y, &sh_h, &sh_a})
+               &ex_a, &ex_y, &sh_h, &sh_a, &lat, &qlat, &olat})
     f->bind(b, "activations");
   for (I* i : {&topk_idx, &row_token, &row_slot}) i->bind(b, "routing indices");
 }

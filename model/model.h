@@ -5,8 +5,8 @@
 // HF tensor-name order; `Parameters()` names every tensor. Training follows
 // llm.c: TrainForward saves the activations, TrainBackward walks them back
 // op by op and ACCUMULATES into the grad buffer (call ZeroGrad between steps).
-// Generation keeps a KVCache per sequence (roped K and V per layer, both
-// families); the G samples of a prompt share one prefill by forking its cache,
+// Generation keeps a KVCache per sequence (roped K and V per layer; for MLA by
+// default the compressed latent c_kv and k_pe, see MlaCache); the G samples of a prompt share one prefill by forking its cache,
 // and tokens are sampled by the backend (SampleRows), so only the drawn tokens
 // and their logprobs come back to the host each step.
 //
@@ -79,18 +79,40 @@ struct TrainOutput {
   float balance_loss = 0.f;    // alpha * sum over MoE layers, mean over sequences
 };
 
-// KV cache of one sequence, in the model's backend memory: per layer, roped
-// keys [len, Hkv*dk] and values [len, Hkv*dv]. Copyable: Fork() is a deep copy
-// on the backend (device-to-device on a GPU).
+// How a deepseek_v3 (MLA) model caches attention state for generation.
+enum class MlaCache {
+  // Per token and layer the normalised latent c_kv [kv_lora_rank] and the
+  // roped k_pe [qk_rope_head_dim] (DeepSeek-V3: 576 floats instead of
+  // 128 x (192 + 128), ~1/71). Decode attends in the latent space: W_UK is
+  // absorbed into the query, W_UV into the output. A prefill into an empty
+  // cache still attends in the expanded form (fewer MACs per query-key pair)
+  // and caches only the latent rows.
+  kLatent,
+  // Roped K [H, dk] and V [H, dv] per token and layer, as for GQA.
+  kExpanded,
+};
+
+// KV cache of one sequence, in the model's backend memory. Per layer either
+// roped keys [len, Hkv*dk] and values [len, Hkv*dv] (GQA, and MLA with
+// MlaCache::kExpanded) or latent rows [len, kv_lora_rank + qk_rope_head_dim]
+// = [c_kv | roped k_pe] (MLA with MlaCache::kLatent); the first forward that
+// fills it (or Model::ReserveCache) fixes the layout. Fork() is a deep copy on
+// the backend (device-to-device on a GPU) keeping the reserved capacity.
 class KVCache {
  public:
   int64_t length() const { return len_; }
-  KVCache Fork() const { return *this; }
+  // Backend bytes held (allocated capacity over all layers).
+  int64_t bytes() const;
+  KVCache Fork() const;
 
  private:
   friend class Model;
+  enum class Layout { kNone, kKV, kLatent };
   int64_t len_ = 0;
-  std::vector<ops::Buf<float>> k_, v_;  // [layers][len * Hkv * dk], [layers][len * Hkv * dv]
+  Layout layout_ = Layout::kNone;
+  // kKV: [layers][len * Hkv * dk], [layers][len * Hkv * dv].
+  // kLatent: k_ [layers][len * (kv_lora_rank + qk_rope_head_dim)], v_ unused.
+  std::vector<ops::Buf<float>> k_, v_;
 };
 
 enum class FinishReason { kStop, kLength };
@@ -148,6 +170,19 @@ class Model {
   void UpdateRouterBias(float gamma);
 
   // ---- generation ----
+  // The cache layout of deepseek_v3 models (default kLatent); GQA models
+  // always cache K/V. Caches filled under one layout are FAILED_PRECONDITION
+  // under the other.
+  void set_mla_cache(MlaCache mode) { mla_cache_ = mode; }
+  MlaCache mla_cache() const { return mla_cache_; }
+  bool latent_cache() const { return config_.is_mla() && mla_cache_ == MlaCache::kLatent; }
+  // KV-cache bytes per token (all layers) in this model's cache layout.
+  int64_t KvBytesPerToken() const { return KvCacheBytesPerToken(config_, latent_cache()); }
+  // Allocates room for `tokens` positions in every layer of `cache` (empty or
+  // partly filled, contents kept), so forwards up to that length allocate no
+  // cache memory: cache->bytes() == tokens * KvBytesPerToken() afterwards when
+  // it held less. RESOURCE_EXHAUSTED when the backend is out of memory.
+  absl::Status ReserveCache(KVCache* cache, int64_t tokens);
   // Appends tokens to the cache (which may already hold a prefix) and returns
   // the logits of the last token [V] (all positions [n, V] when all_logits).
   absl::Status Prefill(const std::vector<int32_t>& tokens, KVCache* cache, std::vector<float>* logits,
@@ -177,11 +212,15 @@ class Model {
   // logits [rows, V] stay in backend memory; InferToHost copies them out.
   absl::Status InferForward(const std::vector<KVCache*>& caches, const std::vector<std::vector<int32_t>>& toks,
                             ops::Buf<float>* logits, bool all_logits);
+  // Binds cache's buffers to this backend and fixes its layout (an error when
+  // it was filled under the other one).
+  absl::Status PrepareCache(KVCache* cache);
   absl::Status InferToHost(const std::vector<KVCache*>& caches, const std::vector<std::vector<int32_t>>& toks,
                            std::vector<float>* logits, bool all_logits);
 
   ModelConfig config_;
   ops::Backend* ops_;
+  MlaCache mla_cache_ = MlaCache::kLatent;
   int64_t num_params_ = 0;
   ops::Buf<float> params_, grads_;
   std::vector<TensorRef> refs_;

@@ -51,22 +51,44 @@ absl::Status Model::InferForward(const std::vector<KVCache*>& caches, const std:
   ops_->EmbeddingForward(x.data(), embed_, ids_dev.data(), N, D);
   std::vector<ops::AttnSeq> seqs(S);
   const std::vector<internal::SeqSpan> no_spans;
+  bool fresh = true;  // every sequence starts empty: a prefill
   for (int64_t i = 0; i < S; ++i) {
-    caches[i]->k_.resize(Lyr);
-    caches[i]->v_.resize(Lyr);
-    for (int64_t l = 0; l < Lyr; ++l) {
-      caches[i]->k_[l].bind(ops_, "kv cache");
-      caches[i]->v_[l].bind(ops_, "kv cache");
-    }
+    ZRL_RETURN_IF_ERROR(PrepareCache(caches[i]));
+    fresh = fresh && caches[i]->len_ == 0;
   }
+  // Latent MLA: a prefill attends in the expanded form among its own new
+  // tokens (fewer MACs per query-key pair: H*(dk+dv) against H*(2*kvr+rd)) and
+  // caches the latent rows; anything else attends over the latent cache with
+  // the absorbed query.
+  const bool latent = latent_cache(), absorbed = latent && !fresh;
+  const ops::AttnShape lshape = latent ? internal::LatentAttnShapeOf(c) : ops::AttnShape{};
+  const int64_t lrow = latent ? lshape.k_stride : 0;
   for (int64_t l = 0; l < Lyr; ++l) {
     const internal::Layer& L = *layers_[l];
-    internal::AttnQkvForward(n, L, A, x.data(), pos_dev.data(), N);
-    A.attn.resize_discard(N * shape.out_stride);
+    internal::AttnQkvForward(n, L, A, x.data(), pos_dev.data(), N, latent, /*expand_kv=*/!absorbed);
+    if (absorbed) {
+      internal::MlaAbsorbQuery(n, L, A, N);
+      A.olat.resize_discard(N * lshape.out_stride);
+    } else {
+      A.attn.resize_discard(N * shape.out_stride);
+    }
     for (int64_t i = 0; i < S; ++i) {
       KVCache& kv = *caches[i];
       const int64_t ni = start[i + 1] - start[i];
       auto& K = kv.k_[l];
+      if (latent) {
+        K.resize((kv.len_ + ni) * lrow);
+        ops_->Copy(K.data() + kv.len_ * lrow, A.lat.data() + start[i] * lrow, ni * lrow * 4);
+        if (absorbed) {
+          seqs[i] = ops::AttnSeq{A.qlat.data() + start[i] * lshape.q_stride, K.data(), K.data(),
+                                 A.olat.data() + start[i] * lshape.out_stride, nullptr, ni, kv.len_ + ni, kv.len_};
+        } else {  // fresh: the new tokens' expanded K/V, contiguous in A.k / A.v
+          seqs[i] = ops::AttnSeq{A.q.data() + start[i] * shape.q_stride, A.k.data() + start[i] * shape.k_stride,
+                                 A.v.data() + start[i] * shape.v_stride, A.attn.data() + start[i] * shape.out_stride,
+                                 nullptr, ni, ni, 0};
+        }
+        continue;
+      }
       auto& Vc = kv.v_[l];
       K.resize((kv.len_ + ni) * shape.k_stride);
       Vc.resize((kv.len_ + ni) * shape.v_stride);
@@ -77,7 +99,12 @@ absl::Status Model::InferForward(const std::vector<KVCache*>& caches, const std:
       seqs[i] = ops::AttnSeq{A.q.data() + start[i] * shape.q_stride, K.data(), Vc.data(),
                              A.attn.data() + start[i] * shape.out_stride, nullptr, ni, kv.len_ + ni, kv.len_};
     }
-    ops_->AttentionForward(seqs.data(), S, shape);
+    if (absorbed) {
+      ops_->AttentionForward(seqs.data(), S, lshape);
+      internal::MlaAbsorbOutput(n, L, A, N);
+    } else {
+      ops_->AttentionForward(seqs.data(), S, shape);
+    }
     A.x_mid.resize_discard(N * D);
     internal::AttnOutForward(n, L, A, x.data(), A.x_mid.data(), N);
     internal::MlpForward(n, L, A, A.x_mid.data(), x.data(), N, no_spans, nullptr);
@@ -102,6 +129,66 @@ absl::Status Model::InferForward(const std::vector<KVCache*>& caches, const std:
   logits->resize_discard(R * V);
   ops_->LinearForward(logits->data(), hn.data(), lm_head_, R, D, V);
   return absl::OkStatus();
+}
+
+absl::Status Model::PrepareCache(KVCache* cache) {
+  const KVCache::Layout want = latent_cache() ? KVCache::Layout::kLatent : KVCache::Layout::kKV;
+  if (cache->layout_ != KVCache::Layout::kNone && cache->layout_ != want)
+    return absl::FailedPreconditionError(absl::StrCat(
+        "KV cache of ", cache->len_, " tokens was filled in the ",
+        cache->layout_ == KVCache::Layout::kLatent ? "latent" : "expanded", " MLA layout; this model caches ",
+        want == KVCache::Layout::kLatent ? "latent" : "expanded", " rows"));
+  cache->layout_ = want;
+  const int64_t Lyr = config_.num_hidden_layers;
+  cache->k_.resize(Lyr);
+  cache->v_.resize(want == KVCache::Layout::kLatent ? 0 : Lyr);
+  for (auto& b : cache->k_) b.bind(ops_, "kv cache");
+  for (auto& b : cache->v_) b.bind(ops_, "kv cache");
+  return absl::OkStatus();
+}
+
+absl::Status Model::ReserveCache(KVCache* cache, int64_t tokens) {
+  try {
+    ZRL_RETURN_IF_ERROR(PrepareCache(cache));
+    if (cache->layout_ == KVCache::Layout::kLatent) {
+      const int64_t row = config_.kv_lora_rank + config_.qk_rope_head_dim;
+      for (auto& b : cache->k_) b.reserve(tokens * row);
+    } else {
+      const ops::AttnShape s = internal::AttnShapeOf(config_);
+      for (auto& b : cache->k_) b.reserve(tokens * s.k_stride);
+      for (auto& b : cache->v_) b.reserve(tokens * s.v_stride);
+    }
+    return absl::OkStatus();
+  } catch (const std::bad_alloc& e) {
+    return internal::OutOfMemoryError("reserving a KV cache", e);
+  }
+}
+
+int64_t KVCache::bytes() const {
+  int64_t floats = 0;
+  for (const auto& b : k_) floats += b.capacity();
+  for (const auto& b : v_) floats += b.capacity();
+  return floats * static_cast<int64_t>(sizeof(float));
+}
+
+KVCache KVCache::Fork() const {
+  KVCache f;
+  f.len_ = len_;
+  f.layout_ = layout_;
+  auto copy = [](const std::vector<ops::Buf<float>>& from, std::vector<ops::Buf<float>>* to) {
+    to->resize(from.size());
+    for (size_t l = 0; l < from.size(); ++l) {
+      ops::Buf<float>& b = (*to)[l];
+      if (!from[l].backend()) continue;
+      b.bind(from[l].backend(), "kv cache");
+      b.reserve(from[l].capacity());
+      b.resize(from[l].size());
+      if (b.size() > 0) b.backend()->Copy(b.data(), from[l].data(), b.size() * static_cast<int64_t>(sizeof(float)));
+    }
+  };
+  copy(k_, &f.k_);
+  copy(v_, &f.v_);
+  return f;
 }
 
 absl::Status Model::InferToHost(const std::vector<KVCache*>& caches, const std::vector<std::vector<int32_t>>& toks,

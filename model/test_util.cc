@@ -40,6 +40,21 @@ std::string TinyQwenJson(const std::string& extra) {
                extra);
 }
 
+std::vector<NamedConfig> ReferenceConfigs() {
+  return {
+      {"mla_sigmoid_shared", TinyDeepseekJson()},
+      {"mla_qlora_softmax_groups_noshared",
+       TinyDeepseekJson(R"({"q_lora_rank":10,"scoring_func":"softmax","n_shared_experts":0,"n_group":4,
+         "topk_group":2,"norm_topk_prob":false,"routed_scaling_factor":2.5,"first_k_dense_replace":0})")},
+      {"mla_groups_balance_loss",
+       TinyDeepseekJson(R"({"q_lora_rank":10,"n_group":2,"topk_group":1,"num_experts_per_tok":3})")},
+      {"mla_greedy_top1", TinyDeepseekJson(R"({"topk_method":"greedy","num_experts_per_tok":1})")},
+      {"gqa_norm_topk", TinyQwenJson()},
+      {"gqa_tied_sparse_step", TinyQwenJson(R"({"tie_word_embeddings":true,"norm_topk_prob":false,
+         "decoder_sparse_step":2,"num_hidden_layers":4,"mlp_only_layers":[3]})")},
+  };
+}
+
 ModelConfig MustParse(const std::string& json) {
   auto c = ParseModelConfig(json);
   if (!c.ok()) {

@@ -14,6 +14,13 @@ std::string TinyDeepseekJson(const std::string& extra = "");
 std::string TinyQwenJson(const std::string& extra = "");
 ModelConfig MustParse(const std::string& json);
 
+// The six configs model_reference_test checks against PyTorch (4 MLA, 2 GQA), by name.
+struct NamedConfig {
+  std::string name;
+  std::string json;
+};
+std::vector<NamedConfig> ReferenceConfigs();
+
 // True when /usr/bin/python3 can import torch (the reference tests skip otherwise).
 bool HaveTorch();
 // Runs ref_model.py with args; returns its exit code, stdout in *out.

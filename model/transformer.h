@@ -51,6 +51,10 @@ struct LayerActs {
   F kva, ckv_rstd, ckv, kv;   // MLA: [N, kvr+rd], [N], [N, kvr], [N, H*(nope+dv)]
   F qkv, qn_rstd, kn_rstd;    // GQA: [N, (H+2Hkv)*hd], [H, N], [Hkv, N]
   F q, k, v;             // roped q [N, H*dk], roped k [N, Hkv*dk], v [N, Hkv*dv]
+  // MLA latent cache (inference): lat [N, kvr+rd] = [c_kv | roped k_pe];
+  // absorbed query qlat [N, H*(kvr+rd)] = per head [q_nope W_UK_h | q_pe];
+  // latent attention output olat [N, H*kvr].
+  F lat, qlat, olat;
   F probs;               // [B, H, T, T] (training)
   F attn;                // [N, H*dv]
   F x_mid;               // [N, D] after the attention residual
@@ -107,8 +111,22 @@ absl::Status OutOfMemoryError(const char* doing, const std::bad_alloc& e);
 // The attention geometry of a config (contiguous q/k/v/out rows).
 ops::AttnShape AttnShapeOf(const ModelConfig& c);
 
-// x [N, D] -> acts.ln1, q/k/v (roped at positions pos[N]).
-void AttnQkvForward(const Net& net, const Layer& L, LayerActs& A, const float* x, const int32_t* pos, int64_t N);
+// x [N, D] -> acts.ln1, q/k/v (roped at positions pos[N]). MLA inference
+// with latent_rows also fills acts.lat (the latent cache rows); expand_kv
+// false then skips k/v (kv_b_proj), which the absorbed decode does not need.
+void AttnQkvForward(const Net& net, const Layer& L, LayerActs& A, const float* x, const int32_t* pos, int64_t N,
+                    bool latent_rows = false, bool expand_kv = true);
+
+// Weight-absorbed MLA over the latent cache. W_UK_h [nope, kvr] and W_UV_h
+// [dv, kvr] are head h's rows of kv_b_proj. Attention runs as MQA with one
+// shared K row per token, [c_kv | k_pe] (dk = kvr+rd), whose first kvr values
+// are also V (dv = kvr), and the expanded form's scale 1/sqrt(nope+rd):
+// q_h . k_j = q_nope_h W_UK_h c_kv_j + q_pe_h k_pe_j equals the expanded score.
+ops::AttnShape LatentAttnShapeOf(const ModelConfig& c);
+// acts.q [N, H*dk] -> acts.qlat [N, H*(kvr+rd)].
+void MlaAbsorbQuery(const Net& net, const Layer& L, LayerActs& A, int64_t N);
+// acts.olat [N, H*kvr] -> acts.attn [N, H*dv] (per head olat_h W_UV_h^T).
+void MlaAbsorbOutput(const Net& net, const Layer& L, LayerActs& A, int64_t N);
 // acts.attn -> out[N, D] = x + attn @ Wo^T
 void AttnOutForward(const Net& net, const Layer& L, LayerActs& A, const float* x, float* out, int64_t N);
 // Backward of both: dres [N, D] holds dL/d(x_mid); dq/dk/dv [N, ...] are the

@@ -64,6 +64,9 @@ absl::StatusOr<std::unique_ptr<Actor>> NewRolloutActor(const ActorOptions& optio
   eo.max_batch_sequences = options.config.rollout().max_batch_sequences() > 0
                                ? options.config.rollout().max_batch_sequences()
                                : 256;
+  eo.kv_cache_bytes = options.config.rollout().kv_cache_mb() << 20;  // 0: a quarter of the backend's memory
+  eo.mla_cache = options.config.rollout().mla_cache() == "expanded" ? model::MlaCache::kExpanded
+                                                                     : model::MlaCache::kLatent;
   auto engine = std::make_unique<rollout::GenerationEngine>(std::move(model), std::move(tokenizer), eo);
   return std::make_unique<RolloutActor>(std::move(engine), options);
 }

@@ -31,6 +31,7 @@ struct GenerationEngine::Seq {
   std::shared_ptr<model::Model> model;  // pinned at admission
   int64_t version = 0;
   model::KVCache cache;
+  int64_t kv_bytes = 0;  // reserved for cache in the engine's budget
   std::unique_ptr<model::Sampler> sampler;
   std::string raw_text;  // DecodeToken bytes so far, for stop strings
   bool finished = false;  // no more tokens
@@ -44,6 +45,8 @@ GenerationEngine::GenerationEngine(std::unique_ptr<model::Model> model, std::sha
     : tokenizer_(std::move(tokenizer)), options_(options) {
   if (tokenizer_->eos_id() >= 0) default_stop_ids_.push_back(tokenizer_->eos_id());
   for (int64_t id : model->config().eos_token_ids) default_stop_ids_.push_back(static_cast<int32_t>(id));
+  model->set_mla_cache(options.mla_cache);
+  kv_budget_ = options.kv_cache_bytes > 0 ? options.kv_cache_bytes : model->backend()->memory_bytes() / 4;
   live_ = std::shared_ptr<model::Model>(std::move(model));
   live_version_ = options.initial_version;
   loop_ = std::thread([this] { Loop(); });
@@ -75,6 +78,16 @@ bool GenerationEngine::weights_on_host() const {
   return live_->on_host();
 }
 
+int64_t GenerationEngine::kv_cache_reserved() const {
+  absl::MutexLock lk(&mu_);
+  return kv_reserved_;
+}
+
+int64_t GenerationEngine::kv_cache_peak() const {
+  absl::MutexLock lk(&mu_);
+  return kv_peak_;
+}
+
 int64_t GenerationEngine::num_params() const {
   absl::MutexLock lk(&mu_);
   return live_->NumParams();
@@ -83,7 +96,13 @@ int64_t GenerationEngine::num_params() const {
 absl::StatusOr<std::vector<std::vector<GeneratedText>>> GenerationEngine::Generate(
     const std::vector<std::vector<int32_t>>& prompts, int G, const GenerationParams& params,
     int64_t min_policy_version) {
-  const model::ModelConfig cfg = config();
+  model::ModelConfig cfg;
+  int64_t kv_per_token = 0;
+  {
+    absl::MutexLock lk(&mu_);
+    cfg = live_->config();
+    kv_per_token = live_->KvBytesPerToken();
+  }
   if (prompts.empty()) return absl::InvalidArgumentError("generate: no prompts");
   if (G < 1) return absl::InvalidArgumentError(absl::StrCat("generate: group_size must be >= 1, got ", G));
   if (params.max_new_tokens < 1)
@@ -104,6 +123,13 @@ absl::StatusOr<std::vector<std::vector<GeneratedText>>> GenerationEngine::Genera
                                                      " tokens) + max_new_tokens ", params.max_new_tokens,
                                                      " exceeds the model's ", cfg.max_position_embeddings,
                                                      " positions"));
+    const int64_t need = int64_t{G} * (static_cast<int64_t>(prompts[p].size()) + params.max_new_tokens) * kv_per_token;
+    if (need > kv_budget_)
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "generate: prompt ", p, " needs ", need, " bytes of KV cache (", G, " samples x (", prompts[p].size(),
+          " prompt + ", params.max_new_tokens, " new tokens) x ", kv_per_token,
+          " bytes per token), more than the rollout worker's whole budget of ", kv_budget_,
+          " bytes (rollout.kv_cache_mb); lower group_size, max_new_tokens or the prompt length, or raise the budget"));
   }
   for (const std::string& s : params.stop)
     if (s.empty()) return absl::InvalidArgumentError("generate: empty stop string");
@@ -191,29 +217,49 @@ void GenerationEngine::AdmitAndPrefill(std::vector<std::unique_ptr<Seq>>* fresh)
     int p;
     std::shared_ptr<model::Model> model;
     int64_t version;
+    int64_t tokens;    // worst-case cache length of each sample: prompt + max_new_tokens
+    int64_t kv_bytes;  // reserved per sample
   };
   std::vector<Admit> admits;
   {
     absl::MutexLock lk(&mu_);
     int room = options_.max_batch_sequences - active_count_;
+    const int64_t kv_per_token = live_->KvBytesPerToken();
     while (!queue_.empty()) {
       Request* r = queue_.front();
+      const int p = static_cast<int>(r->next_prompt);
+      const int64_t tokens = static_cast<int64_t>((*r->prompts)[p].size()) + r->params.max_new_tokens;
+      const int64_t need = r->G * tokens * kv_per_token;
+      const bool empty = active_count_ == 0 && admits.empty();
+      if (need > kv_budget_ && empty) {  // only after a swap to a config with a larger cache
+        FailRequest(r, absl::ResourceExhaustedError(absl::StrCat(
+                           "prompt ", p, " needs ", need, " bytes of KV cache, more than the budget of ", kv_budget_,
+                           " bytes (rollout.kv_cache_mb)")));
+        done_cv_.SignalAll();
+        continue;
+      }
       // A prompt always fits into an empty batch, so a large G cannot starve.
-      if (r->G > room && !(active_count_ == 0 && admits.empty())) break;
-      admits.push_back({r, static_cast<int>(r->next_prompt), live_, live_version_});
+      if (r->G > room && !empty) break;
+      if (kv_reserved_ + need > kv_budget_) break;  // waits for sequences to finish
+      admits.push_back({r, p, live_, live_version_, tokens, tokens * kv_per_token});
       room -= r->G;
       active_count_ += r->G;  // counted as in flight from admission on (Drain waits for them)
+      kv_reserved_ += need;
+      kv_peak_ = std::max(kv_peak_, kv_reserved_);
       if (++r->next_prompt == r->prompts->size()) queue_.pop_front();
     }
   }
   std::vector<float> logits;
   for (Admit& a : admits) {
     model::KVCache cache;
-    absl::Status st = a.model->Prefill((*a.req->prompts)[a.p], &cache, &logits);
+    absl::Status st = a.model->ReserveCache(&cache, a.tokens);
+    if (st.ok()) st = a.model->Prefill((*a.req->prompts)[a.p], &cache, &logits);
     if (!st.ok()) {
       absl::MutexLock lk(&mu_);
       a.req->pending -= a.req->G;  // this prompt's samples never became sequences
+      kv_reserved_ -= a.req->G * a.kv_bytes;
       FailRequest(a.req, Annotate(st, absl::StrCat("prefill of prompt ", a.p)));
+      done_cv_.SignalAll();
       continue;
     }
     const int64_t V = a.model->config().vocab_size;
@@ -224,6 +270,7 @@ void GenerationEngine::AdmitAndPrefill(std::vector<std::unique_ptr<Seq>>* fresh)
       s->g = g;
       s->model = a.model;
       s->version = a.version;
+      s->kv_bytes = a.kv_bytes;
       s->cache = g + 1 < a.req->G ? cache.Fork() : std::move(cache);
       s->sampler = std::make_unique<model::Sampler>(
           a.req->params.sampler,
@@ -241,8 +288,10 @@ void GenerationEngine::Loop() {
       absl::MutexLock lk(&mu_);
       while (!(stop_ || abort_ || !queue_.empty() || !active_.empty())) cv_.Wait(&mu_);
       if (abort_) {
-        for (auto& s : active_)
+        for (auto& s : active_) {
           if (!s->counted) FinishSeq(s.get(), s->finished ? s->finish : SampleFinish::kAbort);
+          kv_reserved_ -= s->kv_bytes;
+        }
         active_.clear();
         active_count_ = 0;
         for (Request* r : queue_) {
@@ -300,6 +349,7 @@ void GenerationEngine::Loop() {
       }
       if (s->finished) {
         any_done = true;
+        kv_reserved_ -= s->kv_bytes;
       } else {
         keep.push_back(std::move(s));
       }
@@ -334,6 +384,7 @@ absl::StatusOr<std::shared_ptr<model::Model>> GenerationEngine::TakeSpare(const 
   if (spare) return spare;
   auto created = model::Model::Create(cfg, 0, backend);
   if (!created.ok()) return Annotate(created.status(), "spare model for the weight update");
+  (*created)->set_mla_cache(options_.mla_cache);
   return std::shared_ptr<model::Model>(std::move(*created));
 }
 

@@ -6,6 +6,15 @@
 // cache to its G samples, then runs one DecodeStep over all live sequences.
 // Finished sequences leave the batch at once, so new prompts join mid-flight.
 //
+// KV-cache budget (Options::kv_cache_bytes): admission reserves each prompt's
+// worst case, G x (prompt + max_new_tokens) x the model's KV bytes per token,
+// and allocates its caches at exactly that size (Model::ReserveCache; forks
+// keep it), so the caches in flight never exceed the budget and never grow. A
+// prompt that does not fit beside the sequences in flight waits in the queue
+// (FIFO: later prompts wait behind it); one that cannot fit into the whole
+// budget is refused by Generate with RESOURCE_EXHAUSTED naming the sizes.
+// Nothing is preempted, so no sample is dropped or recomputed.
+//
 // Weights: ReceiveWeights() stages a transfer into a spare model beside the
 // live one and swaps the live pointer under the engine lock, i.e. between
 // admissions/iterations. A sequence keeps the model it was admitted with until
@@ -74,14 +83,21 @@ class GenerationEngine {
   struct Options {
     int max_batch_sequences = 256;  // sequences decoded together (a prompt's G may exceed it alone)
     int64_t initial_version = 0;    // policy version of the model given at construction
+    // KV-cache budget in bytes; <= 0: a quarter of the model backend's memory
+    // (ops::Backend::memory_bytes).
+    int64_t kv_cache_bytes = 0;
+    // Cache layout of deepseek_v3 models (set on every model the engine serves).
+    model::MlaCache mla_cache = model::MlaCache::kLatent;
   };
   GenerationEngine(std::unique_ptr<model::Model> model, std::shared_ptr<const Tokenizer> tokenizer,
                    const Options& options);
   ~GenerationEngine();  // aborts in-flight work and joins the loop
 
   // G samples for each prompt (token ids, non-empty); blocks until all are done.
-  // Result [P][G]. INVALID_ARGUMENT on bad prompts/params, FAILED_PRECONDITION
-  // when the serving version is older than min_policy_version, UNAVAILABLE while draining.
+  // Result [P][G]. INVALID_ARGUMENT on bad prompts/params, RESOURCE_EXHAUSTED
+  // when a prompt's G samples can never fit the KV-cache budget,
+  // FAILED_PRECONDITION when the serving version is older than
+  // min_policy_version, UNAVAILABLE while draining.
   absl::StatusOr<std::vector<std::vector<GeneratedText>>> Generate(
       const std::vector<std::vector<int32_t>>& prompts, int G, const GenerationParams& params,
       int64_t min_policy_version = 0);
@@ -115,6 +131,11 @@ class GenerationEngine {
   bool weights_on_host() const;
   int64_t num_params() const;
   const Tokenizer& tokenizer() const { return *tokenizer_; }
+  // The KV-cache budget in bytes (Options::kv_cache_bytes resolved), the bytes
+  // reserved by the sequences in flight now, and the most ever reserved.
+  int64_t kv_cache_budget() const { return kv_budget_; }
+  int64_t kv_cache_reserved() const;
+  int64_t kv_cache_peak() const;
 
  private:
   struct Request;
@@ -133,6 +154,7 @@ class GenerationEngine {
   std::shared_ptr<const Tokenizer> tokenizer_;
   const Options options_;
   std::vector<int32_t> default_stop_ids_;
+  int64_t kv_budget_ = 0;  // bytes, fixed at construction
 
   // mu_ guards the serving model, the queue and the engine's state; a
   // Request's next_prompt / pending / done / status are guarded by it too.
@@ -146,6 +168,8 @@ class GenerationEngine {
   // Loop thread only; Drain (under mu_) checks it is empty while aborting.
   std::vector<std::unique_ptr<Seq>> active_;
   int active_count_ ABSL_GUARDED_BY(mu_) = 0;  // mirror of active_.size()
+  int64_t kv_reserved_ ABSL_GUARDED_BY(mu_) = 0;  // KV bytes reserved by admitted samples
+  int64_t kv_peak_ ABSL_GUARDED_BY(mu_) = 0;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   bool draining_ ABSL_GUARDED_BY(mu_) = false;
   bool abort_ ABSL_GUARDED_BY(mu_) = false;

@@ -1,7 +1,9 @@
 // GenerationEngine on a tiny MoE: grouped sampling equals the model's own
 // Generate, stop strings/tokens, continuous batching across concurrent calls,
 // weight swaps during generation (each sample is exactly one version's
-// output), corrupt and aborted transfers, drain.
+// output), corrupt and aborted transfers, drain; the KV-cache budget (waits,
+// never exceeded, no sample lost, an impossible prompt refused) and the MLA
+// cache layouts (latent equals expanded; qwen3_moe unaffected).
 #include "rollout/generation_engine.h"
 
 #include <algorithm>
@@ -12,6 +14,7 @@
 
 #include "model/ops/detached_backend.h"
 #include "model/test_models.h"
+#include "model/test_util.h"
 
 namespace zerorl::rollout {
 namespace {
@@ -46,6 +49,14 @@ std::unique_ptr<GenerationEngine> Engine(uint64_t seed, int max_batch = 256) {
   GenerationEngine::Options o;
   o.max_batch_sequences = max_batch;
   return std::make_unique<GenerationEngine>(testing::TinyMoe(seed), testing::CharTokenizer(), o);
+}
+
+std::unique_ptr<GenerationEngine> BudgetEngine(std::unique_ptr<model::Model> m, int64_t kv_bytes,
+                                               model::MlaCache mla = model::MlaCache::kLatent) {
+  GenerationEngine::Options o;
+  o.kv_cache_bytes = kv_bytes;
+  o.mla_cache = mla;
+  return std::make_unique<GenerationEngine>(std::move(m), testing::CharTokenizer(), o);
 }
 
 std::vector<std::vector<int32_t>> Prompts(const GenerationEngine& e, std::vector<std::string> texts) {
@@ -320,6 +331,87 @@ TEST(GenerationEngineTest, DrainAbortsInFlightWithAClearReason) {
   for (const auto& s : (*out)[0]) aborted += s.finish == SampleFinish::kAbort;
   EXPECT_EQ(c.aborted, aborted);
   EXPECT_EQ(engine->Generate(prompts, 1, Greedy(4)).status().code(), absl::StatusCode::kUnavailable);
+}
+
+TEST(GenerationEngineKvBudgetTest, TheBudgetBoundsTheBatchAndEverySampleFinishes) {
+  auto probe = testing::TinyMoe(5);
+  const int64_t per_token = probe->KvBytesPerToken();
+  EXPECT_EQ(per_token, model::KvCacheBytesPerToken(probe->config(), /*latent=*/true));
+  auto unbounded = BudgetEngine(testing::TinyMoe(5), int64_t{1} << 30);
+  const int G = 3, max_new = 10;
+  const auto prompts = Prompts(*unbounded, {"abcd", "efgh", "ijkl", "mnop", "qrst", "uvwx"});
+  const int64_t need = G * (static_cast<int64_t>(prompts[0].size()) + max_new) * per_token;  // one prompt
+  auto bounded = BudgetEngine(testing::TinyMoe(5), 2 * need + need / 2);  // room for two prompts at a time
+  EXPECT_EQ(bounded->kv_cache_budget(), 2 * need + need / 2);
+  auto ref = unbounded->Generate(prompts, G, Greedy(max_new));
+  ASSERT_TRUE(ref.ok()) << ref.status();
+  // Three callers with two prompts each: six prompts compete for room for two.
+  std::vector<absl::StatusOr<std::vector<std::vector<GeneratedText>>>> got(3);
+  std::vector<std::thread> callers;
+  for (int c = 0; c < 3; ++c)
+    callers.emplace_back([&, c] {
+      got[c] = bounded->Generate({prompts[2 * c], prompts[2 * c + 1]}, G, Greedy(max_new));
+    });
+  for (auto& t : callers) t.join();
+  for (int c = 0; c < 3; ++c) {
+    ASSERT_TRUE(got[c].ok()) << got[c].status();
+    for (int i = 0; i < 2; ++i)
+      for (int g = 0; g < G; ++g) {
+        const GeneratedText& s = (*got[c])[i][g];
+        EXPECT_NE(s.finish, SampleFinish::kAbort);
+        EXPECT_EQ(s.tokens, (*ref)[2 * c + i][g].tokens) << "prompt " << 2 * c + i << " sample " << g;
+      }
+  }
+  EXPECT_LE(bounded->kv_cache_peak(), bounded->kv_cache_budget());
+  EXPECT_EQ(bounded->kv_cache_peak(), 2 * need) << "two prompts in flight at most, and at some point two";
+  EXPECT_EQ(bounded->kv_cache_reserved(), 0) << "finished samples give their cache back";
+  EXPECT_GE(unbounded->kv_cache_peak(), 6 * need) << "without a tight budget all six run together";
+}
+
+TEST(GenerationEngineKvBudgetTest, APromptThatCanNeverFitIsRefusedWithItsSizes) {
+  auto probe = testing::TinyMoe(5);
+  const int64_t per_token = probe->KvBytesPerToken();
+  auto engine = BudgetEngine(testing::TinyMoe(5), 1000 * per_token);
+  const auto prompts = Prompts(*engine, {"ok", std::string(200, 'x')});
+  auto fits = engine->Generate({prompts[0]}, 4, Greedy(8));
+  ASSERT_TRUE(fits.ok()) << fits.status();
+  auto refused = engine->Generate(prompts, 4, Greedy(50));  // 4 x (200+ + 50) tokens > 1000
+  ASSERT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted) << refused.status();
+  const std::string msg(refused.status().message());
+  EXPECT_NE(msg.find("prompt 1"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("rollout.kv_cache_mb"), std::string::npos) << msg;
+  EXPECT_NE(msg.find(std::to_string(1000 * per_token)), std::string::npos) << msg;
+  EXPECT_EQ(engine->kv_cache_reserved(), 0);
+  auto after = engine->Generate({prompts[0]}, 4, Greedy(8));  // the engine still serves
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_EQ((*after)[0][0].tokens, (*fits)[0][0].tokens);
+}
+
+TEST(GenerationEngineKvBudgetTest, LatentAndExpandedCachesGiveTheSameSamples) {
+  for (const std::string& json : {zerorl::testing::TinyMoeConfigJson(), model::testing::TinyQwenJson()}) {
+    auto make = [&] {
+      auto m = model::Model::Create(model::testing::MustParse(json), 11);
+      EXPECT_TRUE(m.ok());
+      return std::move(*m);
+    };
+    auto latent = BudgetEngine(make(), 0, model::MlaCache::kLatent);
+    auto expanded = BudgetEngine(make(), 0, model::MlaCache::kExpanded);
+    EXPECT_GT(latent->kv_cache_budget(), 0) << "0 means a share of the backend's memory";
+    const auto prompts = Prompts(*latent, {"abc", "hello world"});
+    const bool mla = latent->config().is_mla();
+    auto a = latent->Generate(prompts, 4, Sampling(16));
+    auto b = expanded->Generate(prompts, 4, Sampling(16));
+    ASSERT_TRUE(a.ok() && b.ok());
+    for (int p = 0; p < 2; ++p)
+      for (int g = 0; g < 4; ++g) {
+        const GeneratedText &x = (*a)[p][g], &y = (*b)[p][g];
+        ASSERT_EQ(x.tokens, y.tokens) << (mla ? "deepseek_v3" : "qwen3_moe") << " prompt " << p << " sample " << g;
+        for (size_t t = 0; t < x.tokens.size(); ++t) {
+          if (mla) EXPECT_NEAR(x.logprobs[t], y.logprobs[t], 2e-5);
+          else EXPECT_EQ(x.logprobs[t], y.logprobs[t]) << "qwen3_moe keeps its K/V cache";
+        }
+      }
+  }
 }
 
 }  // namespace

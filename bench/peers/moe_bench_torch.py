@@ -4,6 +4,7 @@ Qwen3-MoE modules, experts batched by sorting tokens per expert as HF's
 moe_infer does) and the same two workloads, on the same number of threads.
 
   train:  B x T tokens, forward + cross-entropy + backward + grad clip + AdamW
+          (skipped with --train-steps 0)
   decode: G samples of one prompt; prompt prefilled once, the KV cache
           expanded to G rows, then one batched step per new token
 
@@ -239,12 +240,13 @@ def main():
         torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
         opt.step()
 
-    step()
-    t0 = time.perf_counter()
-    for _ in range(a.train_steps):
+    if a.train_steps > 0:  # 0: the decode workload only
         step()
-    train_tps = a.batch * a.seq * a.train_steps / (time.perf_counter() - t0)
-    print(f"train_tokens_per_s {train_tps:.1f}", flush=True)
+        t0 = time.perf_counter()
+        for _ in range(a.train_steps):
+            step()
+        train_tps = a.batch * a.seq * a.train_steps / (time.perf_counter() - t0)
+        print(f"train_tokens_per_s {train_tps:.1f}", flush=True)
 
     prompt = torch.randint(0, V, (1, a.prompt))
 

@@ -58,6 +58,7 @@ class Buf {
   T* data() { return p_; }
   const T* data() const { return p_; }
   int64_t size() const { return n_; }
+  int64_t capacity() const { return cap_; }  // elements allocated
   bool empty() const { return n_ == 0; }
 
   // Keeps the first min(size, n) elements.
@@ -83,6 +84,11 @@ class Buf {
     n_ = n;
   }
   void clear() { n_ = 0; }
+  // Allocates exactly n elements now when the capacity is smaller (keeps the
+  // contents), so that resizes up to n neither allocate nor copy.
+  void reserve(int64_t n) {
+    if (n > cap_) ReserveExact(n);
+  }
 
  private:
   void Reserve(int64_t n, bool keep) {
@@ -93,6 +99,13 @@ class Buf {
     if (p_) b_->Free(p_);
     p_ = p;
     cap_ = cap;
+  }
+  void ReserveExact(int64_t n) {
+    T* p = static_cast<T*>(b_->Alloc(n * static_cast<int64_t>(sizeof(T)), what_));
+    if (n_ > 0) b_->Copy(p, p_, n_ * static_cast<int64_t>(sizeof(T)));
+    if (p_) b_->Free(p_);
+    p_ = p;
+    cap_ = n;
   }
   void Release() {
     if (p_) b_->Free(p_);

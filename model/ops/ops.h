@@ -141,6 +141,10 @@ class Backend {
   // ---- memory ----
   // true when backend pointers are host memory (the CPU backend).
   virtual bool host_memory() const = 0;
+  // Bytes of memory the backend allocates from: the host's physical RAM (this
+  // default, for host backends) or the device's total memory (CUDA). Sizes
+  // default budgets such as rollout.kv_cache_mb.
+  virtual int64_t memory_bytes() const;
   // `bytes` of backend memory (64-byte aligned, uninitialised); `what` names it
   // in the OutOfMemory error this throws when the backend cannot allocate.
   virtual void* Alloc(int64_t bytes, const char* what) = 0;

@@ -26,10 +26,40 @@ void CausalSoftmax(float* S, int64_t n_q, int64_t n_kv, int64_t q_pos0) {
   }
 }
 
+// MQA decode (one K/V head, one query per sequence, no saved probs — the
+// latent MLA cache): all H heads of a sequence are one [H, n_kv] score GEMM
+// and one [H, dv] output GEMM, so the cache is streamed once, not H times.
+// One task per (sequence, block of up to kHeadBlock heads).
+void MqaDecode(const AttnSeq* seqs, int64_t n, const AttnShape& s) {
+  constexpr int64_t kHeadBlock = 16;
+  const int64_t blocks = (s.H + kHeadBlock - 1) / kHeadBlock, tasks = n * blocks;
+  int64_t work = 0;
+  for (int64_t i = 0; i < n; ++i) work += seqs[i].n_kv * (s.dk + s.dv) * s.H;
+#pragma omp parallel if (tasks > 1 && work > (1 << 20))
+  {
+    std::vector<float> S;
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t t = 0; t < tasks; ++t) {
+      const AttnSeq& q = seqs[t / blocks];
+      const int64_t h0 = (t % blocks) * kHeadBlock, nh = std::min(kHeadBlock, s.H - h0);
+      const int64_t L = std::min(q.n_kv, q.q_pos0 + 1);
+      S.resize(static_cast<size_t>(nh * L));
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nh, L, s.dk, s.scale, q.q + h0 * s.dk, s.dk, q.k,
+                  s.k_stride, 0.f, S.data(), L);
+      for (int64_t h = 0; h < nh; ++h) CausalSoftmax(S.data() + h * L, 1, L, L);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nh, s.dv, L, 1.f, S.data(), L, q.v, s.v_stride, 0.f,
+                  q.out + h0 * s.dv, s.dv);
+    }
+  }
+}
+
 }  // namespace
 
 void CpuBackend::AttentionForward(const AttnSeq* seqs, int64_t n, const AttnShape& s) {
   const int64_t group = s.H / s.Hkv;
+  bool mqa_decode = s.Hkv == 1 && s.H > 1;
+  for (int64_t i = 0; i < n && mqa_decode; ++i) mqa_decode = seqs[i].n_q == 1 && !seqs[i].probs;
+  if (mqa_decode) return MqaDecode(seqs, n, s);
   const int64_t tasks = n * s.H;
   int64_t work = 0;  // multiply-adds, to keep tiny decode steps off the thread pool
   for (int64_t i = 0; i < n; ++i) work += seqs[i].n_q * seqs[i].n_kv * (s.dk + s.dv) * s.H;

@@ -134,6 +134,11 @@ class CudaBackendImpl final : public Backend {
   }
   // ---- memory ----
   bool host_memory() const override { return false; }
+  int64_t memory_bytes() const override {
+    cudaSetDevice(device_);
+    size_t free_bytes = 0, total = 0;
+    return cudaMemGetInfo(&free_bytes, &total) == cudaSuccess ? static_cast<int64_t>(total) : 0;
+  }
   void* Alloc(int64_t bytes, const char* what) override {
     Use();
     return alloc_.Alloc(bytes, what);
