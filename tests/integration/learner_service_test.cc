@@ -223,7 +223,7 @@ TEST_F(LearnerServiceTest, TrainIsIdempotentAcrossRestarts) {
   };
   {
     auto l = restart(dir_ + "/checkpoints");
-    auto h = StartServer("127.0.0.1:0", {l.get()}, server_);
+    auto h = StartServer("127.0.0.1:0", {l.get()}, server_, std::make_shared<AdminAuth>());
     ASSERT_TRUE(h.ok());
     auto stub = zerorl::v1::LearnerService::NewStub(MakeChannel("127.0.0.1:" + std::to_string(h->port), server_));
     zerorl::v1::TrainResponse r0;
@@ -240,7 +240,7 @@ TEST_F(LearnerServiceTest, TrainIsIdempotentAcrossRestarts) {
   EXPECT_EQ(straight.policy().version(), 3);
   auto l = restart(snapshot);
   EXPECT_EQ(l->version(), 1);
-  auto h = StartServer("127.0.0.1:0", {l.get()}, server_);
+  auto h = StartServer("127.0.0.1:0", {l.get()}, server_, std::make_shared<AdminAuth>());
   ASSERT_TRUE(h.ok());
   auto stub = zerorl::v1::LearnerService::NewStub(MakeChannel("127.0.0.1:" + std::to_string(h->port), server_));
   zerorl::v1::TrainResponse caught_up;
