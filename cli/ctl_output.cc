@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_replace.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "cli/ctl_session.h"
@@ -139,7 +140,12 @@ std::string Preview(absl::string_view text, size_t max_chars) {
 }
 
 std::vector<std::string> MetricColumns(const std::set<std::string>& present, const std::string& keys, bool all) {
-  if (!keys.empty()) return absl::StrSplit(keys, ',', absl::SkipWhitespace());
+  if (!keys.empty()) {
+    std::vector<std::string> cols;
+    for (absl::string_view k : absl::StrSplit(keys, ',', absl::SkipWhitespace()))
+      cols.emplace_back(absl::StripAsciiWhitespace(k));
+    return cols;
+  }
   static const char* const kKey[] = {"reward_mean", "accuracy", "eval_accuracy", "completion_len_mean",
                                      "kl",          "entropy",  "tokens_per_s"};
   std::set<std::string> rest = present;

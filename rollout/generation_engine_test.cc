@@ -401,7 +401,8 @@ TEST(GenerationEngineKvBudgetTest, LatentAndExpandedCachesGiveTheSameSamples) {
     const bool mla = latent->config().is_mla();
     auto a = latent->Generate(prompts, 4, Sampling(16));
     auto b = expanded->Generate(prompts, 4, Sampling(16));
-    ASSERT_TRUE(a.ok() && b.ok());
+    ASSERT_TRUE(a.ok()) << a.status();
+    ASSERT_TRUE(b.ok()) << b.status();
     for (int p = 0; p < 2; ++p)
       for (int g = 0; g < 4; ++g) {
         const GeneratedText &x = (*a)[p][g], &y = (*b)[p][g];
