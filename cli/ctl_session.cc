@@ -63,9 +63,9 @@ Session::Session(GlobalFlags flags, std::ostream& out, Runtime* runtime)
 
 absl::Status Session::Init() {
   if (flags_.addr.empty()) return UsageError("--addr: empty address");
-  for (const auto& [flag, value] : {std::pair<const char*, const std::string*>{"--addr", &flags_.addr},
-                                    {"--buffer-addr", &flags_.buffer_addr},
-                                    {"--reward-addr", &flags_.reward_addr}}) {
+  const std::pair<const char*, const std::string*> addr_flags[] = {
+      {"--addr", &flags_.addr}, {"--buffer-addr", &flags_.buffer_addr}, {"--reward-addr", &flags_.reward_addr}};
+  for (const auto& [flag, value] : addr_flags) {
     if (value->empty()) continue;
     if (auto s = ValidateAddress(*value, flag); !s.ok()) return UsageError(std::string(s.message()));
   }

@@ -63,7 +63,8 @@ int ServeCommand(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
   }
-  for (const auto& [flag, value] : {std::pair<const char*, int>{"--port", port}, {"--health-port", health_port}}) {
+  const std::pair<const char*, int> port_flags[] = {{"--port", port}, {"--health-port", health_port}};
+  for (const auto& [flag, value] : port_flags) {
     if (value == -1) continue;  // not given
     if (auto s = ValidatePort(value, flag, /*allow_zero=*/true); !s.ok()) {
       std::fprintf(stderr, "zerorl serve: %s\n", std::string(s.message()).c_str());
