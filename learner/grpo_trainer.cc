@@ -166,144 +166,250 @@ absl::Status GrpoTrainer::BuildSequences(const std::vector<zerorl::v1::Group>& g
   return absl::OkStatus();
 }
 
+// One rank's sums over a whole step, merged in rank order at the end (with
+// one rank the merge adds to zero, so the single-replica numbers are exact).
+struct GrpoTrainer::RankSums {
+  grpo::LossSums first_epoch, all_epochs;
+  double entropy = 0, gap_sum = 0, gap_max = 0, gap_n = 0, tokens_processed = 0;
+  float balance_loss = 0;
+  std::vector<std::vector<int64_t>> loads;  // [layer][expert], first epoch
+};
+
+// What the phases of one Step share. Rank r's threads touch only the [r]
+// entries and the sequences of their own micro-batches.
+struct GrpoTrainer::StepState {
+  std::vector<Seq> seqs;                              // the step's sequences (kept groups)
+  float lr = 0;                                       // this step's scheduled learning rate
+  grpo::LossOptions loss;                             // clip range, β, aggregation
+  model::TrainOptions train;                          // balance-loss α (entropy: per epoch)
+  std::vector<size_t> order;                          // [seqs] this epoch's seeded shuffle
+  std::vector<std::vector<model::TensorRef>> params;  // [rank] the replica's parameters
+  std::vector<RankSums> sums;                         // [rank]
+  std::vector<float> grad_norms;                      // [rank] of the last epoch
+};
+
+// One micro-batch in flight on one rank.
+struct GrpoTrainer::MicroBatch {
+  int rank = 0, epoch = 0;
+  std::vector<Seq*> seqs;    // [B] into StepState::seqs
+  model::TrainBatch batch;   // [B, T] right-padded prompt + completion ids
+  model::TrainOutput out;    // the policy's logp / entropy, [B, T-1]
+  std::vector<float> dlogp;  // [B, T-1] dloss/dlogp
+  int64_t Tm1() const { return batch.T - 1; }
+  // Offset of sequence b's first completion position in a [B, T-1] array.
+  int64_t CompletionRow(size_t b) const { return static_cast<int64_t>(b) * Tm1() + (seqs[b]->prompt_len - 1); }
+};
+
+// A step reads top-down: sequences and advantages from the groups, the
+// scheduled LR, loss weights, μ epochs of micro-batches (each ending in one
+// optimizer update), then the router-bias update and the step's metrics.
 absl::StatusOr<Metrics> GrpoTrainer::Step(const std::vector<zerorl::v1::Group>& groups) {
   const auto t0 = std::chrono::steady_clock::now();
   Metrics m;
-  std::vector<Seq> seqs;
-  ZRL_RETURN_IF_ERROR(BuildSequences(groups, &seqs, &m));
-  const auto& g = options_.grpo;
+  StepState st;
+  ZRL_RETURN_IF_ERROR(BuildSequences(groups, &st.seqs, &m));
+  st.lr = ScheduledLr();
+  m["lr"] = st.lr;
+  if (st.seqs.empty()) {
+    m["skipped"] = 1;
+    ++step_;
+    return m;
+  }
+  ZRL_RETURN_IF_ERROR(PrepareStep(&st));
+  for (int epoch = 0; epoch < options_.grpo.epochs(); ++epoch) ZRL_RETURN_IF_ERROR(TrainEpoch(epoch, &st));
+  const RankSums sum = MergeRanks(st.sums);
+  FinishStep(sum, &m);
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  ReportStepMetrics(sum, st.grad_norms[0], secs, &m);
+  return m;
+}
+
+// The learning rate of the current step (warmup, then cosine when configured).
+float GrpoTrainer::ScheduledLr() const {
   const auto& o = options_.optimizer;
   model::LrSchedule sched;
   sched.peak_lr = static_cast<float>(o.lr());
   sched.warmup_steps = o.warmup_steps();
   sched.total_steps = std::max<int64_t>(options_.total_steps, 1);
   sched.min_lr_ratio = o.cosine() ? static_cast<float>(o.min_lr_ratio()) : 1.0f;
-  const float lr = sched.LrAt(step_);
-  m["lr"] = lr;
-  if (seqs.empty()) {
-    m["skipped"] = 1;
-    ++step_;
-    return m;
-  }
+  return sched.LrAt(step_);
+}
 
-  grpo::LossOptions lo;
+// Loss options, every sequence's loss weight, and the per-rank state.
+absl::Status GrpoTrainer::PrepareStep(StepState* st) const {
+  const auto& g = options_.grpo;
+  grpo::LossOptions& lo = st->loss;
   lo.clip_low = g.clip_low();
   lo.clip_high = g.clip_high();
   lo.beta = g.beta();
   lo.aggregation = grpo::AggregationFromProto(g.loss_aggregation());
   lo.max_new_tokens = options_.max_new_tokens;
   std::vector<int> lengths;
-  for (const Seq& s : seqs) lengths.push_back(s.completion_len);
+  for (const Seq& s : st->seqs) lengths.push_back(s.completion_len);
   ZRL_ASSIGN_OR_RETURN(std::vector<double> w, grpo::SequenceWeights(lengths, lo));
-  for (size_t i = 0; i < seqs.size(); ++i) seqs[i].weight = w[i];
+  for (size_t i = 0; i < st->seqs.size(); ++i) st->seqs[i].weight = w[i];
+  st->train.balance_alpha = static_cast<float>(g.balance_loss_alpha());
 
-  // Per-rank sums over the whole step, merged in rank order at the end (with
-  // one rank the merge adds to zero, so the single-replica numbers are exact).
-  struct RankSums {
-    grpo::LossSums first_epoch, all_epochs;
-    double entropy = 0, gap_sum = 0, gap_max = 0, gap_n = 0, tokens_processed = 0;
-    float balance_loss = 0;
-    std::vector<std::vector<int64_t>> loads;  // [layer][expert], first epoch
-  };
   const int R = ranks();
-  std::vector<RankSums> acc(R);
-  std::vector<std::vector<model::TensorRef>> params(R);
-  for (int r = 0; r < R; ++r) params[r] = policies_[r]->Parameters();
-  std::vector<float> grad_norms(R, 0.f);
-  std::vector<size_t> order(seqs.size());
-  const size_t mb = static_cast<size_t>(g.micro_batch());
-  model::TrainOptions topt;
-  topt.balance_alpha = static_cast<float>(g.balance_loss_alpha());
+  st->order.resize(st->seqs.size());
+  st->params.resize(R);
+  for (int r = 0; r < R; ++r) st->params[r] = policies_[r]->Parameters();
+  st->sums.resize(R);
+  st->grad_norms.assign(R, 0.f);
+  return absl::OkStatus();
+}
 
-  // One micro-batch, sequences order[start, start + B), on rank r.
-  auto micro_batch = [&](int r, int epoch, size_t start, size_t B) -> absl::Status {
-    model::Model& policy = *policies_[r];
-    model::Model* reference = references_.empty() ? nullptr : references_[r].get();
-    RankSums& a = acc[r];
-    model::TrainBatch batch;
-    batch.B = static_cast<int64_t>(B);
-    for (size_t b = 0; b < B; ++b) batch.T = std::max<int64_t>(batch.T, seqs[order[start + b]].tokens.size());
-    batch.tokens.assign(batch.B * batch.T, 0);
-    for (size_t b = 0; b < B; ++b) {
-      const Seq& s = seqs[order[start + b]];
-      std::copy(s.tokens.begin(), s.tokens.end(), batch.tokens.begin() + b * batch.T);
-      batch.lengths.push_back(static_cast<int32_t>(s.tokens.size()));
-    }
-    const int64_t Tm1 = batch.T - 1;
-    if (epoch == 0 && reference) {
-      model::TrainOutput ref_out;
-      ZRL_RETURN_IF_ERROR(reference->TrainForward(batch, {}, &ref_out));
-      for (size_t b = 0; b < B; ++b) {
-        Seq& s = seqs[order[start + b]];
-        const float* row = ref_out.logp.data() + b * Tm1 + (s.prompt_len - 1);
-        s.ref_logp.assign(row, row + s.completion_len);
-      }
-    }
-    model::TrainOptions to = topt;
-    to.entropy = epoch == 0;
-    model::TrainOutput out;
-    ZRL_RETURN_IF_ERROR(policy.TrainForward(batch, to, &out));
-    a.tokens_processed += std::accumulate(batch.lengths.begin(), batch.lengths.end(), 0.0);
-    if (epoch == 0) {
-      a.balance_loss += out.balance_loss;
-      const auto& el = policy.ExpertLoads();
-      if (a.loads.empty()) a.loads.assign(el.size(), {});
-      for (size_t l = 0; l < el.size(); ++l) {
-        if (a.loads[l].empty()) a.loads[l].assign(el[l].size(), 0);
-        for (size_t e = 0; e < el[l].size(); ++e) a.loads[l][e] += el[l][e];
-      }
-    }
-    std::vector<grpo::SequenceView> views;
-    std::vector<float> dlogp(batch.B * Tm1, 0.f);
-    std::vector<float*> drows;
-    for (size_t b = 0; b < B; ++b) {
-      Seq& s = seqs[order[start + b]];
-      const float* row = out.logp.data() + b * Tm1 + (s.prompt_len - 1);
-      if (epoch == 0) {
-        s.old_logp.assign(row, row + s.completion_len);
-        for (int t = 0; t < s.completion_len; ++t) a.entropy += out.entropy[b * Tm1 + s.prompt_len - 1 + t];
-        if (!s.rollout_logp.empty())
-          for (int t = 0; t < s.completion_len; ++t) {
-            const double d = std::fabs(static_cast<double>(s.old_logp[t]) - s.rollout_logp[t]);
-            a.gap_sum += d;
-            a.gap_max = std::max(a.gap_max, d);
-            a.gap_n += 1;
-          }
-      }
-      views.push_back({row, s.old_logp.data(), reference ? s.ref_logp.data() : nullptr, s.completion_len,
-                       s.advantage, s.weight});
-      drows.push_back(dlogp.data() + b * Tm1 + (s.prompt_len - 1));
-    }
-    ZRL_ASSIGN_OR_RETURN(grpo::LossSums sums, grpo::TokenLoss(views, lo, drows));
-    if (epoch == 0) a.first_epoch.Add(sums);
-    a.all_epochs.Add(sums);
-    return policy.TrainBackward(dlogp.data());
-  };
+// One epoch: a fresh seeded shuffle, every rank's micro-batches, the gradient
+// sum across ranks, then clipping and one AdamW update on every rank.
+absl::Status GrpoTrainer::TrainEpoch(int epoch, StepState* st) {
+  std::iota(st->order.begin(), st->order.end(), 0);
+  std::shuffle(st->order.begin(), st->order.end(), rng_);
+  ZRL_RETURN_IF_ERROR(AccumulateGradients(epoch, st));
+  ZRL_RETURN_IF_ERROR(AllReduceGradients());
+  return ClipAndUpdate(epoch, st);
+}
 
-  for (int epoch = 0; epoch < g.epochs(); ++epoch) {
-    std::iota(order.begin(), order.end(), 0);
-    std::shuffle(order.begin(), order.end(), rng_);
-    // Micro-batch j (sequences order[j*mb, ...)) runs on rank j mod R.
-    ZRL_RETURN_IF_ERROR(RunOnRanks(R, [&](int r) -> absl::Status {
-      policies_[r]->ZeroGrad();
-      for (size_t start = r * mb; start < order.size(); start += R * mb)
-        ZRL_RETURN_IF_ERROR(micro_batch(r, epoch, start, std::min(mb, order.size() - start)));
-      return absl::OkStatus();
-    }));
-    if (R > 1)
-      ZRL_RETURN_IF_ERROR(RunOnRanks(R, [&](int r) {
-        return reducers_[r]->AllReduceSum(policies_[r]->grad_data(), policies_[r]->NumParams());
-      }));
-    ZRL_RETURN_IF_ERROR(RunOnRanks(R, [&](int r) -> absl::Status {
-      grad_norms[r] = model::ClipGradNorm(params[r], static_cast<float>(o.grad_clip()));
-      if (!std::isfinite(grad_norms[r]))
-        return absl::InternalError(absl::StrCat("non-finite gradient norm at step ", step_, " epoch ", epoch,
-                                                R > 1 ? absl::StrCat(" (rank ", r, ")") : std::string()));
-      return adams_[r]->Step(params[r], lr);
-    }));
+// Micro-batch j (sequences order[j*mb, ...)) runs on rank j mod R; each rank
+// runs its micro-batches in order on its own thread, accumulating gradients.
+absl::Status GrpoTrainer::AccumulateGradients(int epoch, StepState* st) {
+  const int R = ranks();
+  const size_t mb = static_cast<size_t>(options_.grpo.micro_batch());
+  const size_t n = st->order.size();
+  return RunOnRanks(R, [&](int r) -> absl::Status {
+    policies_[r]->ZeroGrad();
+    for (size_t start = r * mb; start < n; start += R * mb) {
+      MicroBatch batch;
+      batch.rank = r;
+      batch.epoch = epoch;
+      for (size_t i = start; i < std::min(n, start + mb); ++i) batch.seqs.push_back(&st->seqs[st->order[i]]);
+      ZRL_RETURN_IF_ERROR(RunMicroBatch(&batch, st));
+    }
+    return absl::OkStatus();
+  });
+}
+
+// One micro-batch: the reference's logprobs (first epoch, β > 0), the
+// policy's forward, the old logprobs (first epoch), the token loss and its
+// gradient, the backward pass into the rank's gradients.
+absl::Status GrpoTrainer::RunMicroBatch(MicroBatch* mb, StepState* st) {
+  PackBatch(mb);
+  if (mb->epoch == 0 && !references_.empty()) ZRL_RETURN_IF_ERROR(ReferenceLogprobs(mb));
+  ZRL_RETURN_IF_ERROR(PolicyForward(mb, st));
+  if (mb->epoch == 0) RecordOldLogprobs(*mb, &st->sums[mb->rank]);
+  ZRL_RETURN_IF_ERROR(TokenLossGradient(mb, st));
+  return policies_[mb->rank]->TrainBackward(mb->dlogp.data());
+}
+
+// The micro-batch's sequences as one [B, T] token block, T the longest.
+void GrpoTrainer::PackBatch(MicroBatch* mb) {
+  model::TrainBatch& batch = mb->batch;
+  const size_t B = mb->seqs.size();
+  batch.B = static_cast<int64_t>(B);
+  for (size_t b = 0; b < B; ++b) batch.T = std::max<int64_t>(batch.T, mb->seqs[b]->tokens.size());
+  batch.tokens.assign(batch.B * batch.T, 0);
+  for (size_t b = 0; b < B; ++b) {
+    const Seq& s = *mb->seqs[b];
+    std::copy(s.tokens.begin(), s.tokens.end(), batch.tokens.begin() + b * batch.T);
+    batch.lengths.push_back(static_cast<int32_t>(s.tokens.size()));
   }
+}
+
+// The frozen reference's logprobs of each completion (Seq::ref_logp).
+absl::Status GrpoTrainer::ReferenceLogprobs(MicroBatch* mb) {
+  model::TrainOutput ref_out;
+  ZRL_RETURN_IF_ERROR(references_[mb->rank]->TrainForward(mb->batch, {}, &ref_out));
+  for (size_t b = 0; b < mb->seqs.size(); ++b) {
+    Seq& s = *mb->seqs[b];
+    const float* row = ref_out.logp.data() + mb->CompletionRow(b);
+    s.ref_logp.assign(row, row + s.completion_len);
+  }
+  return absl::OkStatus();
+}
+
+// The policy's forward (entropy in the first epoch); counts the tokens and,
+// in the first epoch, the balance loss and the expert loads.
+absl::Status GrpoTrainer::PolicyForward(MicroBatch* mb, StepState* st) {
+  model::Model& policy = *policies_[mb->rank];
+  RankSums& a = st->sums[mb->rank];
+  model::TrainOptions to = st->train;
+  to.entropy = mb->epoch == 0;
+  ZRL_RETURN_IF_ERROR(policy.TrainForward(mb->batch, to, &mb->out));
+  a.tokens_processed += std::accumulate(mb->batch.lengths.begin(), mb->batch.lengths.end(), 0.0);
+  if (mb->epoch == 0) {
+    a.balance_loss += mb->out.balance_loss;
+    const auto& el = policy.ExpertLoads();
+    if (a.loads.empty()) a.loads.assign(el.size(), {});
+    for (size_t l = 0; l < el.size(); ++l) {
+      if (a.loads[l].empty()) a.loads[l].assign(el[l].size(), 0);
+      for (size_t e = 0; e < el[l].size(); ++e) a.loads[l][e] += el[l][e];
+    }
+  }
+  return absl::OkStatus();
+}
+
+// First epoch: the policy's logprobs before any update become the "old"
+// logprobs; sums their entropy and their gap to the rollout's logprobs.
+void GrpoTrainer::RecordOldLogprobs(const MicroBatch& mb, RankSums* a) {
+  for (size_t b = 0; b < mb.seqs.size(); ++b) {
+    Seq& s = *mb.seqs[b];
+    const float* row = mb.out.logp.data() + mb.CompletionRow(b);
+    s.old_logp.assign(row, row + s.completion_len);
+    for (int t = 0; t < s.completion_len; ++t) a->entropy += mb.out.entropy[mb.CompletionRow(b) + t];
+    if (!s.rollout_logp.empty())
+      for (int t = 0; t < s.completion_len; ++t) {
+        const double d = std::fabs(static_cast<double>(s.old_logp[t]) - s.rollout_logp[t]);
+        a->gap_sum += d;
+        a->gap_max = std::max(a->gap_max, d);
+        a->gap_n += 1;
+      }
+  }
+}
+
+// The GRPO token loss against the old (and reference) logprobs; writes
+// dloss/dlogp into mb->dlogp and adds the loss sums.
+absl::Status GrpoTrainer::TokenLossGradient(MicroBatch* mb, StepState* st) const {
+  const bool with_reference = !references_.empty();
+  mb->dlogp.assign(mb->batch.B * mb->Tm1(), 0.f);
+  std::vector<grpo::SequenceView> views;
+  std::vector<float*> drows;
+  for (size_t b = 0; b < mb->seqs.size(); ++b) {
+    const Seq& s = *mb->seqs[b];
+    views.push_back({mb->out.logp.data() + mb->CompletionRow(b), s.old_logp.data(),
+                     with_reference ? s.ref_logp.data() : nullptr, s.completion_len, s.advantage, s.weight});
+    drows.push_back(mb->dlogp.data() + mb->CompletionRow(b));
+  }
+  ZRL_ASSIGN_OR_RETURN(grpo::LossSums sums, grpo::TokenLoss(views, st->loss, drows));
+  RankSums& a = st->sums[mb->rank];
+  if (mb->epoch == 0) a.first_epoch.Add(sums);
+  a.all_epochs.Add(sums);
+  return absl::OkStatus();
+}
+
+// Data parallel: every rank's gradient becomes the sum over ranks.
+absl::Status GrpoTrainer::AllReduceGradients() {
+  const int R = ranks();
+  if (R == 1) return absl::OkStatus();
+  return RunOnRanks(R, [&](int r) {
+    return reducers_[r]->AllReduceSum(policies_[r]->grad_data(), policies_[r]->NumParams());
+  });
+}
+
+// Every rank clips its (identical) gradient and takes one AdamW step.
+absl::Status GrpoTrainer::ClipAndUpdate(int epoch, StepState* st) {
+  const int R = ranks();
+  return RunOnRanks(R, [&](int r) -> absl::Status {
+    st->grad_norms[r] = model::ClipGradNorm(st->params[r], static_cast<float>(options_.optimizer.grad_clip()));
+    if (!std::isfinite(st->grad_norms[r]))
+      return absl::InternalError(absl::StrCat("non-finite gradient norm at step ", step_, " epoch ", epoch,
+                                              R > 1 ? absl::StrCat(" (rank ", r, ")") : std::string()));
+    return adams_[r]->Step(st->params[r], st->lr);
+  });
+}
+
+// The ranks' sums added in rank order.
+GrpoTrainer::RankSums GrpoTrainer::MergeRanks(const std::vector<RankSums>& per_rank) {
   RankSums sum;
-  for (const RankSums& a : acc) {
+  for (const RankSums& a : per_rank) {
     sum.first_epoch.Add(a.first_epoch);
     sum.all_epochs.Add(a.all_epochs);
     sum.entropy += a.entropy;
@@ -318,30 +424,36 @@ absl::StatusOr<Metrics> GrpoTrainer::Step(const std::vector<zerorl::v1::Group>& 
       for (size_t e = 0; e < a.loads[l].size(); ++e) sum.loads[l][e] += a.loads[l][e];
     }
   }
+  return sum;
+}
+
+// After the epochs: gradients cleared, router biases moved by the step's
+// expert loads, the step and the policy version advanced.
+void GrpoTrainer::FinishStep(const RankSums& sum, Metrics* m) {
   for (auto& p : policies_) p->ZeroGrad();
-  UpdateRouterBias(sum.loads, &m);
+  UpdateRouterBias(sum.loads, m);
   staging_stale_ = true;
   ++step_;
   ++version_;
+}
 
-  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+void GrpoTrainer::ReportStepMetrics(const RankSums& sum, float grad_norm, double secs, Metrics* m) const {
   const grpo::LossSums& first_epoch = sum.first_epoch;
   const grpo::LossSums& all_epochs = sum.all_epochs;
-  m["loss"] = first_epoch.loss;
-  m["pg_loss"] = first_epoch.pg_loss;
-  m["kl"] = first_epoch.kl;
-  m["clip_frac"] = all_epochs.tokens > 0 ? all_epochs.clipped / all_epochs.tokens : 0;
-  m["ratio_max"] = all_epochs.ratio_max;
-  m["entropy"] = first_epoch.tokens > 0 ? sum.entropy / first_epoch.tokens : 0;
-  m["grad_norm"] = grad_norms[0];
-  m["balance_loss"] = sum.balance_loss;
-  m["train_rollout_logprob_gap"] = sum.gap_n > 0 ? sum.gap_sum / sum.gap_n : 0;
-  m["train_rollout_logprob_gap_max"] = sum.gap_max;
-  m["completion_tokens"] = first_epoch.tokens;
-  m["tokens_per_s"] = sum.tokens_processed / secs;
-  m["step_seconds"] = secs;
-  m["policy_version"] = static_cast<double>(version_);
-  return m;
+  (*m)["loss"] = first_epoch.loss;
+  (*m)["pg_loss"] = first_epoch.pg_loss;
+  (*m)["kl"] = first_epoch.kl;
+  (*m)["clip_frac"] = all_epochs.tokens > 0 ? all_epochs.clipped / all_epochs.tokens : 0;
+  (*m)["ratio_max"] = all_epochs.ratio_max;
+  (*m)["entropy"] = first_epoch.tokens > 0 ? sum.entropy / first_epoch.tokens : 0;
+  (*m)["grad_norm"] = grad_norm;
+  (*m)["balance_loss"] = sum.balance_loss;
+  (*m)["train_rollout_logprob_gap"] = sum.gap_n > 0 ? sum.gap_sum / sum.gap_n : 0;
+  (*m)["train_rollout_logprob_gap_max"] = sum.gap_max;
+  (*m)["completion_tokens"] = first_epoch.tokens;
+  (*m)["tokens_per_s"] = sum.tokens_processed / secs;
+  (*m)["step_seconds"] = secs;
+  (*m)["policy_version"] = static_cast<double>(version_);
 }
 
 void GrpoTrainer::UpdateRouterBias(const std::vector<std::vector<int64_t>>& loads, Metrics* m) {

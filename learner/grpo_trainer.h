@@ -104,10 +104,30 @@ class GrpoTrainer {
   void set_total_steps(int64_t n) { options_.total_steps = n; }  // LR schedule length
 
  private:
-  struct Seq;
+  struct Seq;         // one sample: prompt + completion ids, logprobs, advantage
+  struct RankSums;    // one rank's loss, entropy, logprob-gap and expert-load sums
+  struct StepState;   // what the phases of one Step share
+  struct MicroBatch;  // one micro-batch in flight on one rank
   GrpoTrainer() = default;
   absl::Status BuildSequences(const std::vector<zerorl::v1::Group>& groups, std::vector<Seq>* seqs,
                               Metrics* m) const;
+
+  // The phases of Step, in the order it runs them (see grpo_trainer.cc).
+  float ScheduledLr() const;
+  absl::Status PrepareStep(StepState* st) const;
+  absl::Status TrainEpoch(int epoch, StepState* st);
+  absl::Status AccumulateGradients(int epoch, StepState* st);
+  absl::Status RunMicroBatch(MicroBatch* mb, StepState* st);
+  static void PackBatch(MicroBatch* mb);
+  absl::Status ReferenceLogprobs(MicroBatch* mb);
+  absl::Status PolicyForward(MicroBatch* mb, StepState* st);
+  static void RecordOldLogprobs(const MicroBatch& mb, RankSums* sums);
+  absl::Status TokenLossGradient(MicroBatch* mb, StepState* st) const;
+  absl::Status AllReduceGradients();
+  absl::Status ClipAndUpdate(int epoch, StepState* st);
+  static RankSums MergeRanks(const std::vector<RankSums>& per_rank);
+  void FinishStep(const RankSums& sum, Metrics* m);
+  void ReportStepMetrics(const RankSums& sum, float grad_norm, double seconds, Metrics* m) const;
   void UpdateRouterBias(const std::vector<std::vector<int64_t>>& loads, Metrics* m);
 
   TrainerOptions options_;
