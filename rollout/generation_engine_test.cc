@@ -388,7 +388,7 @@ TEST(GenerationEngineKvBudgetTest, APromptThatCanNeverFitIsRefusedWithItsSizes) 
 }
 
 TEST(GenerationEngineKvBudgetTest, LatentAndExpandedCachesGiveTheSameSamples) {
-  for (const std::string& json : {zerorl::testing::TinyMoeConfigJson(), model::testing::TinyQwenJson()}) {
+  for (const std::string& json : {zerorl::testing::TinyMoeConfigJson(), model::testing::TinyQwenJson(R"({"vocab_size":100})")}) {
     auto make = [&] {
       auto m = model::Model::Create(model::testing::MustParse(json), 11);
       EXPECT_TRUE(m.ok());
