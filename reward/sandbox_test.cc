@@ -430,11 +430,11 @@ TEST_F(SandboxTest, HostileFillsTheDisk) {
   // 256 MiB at most on a host's disk; the container test lets it fill the pod's bounded /tmp.
   const char* cap = getenv("ZERORL_TEST_FILL_MIB");
   auto r = Py("import os, tempfile\nn = 0\n"
-              "for d in ['.', tempfile.gettempdir(), '/tmp', '/var/tmp', '/dev/shm']:\n"
+              "for k, d in enumerate(['.', tempfile.gettempdir(), '/tmp', '/var/tmp', '/dev/shm']):\n"
               "  for i in range(1024):\n"
               "    if n >= " + std::string(cap != nullptr ? cap : "256") + ": break\n"
               "    try:\n"
-              "      with open(os.path.join(d, 'fill%d' % i), 'wb') as f:\n"
+              "      with open(os.path.join(d, 'fill%d-%d' % (k, i)), 'wb') as f:\n"
               "        f.write(b'x' * (8 << 20))\n"
               "      n += 8\n"
               "    except OSError:\n      break\n"
