@@ -27,6 +27,7 @@ inline constexpr char kPodTokenDir[] = "/etc/zerorl/token";  // Secret zerorl-ad
 inline constexpr char kPodTokenFile[] = "/etc/zerorl/token/token";
 inline constexpr char kPodStateDir[] = "/var/lib/zerorl";  // PVC (buffer, learner, orchestrator) or emptyDir
 inline constexpr char kPodDataDir[] = "/data";             // kubernetes.data_claim, read-only
+inline constexpr char kPodTmpSize[] = "1Gi";  // sizeLimit of every pod's /tmp emptyDir
 inline constexpr int kDefaultHealthPort = 8081;
 
 // "<service>.<namespace>.svc.<cluster domain>".
