@@ -29,6 +29,7 @@ inline constexpr char kPodInternalTokenDir[] = "/etc/zerorl/internal";  // Secre
 inline constexpr char kPodInternalTokenFile[] = "/etc/zerorl/internal/token";
 inline constexpr char kPodStateDir[] = "/var/lib/zerorl";  // PVC (buffer, learner, orchestrator) or emptyDir
 inline constexpr char kPodDataDir[] = "/data";             // kubernetes.data_claim, read-only
+inline constexpr char kPodTmpSize[] = "1Gi";  // sizeLimit of every pod's /tmp emptyDir
 inline constexpr int kDefaultHealthPort = 8081;
 
 // "<service>.<namespace>.svc.<cluster domain>".

@@ -154,7 +154,8 @@ ordered_json PodSpec(const RunConfig& c, const Role& r) {
   if (r.state == State::kClaim) {
     volumes.push_back({{"name", "state"}, {"persistentVolumeClaim", {{"claimName", r.name + "-state"}}}});
   }
-  volumes.push_back({{"name", "tmp"}, {"emptyDir", ordered_json::object()}});
+  // Bounded: the reward pod's /tmp also holds the sandbox's work dirs, which untrusted code writes into.
+  volumes.push_back({{"name", "tmp"}, {"emptyDir", {{"sizeLimit", kPodTmpSize}}}});
 
   ordered_json spec = {
       {"automountServiceAccountToken", false},

@@ -55,7 +55,7 @@ struct ChildFile {
 struct ChildPlan {
   Isolation iso;
   int stdin_fd, stdout_fd, stderr_fd, ctl_fd;
-  const char* workdir;       // kBwrap / kRlimits: the host work dir; kNamespaces: unused
+  const char* workdir;       // kBwrap / kLandlock / kRlimits: the host work dir; kNamespaces: unused
   const char* tmpfs_opts;    // kNamespaces: mount options of the private /tmp
   const ChildFile* files;    // kNamespaces: written into /tmp/work before the uid drop
   size_t num_files;
@@ -67,6 +67,7 @@ struct ChildPlan {
   struct rlimit cpu, as, fsize, nofile, nproc, core;
   const struct sock_fprog* seccomp;
   int keep_fd;  // stays open across exec (bwrap's --seccomp FD), -1 for none
+  int landlock_fd;  // kLandlock: the ruleset to restrict the child with, -1 for none
 };
 
 [[noreturn]] void ChildFail(int ctl_fd, const char* what) {
@@ -129,7 +130,7 @@ int ChildMain(void* arg) {
   if (setsid() < 0) ChildFail(p.ctl_fd, "setsid");
   if (p.iso == Isolation::kNamespaces) {
     ChildMounts(p);
-  } else if (p.iso == Isolation::kRlimits) {
+  } else if (p.iso == Isolation::kRlimits || p.iso == Isolation::kLandlock) {
     if (chdir(p.workdir) < 0) ChildFail(p.ctl_fd, "chdir");
   }
   if (setrlimit(RLIMIT_CPU, &p.cpu) < 0 || setrlimit(RLIMIT_AS, &p.as) < 0 || setrlimit(RLIMIT_FSIZE, &p.fsize) < 0 ||
@@ -145,6 +146,7 @@ int ChildMain(void* arg) {
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (p.iso != Isolation::kBwrap) {
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) ChildFail(p.ctl_fd, "no_new_privs");
+    if (p.landlock_fd >= 0 && LandlockPolicy::RestrictSelfInChild(p.landlock_fd) < 0) ChildFail(p.ctl_fd, "landlock");
     if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, p.seccomp) < 0) ChildFail(p.ctl_fd, "seccomp");
   }
   // Everything else (our sockets, files) closes at exec; the control pipe tells the parent exec happened.
@@ -157,8 +159,16 @@ int ChildMain(void* arg) {
   ChildFail(p.ctl_fd, "execve");
 }
 
-// The seccomp filter as raw BPF (built with libseccomp in the parent).
-absl::StatusOr<std::vector<struct sock_filter>> BuildSeccomp() {
+// The seccomp filter as raw BPF (built with libseccomp in the parent). `strict`
+// (kLandlock, kRlimits: no namespace between the program and the server) also
+// refuses every socket and the signals that could reach the server: kill(-1),
+// kill/tgkill/sigqueue/pidfd_open at `server` or its process group, tkill (any
+// thread id) and pidfd_send_signal. `no_fork` (those layers without root: the
+// program keeps the server's uid, whose RLIMIT_NPROC counts every process of
+// that uid on the node, so it cannot bound the program) refuses new processes:
+// clone without CLONE_THREAD, fork, vfork, and clone3 (ENOSYS, so libc falls
+// back to clone for threads); and setsid/setpgid, so the group kill reaches all.
+absl::StatusOr<std::vector<struct sock_filter>> BuildSeccomp(bool strict, bool no_fork, pid_t server) {
   scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
   if (ctx == nullptr) return absl::InternalError("seccomp_init failed");
   auto deny = [&](int nr) { return seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), nr, 0); };
@@ -174,8 +184,32 @@ absl::StatusOr<std::vector<struct sock_filter>> BuildSeccomp() {
                  SCMP_SYS(fsopen), SCMP_SYS(fsmount), SCMP_SYS(move_mount), SCMP_SYS(open_tree)}) {
     rc |= deny(nr);
   }
-  // No sockets except AF_UNIX (the network namespace already has no interfaces but lo).
-  rc |= seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_NE, AF_UNIX));
+  if (strict) {
+    rc |= deny(SCMP_SYS(socket));
+    rc |= deny(SCMP_SYS(tkill));
+    rc |= deny(SCMP_SYS(pidfd_send_signal));
+    // pid_t is 32 bits: compare the low half of the argument.
+    auto deny_pid = [&](int nr, int32_t pid) {
+      return seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), nr, 1,
+                              SCMP_A0(SCMP_CMP_MASKED_EQ, 0xffffffffu, static_cast<uint32_t>(pid)));
+    };
+    const pid_t pgrp = getpgid(server);
+    std::vector<int32_t> targets = {static_cast<int32_t>(server), -1};
+    if (pgrp > 1) targets.push_back(-static_cast<int32_t>(pgrp));
+    for (int32_t target : targets) rc |= deny_pid(SCMP_SYS(kill), target);
+    for (int nr : {SCMP_SYS(tgkill), SCMP_SYS(rt_sigqueueinfo), SCMP_SYS(rt_tgsigqueueinfo), SCMP_SYS(pidfd_open)}) {
+      rc |= deny_pid(nr, static_cast<int32_t>(server));
+    }
+    if (no_fork) {
+      rc |= seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(clone), 1,
+                             SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_THREAD, 0));
+      rc |= seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
+      for (int nr : {SCMP_SYS(fork), SCMP_SYS(vfork), SCMP_SYS(setsid), SCMP_SYS(setpgid)}) rc |= deny(nr);
+    }
+  } else {
+    // No sockets except AF_UNIX (the network namespace already has no interfaces but lo).
+    rc |= seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_NE, AF_UNIX));
+  }
   if (rc != 0) {
     seccomp_release(ctx);
     return absl::InternalError("seccomp_rule_add failed");
@@ -216,6 +250,7 @@ const char* IsolationName(Isolation i) {
   switch (i) {
     case Isolation::kNamespaces: return "namespaces";
     case Isolation::kBwrap: return "bwrap";
+    case Isolation::kLandlock: return "landlock";
     case Isolation::kRlimits: return "rlimits";
   }
   return "?";
@@ -253,7 +288,8 @@ absl::StatusOr<std::unique_ptr<Sandbox>> Sandbox::Create(const Options& options)
   // Each sandbox (one per process, usually) gets its own block of uids, so two
   // processes on one host do not share RLIMIT_NPROC counts or kill(-1) reach.
   sb->uid_base_ = kUidFirst + static_cast<uid_t>(getpid() % 10000) * kMaxSlots;
-  ZRL_ASSIGN_OR_RETURN(sb->seccomp_, BuildSeccomp());
+  ZRL_ASSIGN_OR_RETURN(sb->seccomp_, BuildSeccomp(false, false, getpid()));
+  ZRL_ASSIGN_OR_RETURN(sb->seccomp_strict_, BuildSeccomp(true, geteuid() != 0, getpid()));
   std::string base = options.base_dir;
   if (base.empty()) base = getenv("TMPDIR") != nullptr ? getenv("TMPDIR") : "/tmp";
   std::string tmpl = base + "/zerorl-sandbox-XXXXXX";
@@ -266,24 +302,40 @@ absl::StatusOr<std::unique_ptr<Sandbox>> Sandbox::Create(const Options& options)
     return absl::FailedPreconditionError(absl::StrCat("sandbox python \"", options.python, "\" is not executable"));
   }
   std::vector<Isolation> order;
+  std::string why;
   if (options.isolation == "auto") {
-    order = {Isolation::kNamespaces, Isolation::kBwrap, Isolation::kRlimits};
+    // Landlock with signal scoping hides the server's files, which bwrap's read-only root shows; without
+    // scoping a program under the server's uid could signal it, which bwrap's pid namespace prevents.
+    auto abi = LandlockAbi();
+    if (abi.ok() && *abi >= 6) {
+      order = {Isolation::kNamespaces, Isolation::kLandlock, Isolation::kBwrap, Isolation::kRlimits};
+    } else {
+      order = {Isolation::kNamespaces, Isolation::kBwrap, Isolation::kLandlock, Isolation::kRlimits};
+      if (abi.ok()) absl::StrAppend(&why, "landlock: ABI ", *abi, " < 6 scopes no signals, bwrap tried first; ");
+    }
   } else if (options.isolation == "namespaces") {
     order = {Isolation::kNamespaces};
   } else if (options.isolation == "bwrap") {
     order = {Isolation::kBwrap};
+  } else if (options.isolation == "landlock") {
+    order = {Isolation::kLandlock};
   } else if (options.isolation == "rlimits") {
     order = {Isolation::kRlimits};
   } else {
     return absl::InvalidArgumentError(absl::StrCat("reward.sandbox.isolation: unknown value \"", options.isolation,
-                                                   "\" (auto, namespaces, bwrap, rlimits)"));
+                                                   "\" (auto, namespaces, bwrap, landlock, rlimits)"));
   }
-  std::string why;
   for (Isolation iso : order) {
     absl::Status s = sb->Probe(iso);
     if (s.ok()) {
       sb->isolation_ = iso;
-      ZLOG(INFO) << "sandbox: " << sb->Describe();
+      sb->why_not_stronger_ = why;
+      if (geteuid() != 0 && (iso == Isolation::kLandlock || iso == Isolation::kRlimits)) {
+        // Programs run under our own uid: keep our /proc/PID/{mem,environ,fd} and ptrace closed to them.
+        prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+      }
+      ZLOG(INFO) << "sandbox: " << sb->Describe()
+                 << (why.empty() ? std::string() : absl::StrCat(" (not stronger layers: ", why, ")"));
       return sb;
     }
     absl::StrAppend(&why, IsolationName(iso), ": ", s.message(), "; ");
@@ -302,9 +354,13 @@ std::string Sandbox::Describe() const {
       return "namespaces (pid,net,mnt,ipc,uts; read-only mounts; private /tmp and /proc; uid drop; rlimits; seccomp)";
     case Isolation::kBwrap:
       return "bwrap (--unshare-all, read-only /, private /tmp and /proc; rlimits; seccomp)";
+    case Isolation::kLandlock:
+      return absl::StrCat("landlock (", landlock_ ? landlock_->Describe() : std::string("?"), "; own session; ",
+                          geteuid() == 0 ? "uid drop; " : "", "rlimits; seccomp, no sockets)");
     case Isolation::kRlimits:
-      return geteuid() == 0 ? "rlimits (own session; uid drop; rlimits; seccomp; NO namespaces)"
-                            : "rlimits (own session; rlimits; seccomp; NO namespaces, NO uid drop)";
+      return geteuid() == 0 ? "rlimits (own session; uid drop; rlimits; seccomp, no sockets; NO namespaces)"
+                            : "rlimits (own session; rlimits; seccomp, no sockets; NO namespaces, NO uid drop, "
+                              "NO file system isolation)";
   }
   return "?";
 }
@@ -312,6 +368,17 @@ std::string Sandbox::Describe() const {
 absl::Status Sandbox::Probe(Isolation iso) {
   if (iso == Isolation::kBwrap && access("/usr/bin/bwrap", X_OK) != 0) {
     return absl::FailedPreconditionError("/usr/bin/bwrap not found");
+  }
+  if (iso == Isolation::kLandlock && landlock_ == nullptr) {
+    // The interpreter's prefix (e.g. a venv outside /usr) must stay readable.
+    std::vector<std::string> extra;
+    std::error_code ec;
+    std::filesystem::path py = std::filesystem::canonical(options_.python, ec);
+    if (!ec && py.has_parent_path() && py.parent_path().has_parent_path()) {
+      std::string prefix = py.parent_path().parent_path().string();
+      if (prefix != "/" && prefix.rfind("/usr", 0) != 0) extra.push_back(prefix);
+    }
+    ZRL_ASSIGN_OR_RETURN(landlock_, LandlockPolicy::Create(extra));
   }
   isolation_ = iso;
   SandboxLimits limits;
@@ -390,6 +457,20 @@ absl::StatusOr<SandboxProcess> Sandbox::Start(Isolation iso, const std::vector<s
   std::vector<std::string> argv = argv_in;
   std::vector<std::string> env = {"PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8", "HOME=/tmp",
                                   "PYTHONDONTWRITEBYTECODE=1", "PYTHONIOENCODING=utf-8"};
+  // Without a private /tmp, scratch files go to the work dir (Landlock allows nothing else).
+  if (iso == Isolation::kLandlock || iso == Isolation::kRlimits) {
+    env[2] = "HOME=" + proc.workdir;
+    env.push_back("TMPDIR=" + proc.workdir);
+  }
+  int landlock_fd = -1;
+  if (iso == Isolation::kLandlock) {
+    auto rs = landlock_->MakeRuleset(proc.workdir);
+    if (!rs.ok()) {
+      Kill(&proc);
+      return rs.status();
+    }
+    landlock_fd = *rs;
+  }
   int bpf_fd = -1;
   if (iso == Isolation::kBwrap) {
     bpf_fd = memfd_create("zerorl-bpf", 0);
@@ -409,11 +490,13 @@ absl::StatusOr<SandboxProcess> Sandbox::Start(Isolation iso, const std::vector<s
     argv.insert(argv.begin(), bw.begin(), bw.end());
   }
   std::vector<char*> argv_c = CStrings(argv), env_c = CStrings(env);
-  struct sock_fprog prog = {static_cast<unsigned short>(seccomp_.size()), seccomp_.data()};
+  const bool strict = iso == Isolation::kLandlock || iso == Isolation::kRlimits;
+  std::vector<struct sock_filter>& filter = strict ? seccomp_strict_ : seccomp_;
+  struct sock_fprog prog = {static_cast<unsigned short>(filter.size()), filter.data()};
 
   int in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1}, ctl[2] = {-1, -1};
   if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0 || pipe2(ctl, O_CLOEXEC) < 0) {
-    for (int fd : {in[0], in[1], out[0], out[1], err[0], err[1], ctl[0], ctl[1], bpf_fd}) {
+    for (int fd : {in[0], in[1], out[0], out[1], err[0], err[1], ctl[0], ctl[1], bpf_fd, landlock_fd}) {
       if (fd >= 0) close(fd);
     }
     return fail("pipe");
@@ -439,9 +522,15 @@ absl::StatusOr<SandboxProcess> Sandbox::Start(Isolation iso, const std::vector<s
   plan.fsize = Limit(static_cast<rlim_t>(limits.max_file_bytes));
   plan.nofile = Limit(static_cast<rlim_t>(limits.max_open_files));
   plan.nproc = Limit(static_cast<rlim_t>(limits.max_processes));
+  if (!drop_uid && iso != Isolation::kBwrap && iso != Isolation::kNamespaces) {
+    // Our own uid: its RLIMIT_NPROC counts the server's threads and every process of the uid on the node,
+    // so keep ours; the strict filter refuses new processes instead.
+    getrlimit(RLIMIT_NPROC, &plan.nproc);
+  }
   plan.core = Limit(0);
   plan.seccomp = &prog;
   plan.keep_fd = bpf_fd;
+  plan.landlock_fd = landlock_fd;
   if (iso == Isolation::kBwrap) {
     // bwrap itself needs a few processes and more address space than the program.
     plan.nproc = Limit(static_cast<rlim_t>(limits.max_processes + 4));
@@ -472,6 +561,7 @@ absl::StatusOr<SandboxProcess> Sandbox::Start(Isolation iso, const std::vector<s
   }
   for (int fd : {in[0], out[1], err[1], ctl[1]}) close(fd);
   if (bpf_fd >= 0) close(bpf_fd);
+  if (landlock_fd >= 0) close(landlock_fd);
   if (pid < 0) {
     for (int fd : {in[1], out[0], err[0], ctl[0]}) close(fd);
     errno = clone_errno;

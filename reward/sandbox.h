@@ -18,13 +18,35 @@
 //     /tmp --proc /proc --bind WORKDIR) with the same rlimits and seccomp filter
 //     (--seccomp FD); for non-root hosts where bwrap works. As root bwrap maps
 //     the sandbox to uid 0 outside, so RLIMIT_NPROC is weaker than kNamespaces.
+//     It shows the program every file the server's uid can read.
+//   kLandlock — no privileges needed (a Kubernetes Restricted pod: no
+//     capabilities, the runtime's default seccomp profile, so no user
+//     namespaces): own session, rlimits, privilege drop when root, and a
+//     Landlock domain (reward/landlock.h): the file system is the read-only
+//     system paths plus the program's own work dir (not the server's files, not
+//     other executions' work dirs, not /tmp, not other processes' /proc); with
+//     Landlock ABI >= 6 the program cannot signal the server or other
+//     executions nor reach abstract unix sockets outside; with ABI >= 4 no TCP.
+//     The strict seccomp filter (below) refuses socket() altogether.
 //   kRlimits (last resort) — setsid, own process group, rlimits, privilege drop
-//     when root, seccomp; no namespaces: the network is blocked only by seccomp.
-// Common to all: seccomp denies socket() for every family but AF_UNIX, and
-// ptrace, mount, umount2, reboot, kexec_*, *_module, unshare, setns, chroot,
-// pivot_root, bpf, perf_event_open, keyctl, swapon/off, process_vm_*; rlimits on
-// CPU seconds, address space, file size, open files, processes, core dumps
-// (0); stdout/stderr capped; the wall timeout SIGKILLs the whole group.
+//     when root, the strict seccomp filter; no namespaces: files, /tmp and
+//     signals are shared with the server's uid when not root.
+// Common to all: seccomp denies ptrace, mount, umount2, reboot, kexec_*,
+// *_module, unshare, setns, chroot, pivot_root, bpf, perf_event_open, keyctl,
+// swapon/off, process_vm_*, and socket() for every family but AF_UNIX (the
+// strict filter of kLandlock and kRlimits: every family, plus kill(-1), tkill,
+// pidfd_send_signal and signals aimed at the server's own pid or process group;
+// and, when not root, no new processes (threads only) and no setsid/setpgid,
+// since RLIMIT_NPROC of a shared uid cannot bound them);
+// rlimits on CPU seconds, address space, file size, open files, processes,
+// core dumps (0); stdout/stderr capped; the wall timeout SIGKILLs the whole group.
+// kLandlock and kRlimits give the program HOME=TMPDIR=its work dir; when they run
+// programs under the server's own uid (not root), Create also marks the server
+// non-dumpable, so its /proc/PID/{mem,environ,fd} are not open to that uid.
+//
+// "auto" picks the strongest layer that works here, in the order namespaces,
+// then Landlock when its ABI scopes signals (>= 6) and else bwrap first, then
+// rlimits; Create logs the choice and why the stronger layers were passed over.
 //
 // Cost: the child is cloned with CLONE_VM | CLONE_VFORK (as posix_spawn does),
 // so no copy of the caller's address space is made however large it is; the
@@ -46,12 +68,13 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "reward/landlock.h"
 #include "zerorl/v1/config.pb.h"
 
 namespace zerorl::reward {
 
-enum class Isolation { kNamespaces, kBwrap, kRlimits };
-const char* IsolationName(Isolation i);  // "namespaces", "bwrap", "rlimits"
+enum class Isolation { kNamespaces, kBwrap, kLandlock, kRlimits };
+const char* IsolationName(Isolation i);  // "namespaces", "bwrap", "landlock", "rlimits"
 
 struct SandboxLimits {
   double cpu_seconds = 2;                // RLIMIT_CPU (rounded up to whole seconds)
@@ -94,29 +117,32 @@ struct SandboxProcess {
   int stdin_fd = -1;    // we write
   int stdout_fd = -1;   // we read
   int stderr_fd = -1;   // we read
-  std::string workdir;  // host work dir (bwrap, rlimits); empty for namespaces (it is in the private /tmp)
+  std::string workdir;  // host work dir (bwrap, landlock, rlimits); empty for namespaces (in the private /tmp)
   int slot = -1;
 };
 
 class Sandbox {
  public:
   struct Options {
-    std::string isolation = "auto";  // "auto", "namespaces", "bwrap", "rlimits"
+    std::string isolation = "auto";  // "auto", "namespaces", "bwrap", "landlock", "rlimits"
     std::string python = "/usr/bin/python3";
     std::string base_dir;            // where work dirs live; default: $TMPDIR or /tmp
     int max_parallel = 32;           // uid slots, at most 64
   };
 
-  // Probes the requested isolation (once; "auto" tries namespaces, bwrap, rlimits
-  // in that order) by running `true` in it. FAILED_PRECONDITION when an explicitly
+  // Probes the requested isolation (once; "auto" tries the layers in the order
+  // above) by running `true` in it. FAILED_PRECONDITION when an explicitly
   // requested layer does not work here.
   static absl::StatusOr<std::unique_ptr<Sandbox>> Create(const Options& options);
   ~Sandbox();
 
   Isolation isolation() const { return isolation_; }
   std::string Describe() const;  // e.g. "namespaces (pid,net,mnt,ipc,uts; ro root; uid drop; seccomp)"
+  // Why "auto" passed over the stronger layers ("" when the first one worked or one was asked for).
+  const std::string& why_not_stronger() const { return why_not_stronger_; }
   const std::string& python() const { return options_.python; }
-  uid_t uid_base() const { return uid_base_; }  // executions run as uid_base() + slot (when root)
+  uid_t uid_base() const { return uid_base_; }
+  const std::string& base_dir() const { return base_dir_; }  // holds the work dirs of running executions  // executions run as uid_base() + slot (when root)
 
   // Runs argv[0] (absolute path) in a fresh work dir holding `files`, feeding
   // `stdin_data`. Errors only when the sandbox itself fails (INTERNAL); what the
@@ -141,9 +167,12 @@ class Sandbox {
 
   Options options_;
   Isolation isolation_ = Isolation::kRlimits;
+  std::string why_not_stronger_;
   std::string base_dir_;
   uid_t uid_base_ = 0;
-  std::vector<struct sock_filter> seccomp_;  // compiled once, installed in each child
+  std::vector<struct sock_filter> seccomp_;         // compiled once, installed in each child
+  std::vector<struct sock_filter> seccomp_strict_;  // kLandlock, kRlimits: no sockets, no signals to the server
+  std::unique_ptr<LandlockPolicy> landlock_;        // kLandlock (made when it is probed)
   absl::Mutex mu_;
   absl::CondVar slot_free_;
   std::vector<bool> slot_busy_ ABSL_GUARDED_BY(mu_);
