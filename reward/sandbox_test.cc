@@ -126,7 +126,8 @@ TEST_F(SandboxTest, HostileForkBomb) {
 }
 
 TEST_F(SandboxTest, HostileMemoryBomb) {
-  auto r = Py("x = []\nwhile True:\n  x.append(bytearray(16 * 1024 * 1024))", "", 128 << 20);
+  // (A generous wall limit: on a loaded machine a 2 s limit can end it as a timeout before memory runs out.)
+  auto r = Py("x = []\nwhile True:\n  x.append(bytearray(16 * 1024 * 1024))", "", 128 << 20, 10000);
   EXPECT_EQ(r.verdict, SandboxVerdict::kKilledByLimit) << SandboxVerdictName(r.verdict) << r.stderr_data;
 }
 
