@@ -130,6 +130,23 @@ TEST(LeaseTest, AsyncTakesFreshestWithinStaleness) {
   EXPECT_EQ(store->Lease(req)->groups_size(), 0);
 }
 
+// Async Train leases by step with the step's staleness bound: a group whose
+// oldest sample is older than min_policy_version is not handed out.
+TEST(LeaseTest, ByStepLeavesOutGroupsStalerThanTheBound) {
+  FakeClock clock;
+  auto store = std::move(TrajectoryStore::Open(testing::MakeTempDir("buffer_lease_stale"), clock.Options())).value();
+  AppendSteps(store.get(), 2, 1, 2);  // step 2, policy version 2
+  zerorl::v1::LeaseRequest req = ByStep(2);
+  req.set_min_policy_version(3);
+  auto stale = store->Lease(req);
+  ASSERT_TRUE(stale.ok()) << stale.status();
+  EXPECT_EQ(stale->groups_size(), 0);
+  req.set_min_policy_version(2);
+  auto fresh = store->Lease(req);
+  ASSERT_TRUE(fresh.ok()) << fresh.status();
+  EXPECT_EQ(fresh->groups_size(), 2);
+}
+
 TEST(LeaseTest, DropUniformSkipsAndCounts) {
   FakeClock clock;
   auto store = std::move(TrajectoryStore::Open(testing::MakeTempDir("buffer_lease_dapo"), clock.Options())).value();

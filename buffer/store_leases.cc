@@ -84,6 +84,7 @@ absl::StatusOr<zerorl::v1::LeaseResponse> TrajectoryStore::Lease(const zerorl::v
     BufferGroupRecord rec;
     ZRL_ASSIGN_OR_RETURN(bool found, GetProto(cf_->groups, gk, &rec));
     if (!found) continue;  // deleted by retention since the index was read
+    if (req.by_step() && rec.policy_version() < req.min_policy_version()) continue;  // staler than allowed
     if (req.drop_uniform() && UniformRewards(rec)) {
       batch.Put(cf_->consumed, gk, kConsumedDropped);
       out.set_dropped_uniform(out.dropped_uniform() + 1);

@@ -112,6 +112,16 @@ void PrintTrajectory(std::ostream& out, const zerorl::v1::Trajectory& t) {
       << (t.prompt().dataset().empty() ? "" : " (" + t.prompt().dataset() + ")") << "\n";
   out << "policy         version " << sample.policy_version()
       << (sample.worker().empty() ? "" : ", worker " + sample.worker()) << "\n";
+  if (sample.version_spans_size() > 1) {  // a partial rollout: tokens from several versions
+    out << "versions      ";
+    for (int i = 0; i < sample.version_spans_size(); ++i) {
+      const int32_t from = sample.version_spans(i).first_token();
+      const int32_t to = i + 1 < sample.version_spans_size() ? sample.version_spans(i + 1).first_token()
+                                                             : sample.token_ids_size();
+      out << (i ? ", " : " ") << "v" << sample.version_spans(i).version() << " tokens " << from << "-" << to - 1;
+    }
+    out << "\n";
+  }
   out << "reward spec    version " << reward.spec_version() << "\n";
   out << "reward         " << FormatNumber(reward.reward()) << (reward.correct() ? "  correct" : "  not correct")
       << "\n";

@@ -126,6 +126,7 @@ grpc::Status LearnerServiceImpl::Train(grpc::ServerContext* ctx, const zerorl::v
       replay.set_step(trainer_->step());
       replay.clear_publish_to();
       replay.clear_data_cursor();
+      replay.clear_min_policy_version();  // req's staleness bound is req's step's, not this one's
       ZLOG(WARNING) << "learner is at step " << trainer_->step() << ", asked for step " << req->step()
                     << ": re-training step " << replay.step() << " from the buffer";
       zerorl::v1::TrainResponse ignored;

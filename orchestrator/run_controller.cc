@@ -7,7 +7,9 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <future>
+#include <memory>
 #include <optional>
 #include <thread>
 #include <set>
@@ -64,6 +66,92 @@ double Mean(const std::vector<double>& v) {
 struct RunController::StepData {
   std::map<std::string, double> stats;  // reward_mean, accuracy, completion_len_mean, ...
   double seconds = 0;                   // generate + score + append
+  std::vector<int64_t> group_min_versions;  // oldest sampling version per group (empty when stored before)
+};
+
+// Async mode's producer: Produce(j) on its own thread for j in [first, end),
+// step j once step j - S - 1 is trained; Take(k) hands step k to the trainer.
+class RunController::Pipeline {
+ public:
+  using ProduceFn = std::function<absl::StatusOr<StepData>(int64_t step, int64_t min_version)>;
+  // version(j) = first_version + (j - first): each Train adds one version.
+  // may_go() waits while the run is paused and is false once it is stopping.
+  Pipeline(int64_t first, int64_t end, int64_t first_version, int staleness, ProduceFn produce,
+           std::function<bool()> may_go)
+      : first_(first),
+        end_(end),
+        first_version_(first_version),
+        staleness_(staleness),
+        produce_(std::move(produce)),
+        may_go_(std::move(may_go)),
+        trained_(first - 1) {
+    thread_ = std::thread([this] { Loop(); });
+  }
+  ~Pipeline() {
+    {
+      absl::MutexLock l(&mu_);
+      quit_ = true;
+    }
+    thread_.join();  // after the Produce in flight, if any
+  }
+
+  int64_t MinVersion(int64_t step) const {
+    return std::max<int64_t>(0, first_version_ + (step - first_) - staleness_);
+  }
+  // Blocks until step is produced; CANCELLED when the producer stopped first
+  // (a stop was requested), else the producer's error.
+  absl::StatusOr<StepData> Take(int64_t step) {
+    absl::MutexLock l(&mu_);
+    auto ready = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return exited_ || ready_.count(step) > 0; };
+    mu_.Await(absl::Condition(&ready));
+    auto it = ready_.find(step);
+    if (it == ready_.end()) return error_.ok() ? absl::CancelledError("the run is stopping") : error_;
+    StepData d = std::move(it->second);
+    ready_.erase(it);
+    return d;
+  }
+  void Trained(int64_t step) {
+    absl::MutexLock l(&mu_);
+    trained_ = std::max(trained_, step);
+  }
+  int64_t StepsReady() {
+    absl::MutexLock l(&mu_);
+    return static_cast<int64_t>(ready_.size());
+  }
+
+ private:
+  void Loop() {
+    for (int64_t j = first_; j < end_; ++j) {
+      {
+        absl::MutexLock l(&mu_);
+        auto go = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return quit_ || trained_ >= j - staleness_ - 1; };
+        mu_.Await(absl::Condition(&go));
+        if (quit_) break;
+      }
+      if (!may_go_()) break;
+      absl::StatusOr<StepData> d = produce_(j, MinVersion(j));
+      absl::MutexLock l(&mu_);
+      if (!d.ok()) {
+        error_ = d.status();
+        break;
+      }
+      ready_.emplace(j, *std::move(d));
+    }
+    absl::MutexLock l(&mu_);
+    exited_ = true;
+  }
+
+  const int64_t first_, end_, first_version_;
+  const int staleness_;
+  const ProduceFn produce_;
+  const std::function<bool()> may_go_;
+  absl::Mutex mu_;
+  int64_t trained_ ABSL_GUARDED_BY(mu_);  // the last step whose Train returned
+  std::map<int64_t, StepData> ready_ ABSL_GUARDED_BY(mu_);
+  absl::Status error_ ABSL_GUARDED_BY(mu_);
+  bool quit_ ABSL_GUARDED_BY(mu_) = false;
+  bool exited_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread thread_;
 };
 
 RunController::RunController(zerorl::v1::RunConfig config, WorkerRegistry* registry,
@@ -354,6 +442,7 @@ absl::StatusOr<RunController::StepData> RunController::Produce(int64_t step, int
 
   zerorl::v1::AppendRequest append;
   std::vector<double> r, acc, len;
+  std::vector<int64_t> group_mins;
   int64_t tokens = 0, truncated = 0, spec_version = 0, min_pv = INT64_MAX, max_pv = 0;
   const int64_t now = NowUnixMs();
   for (size_t i = 0; i < prompts.size(); ++i) {
@@ -363,7 +452,9 @@ absl::StatusOr<RunController::StepData> RunController::Produce(int64_t step, int
     g->mutable_id()->set_group(static_cast<int32_t>(i));
     *g->mutable_prompt() = prompts[i];  // once per group: text, answer and the worker's token ids
     g->mutable_prompt()->mutable_token_ids()->Assign(prompt_ids[i].begin(), prompt_ids[i].end());
+    int64_t group_min = INT64_MAX;
     for (int k = 0; k < G; ++k) {
+      group_min = std::min(group_min, samples[i][k].policy_version());
       auto* t = g->add_trajectories();
       *t->mutable_id() = g->id();
       t->mutable_id()->set_sample(k);
@@ -379,6 +470,7 @@ absl::StatusOr<RunController::StepData> RunController::Produce(int64_t step, int
       min_pv = std::min(min_pv, samples[i][k].policy_version());
       max_pv = std::max(max_pv, samples[i][k].policy_version());
     }
+    group_mins.push_back(group_min);
   }
   const auto t2 = Clock::now();
   sent_bytes += static_cast<int64_t>(append.ByteSizeLong());
@@ -409,14 +501,16 @@ absl::StatusOr<RunController::StepData> RunController::Produce(int64_t step, int
   d.stats["appended_groups"] = appended.appended();
   d.stats["duplicate_groups"] = appended.duplicates();
   d.stats["orchestrator_sent_bytes"] = static_cast<double>(sent_bytes.load());  // Generate + Score + Append
+  d.group_min_versions = std::move(group_mins);
   d.seconds = SecondsSince(t0);
   return d;
 }
 
-absl::StatusOr<zerorl::v1::TrainResponse> RunController::Train(int64_t step) {
+absl::StatusOr<zerorl::v1::TrainResponse> RunController::Train(int64_t step, int64_t min_version) {
   zerorl::v1::TrainRequest req;
   req.set_run_id(config_.run_id());
   req.set_step(step);
+  req.set_min_policy_version(min_version);
   req.set_by_step(true);
   req.set_expected_groups(config_.rollout().prompts_per_step());
   for (const auto& a : registry_->Addresses(zerorl::v1::WORKER_ROLE_ROLLOUT)) req.add_publish_to(a);
@@ -642,7 +736,18 @@ absl::Status RunController::RunLoop() {
     step = state_.step;
   }
   ZRL_RETURN_IF_ERROR(CatchUpLearner());
-  std::optional<StepData> pending;  // async: the next step's data, produced while training
+  std::unique_ptr<Pipeline> pipeline;
+  if (async) {
+    int64_t first_version;
+    {
+      absl::MutexLock l(&mu_);
+      first_version = state_.policy_version;
+    }
+    pipeline = std::make_unique<Pipeline>(
+        step, total, first_version, std::max(0, oc.max_staleness()),
+        [this](int64_t j, int64_t min_version) { return Produce(j, min_version); },
+        [this] { return WaitWhilePaused(); });
+  }
   auto last_train_end = Clock::now();
   while (step < total) {
     if (!WaitWhilePaused()) break;
@@ -661,32 +766,29 @@ absl::Status RunController::RunLoop() {
       }
     }
     const auto step_start = Clock::now();
-    const int64_t min_version = std::max<int64_t>(0, version - std::max(0, oc.max_staleness() - 1));
     StepData data;
-    if (pending) {
-      data = std::move(*pending);
-      pending.reset();
+    int64_t min_version = 0;
+    if (pipeline) {
+      const int64_t ahead = pipeline->StepsReady();
+      absl::StatusOr<StepData> taken = pipeline->Take(step);
+      if (!taken.ok() && stop_) break;
+      if (!taken.ok()) return taken.status();
+      data = *std::move(taken);
+      min_version = pipeline->MinVersion(step);
+      int64_t stale = 0;
+      for (int64_t v : data.group_min_versions) stale += v < min_version;
+      data.stats["stale_groups"] = static_cast<double>(stale);  // left out by the learner's lease
+      data.stats["pipeline_steps_ready"] = static_cast<double>(ahead);
+      if (data.stats.count("sample_policy_version_min"))
+        data.stats["version_lag_max"] = static_cast<double>(version) - data.stats["sample_policy_version_min"];
     } else {
-      ZRL_ASSIGN_OR_RETURN(data, Produce(step, async ? min_version : version));
+      ZRL_ASSIGN_OR_RETURN(data, Produce(step, version));
     }
-    absl::StatusOr<zerorl::v1::TrainResponse> train;
-    double train_s = 0;
     const auto train_start = Clock::now();
-    if (async && step + 1 < total && !stop_) {
-      // Rollout of step+1 (current weights) overlaps training of step.
-      auto fut = std::async(std::launch::async, [this, step] { return Train(step); });
-      auto next = Produce(step + 1, min_version);
-      train = fut.get();
-      if (next.ok()) {
-        pending = std::move(*next);
-      } else if (train.ok()) {
-        return next.status();
-      }
-    } else {
-      train = Train(step);
-    }
-    train_s = train.ok() ? SecondsSince(train_start) : 0;
+    absl::StatusOr<zerorl::v1::TrainResponse> train = Train(step, min_version);
     if (!train.ok()) return train.status();
+    if (pipeline) pipeline->Trained(step);
+    const double train_s = SecondsSince(train_start);
     const auto train_end = Clock::now();
     const double wall = std::chrono::duration<double>(train_end - std::min(last_train_end, step_start)).count();
     const double idle = wall > 0 ? std::max(0.0, 1.0 - train_s / wall) : 0;
@@ -694,6 +796,7 @@ absl::Status RunController::RunLoop() {
     ZRL_RETURN_IF_ERROR(Record(step, data, *train, SecondsSince(step_start), idle, eval ? &*eval : nullptr));
     ++step;
   }
+  pipeline.reset();  // joins the producer (after the step it is generating, if any)
   {
     absl::MutexLock l(&mu_);
     summary_.seconds = SecondsSince(t_start);

@@ -4,9 +4,18 @@
 // split, Generate G samples each on the rollout workers, Score them on the
 // reward workers, Append the groups to the buffer, Train on the learner (which
 // leases exactly this step's groups and publishes the new weights to the
-// rollout workers), then record metrics and the run state. Asynchronous mode
-// overlaps the rollout of step k+1 with the training of step k (staleness 1,
-// bounded by orchestrator.max_staleness).
+// rollout workers), then record metrics and the run state.
+//
+// Asynchronous mode streams: a producer thread generates, scores and stores
+// steps ahead of training, as far as orchestrator.max_staleness (S) allows —
+// step j starts as soon as step j-S-1 is trained, so the rollout workers never
+// wait for a training step they do not need, and the learner trains step k as
+// soon as its groups are stored. Step j asks the rollout workers for versions
+// >= version(j) - S, and Train asks the buffer for the same bound, so a group
+// whose oldest token is staler is never trained on (counted in stale_groups).
+// With rollout.partial_rollout the weights a Train publishes reach sequences
+// in flight at the next decode iteration. S = 1 is the classic one-step
+// overlap; S = 0 is synchronous.
 //
 // Reliability: every call goes through one CallPolicy (call_policy.h): the
 // configured deadline, retries on another worker, and an outage budget
@@ -106,6 +115,7 @@ class RunController {
 
  private:
   struct StepData;
+  class Pipeline;  // async mode's producer thread (run_controller.cc)
   struct EvalResult {
     double greedy_accuracy = 0;
     double pass_at_k = -1;  // -1 when not measured
@@ -123,7 +133,8 @@ class RunController {
   // The step's metrics from the buffer when all its groups are stored already.
   absl::StatusOr<std::optional<StepData>> StoredStep(int64_t step);
   absl::StatusOr<StepData> Produce(int64_t step, int64_t min_version);
-  absl::StatusOr<zerorl::v1::TrainResponse> Train(int64_t step);
+  // min_version > 0: the learner leaves out groups whose oldest token is older.
+  absl::StatusOr<zerorl::v1::TrainResponse> Train(int64_t step, int64_t min_version = 0);
   absl::StatusOr<EvalResult> Evaluate(int64_t version);
   absl::Status Record(int64_t step, const StepData& data, const zerorl::v1::TrainResponse& train,
                       double step_seconds, double learner_idle_fraction, const EvalResult* eval);

@@ -64,6 +64,7 @@ absl::StatusOr<std::unique_ptr<Actor>> NewRolloutActor(const ActorOptions& optio
   eo.max_batch_sequences = options.config.rollout().max_batch_sequences() > 0
                                ? options.config.rollout().max_batch_sequences()
                                : 256;
+  eo.partial_rollout = options.config.rollout().partial_rollout();
   eo.kv_cache_bytes = options.config.rollout().kv_cache_mb() << 20;  // 0: a quarter of the backend's memory
   eo.mla_cache = options.config.rollout().mla_cache() == "expanded" ? model::MlaCache::kExpanded
                                                                      : model::MlaCache::kLatent;

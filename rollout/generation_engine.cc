@@ -161,7 +161,7 @@ absl::StatusOr<std::vector<std::vector<GeneratedText>>> GenerationEngine::Genera
 void GenerationEngine::FinishSeq(Seq* s, SampleFinish f) {
   GeneratedText& o = s->out();
   o.finish = f;
-  o.policy_version = s->version;
+  o.policy_version = o.version_spans.empty() ? s->version : o.version_spans.front().version;
   o.text = tokenizer_->Decode(o.tokens, /*skip_special=*/true);
   s->finished = true;
   s->counted = true;
@@ -270,6 +270,7 @@ void GenerationEngine::AdmitAndPrefill(std::vector<std::unique_ptr<Seq>>* fresh)
       s->g = g;
       s->model = a.model;
       s->version = a.version;
+      s->out().version_spans = {{0, a.version}};
       s->kv_bytes = a.kv_bytes;
       s->cache = g + 1 < a.req->G ? cache.Fork() : std::move(cache);
       s->sampler = std::make_unique<model::Sampler>(
@@ -281,8 +282,44 @@ void GenerationEngine::AdmitAndPrefill(std::vector<std::unique_ptr<Seq>>* fresh)
   }
 }
 
+void GenerationEngine::MoveToServingVersion() {
+  std::shared_ptr<model::Model> live;
+  int64_t version;
+  {
+    absl::MutexLock lk(&mu_);
+    live = live_;
+    version = live_version_;
+  }
+  std::vector<int32_t> context;
+  std::vector<float> logits;
+  for (auto& s : active_) {
+    if (s->finished || s->model == live) continue;
+    // The cache holds every token but the last sampled one, which the next
+    // decode step feeds: rebuild exactly that under the new weights.
+    const std::vector<int32_t>& prompt = (*s->req->prompts)[s->p];
+    GeneratedText& o = s->out();
+    context.assign(prompt.begin(), prompt.end());
+    context.insert(context.end(), o.tokens.begin(), o.tokens.end() - 1);
+    model::KVCache cache;
+    absl::Status st =
+        live->ReserveCache(&cache, static_cast<int64_t>(prompt.size()) + s->req->params.max_new_tokens);
+    if (st.ok()) st = live->Prefill(context, &cache, &logits);
+    if (!st.ok()) {
+      absl::MutexLock lk(&mu_);
+      FailRequest(s->req, Annotate(st, absl::StrCat("recomputing the KV cache of prompt ", s->p, " sample ", s->g,
+                                                    " under policy version ", version)));
+      continue;
+    }
+    s->cache = std::move(cache);
+    s->model = live;
+    s->version = version;
+    o.version_spans.push_back({static_cast<int32_t>(o.tokens.size()), version});
+  }
+}
+
 void GenerationEngine::Loop() {
   std::vector<float> logits;
+  int64_t iteration = 0;
   for (;;) {
     {
       absl::MutexLock lk(&mu_);
@@ -313,6 +350,9 @@ void GenerationEngine::Loop() {
       }
       if (stop_ && queue_.empty() && active_.empty()) return;
     }
+    if (options_.before_iteration) options_.before_iteration(iteration);
+    ++iteration;
+    if (options_.partial_rollout) MoveToServingVersion();
     std::vector<std::unique_ptr<Seq>> fresh;
     AdmitAndPrefill(&fresh);
     // One decode step over every live sequence, batched per pinned model.

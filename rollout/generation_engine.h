@@ -17,9 +17,15 @@
 //
 // Weights: ReceiveWeights() stages a transfer into a spare model beside the
 // live one and swaps the live pointer under the engine lock, i.e. between
-// admissions/iterations. A sequence keeps the model it was admitted with until
-// it finishes, so every sample is produced by exactly one policy version (the
-// one it reports). An aborted or corrupt transfer leaves the live model and
+// admissions/iterations. By default a sequence keeps the model it was admitted
+// with until it finishes, so every sample is produced by exactly one policy
+// version (the one it reports). With Options::partial_rollout, a swap instead
+// moves every sequence in flight to the new version at the next iteration:
+// its KV cache is recomputed under the new weights (a prefill of the prompt
+// and the tokens so far), so no cache ever mixes versions, and its later
+// tokens are sampled by, and recorded with, the new version
+// (GeneratedText::version_spans). Generation already done is never thrown
+// away. An aborted or corrupt transfer leaves the live model and
 // version untouched and returns why. The spare lives on the live model's
 // backend: on the CPU the chunks land straight in its parameter buffer (no
 // extra copy); on a GPU they land in a host staging buffer (NumParams floats,
@@ -58,13 +64,21 @@ struct GenerationParams {
   uint64_t seed = 0;                    // sample g of prompt p draws with MixSeed(seed, p*G+g)
 };
 
+// Tokens [first_token, next span's first_token) were sampled by `version`.
+struct VersionSpan {
+  int32_t first_token = 0;
+  int64_t version = 0;
+  bool operator==(const VersionSpan&) const = default;
+};
+
 struct GeneratedText {
   std::vector<int32_t> tokens;           // new tokens; the stop token / stop string's tokens included
   std::string text;                      // Decode(tokens) without special tokens
   std::vector<float> logprobs;           // per token, raw policy (temperature 1)
   std::vector<float> sampling_logprobs;  // per token, sampling distribution
   SampleFinish finish = SampleFinish::kLength;
-  int64_t policy_version = 0;
+  int64_t policy_version = 0;            // the oldest version that sampled a token (version_spans[0])
+  std::vector<VersionSpan> version_spans;  // oldest first; one span unless partial_rollout moved it
 };
 
 struct UpdateResult {
@@ -88,6 +102,12 @@ class GenerationEngine {
     int64_t kv_cache_bytes = 0;
     // Cache layout of deepseek_v3 models (set on every model the engine serves).
     model::MlaCache mla_cache = model::MlaCache::kLatent;
+    // Sequences in flight continue under new weights (recomputing their KV
+    // cache) instead of finishing under the version they were admitted with.
+    bool partial_rollout = false;
+    // Testing hook: called on the loop thread before each decode iteration
+    // (0, 1, ...), holding no engine lock; it may call ReceiveWeights*.
+    std::function<void(int64_t iteration)> before_iteration;
   };
   GenerationEngine(std::unique_ptr<model::Model> model, std::shared_ptr<const Tokenizer> tokenizer,
                    const Options& options);
@@ -143,6 +163,9 @@ class GenerationEngine {
   void Loop();
   void AdmitAndPrefill(std::vector<std::unique_ptr<Seq>>* fresh);
   void Advance(Seq* s, const model::TokenDraw& d);
+  // partial_rollout: moves the sequences in flight that are pinned to an older
+  // model to the serving one, recomputing their KV caches.
+  void MoveToServingVersion();
   void FinishSeq(Seq* s, SampleFinish f) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FailRequest(Request* r, const absl::Status& st) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A model for the next version: the retired one when no sequence pins it and

@@ -207,6 +207,67 @@ TEST(GenerationEngineTest, SwapDuringGenerationEachSampleIsOneVersion) {
   EXPECT_GT(seen_last, 0);
 }
 
+// Partial rollout: a weight update that lands mid-generation moves the
+// sequences in flight to the new version. The tokens before the switch are the
+// old version's, those after it are the new version's continuation of that
+// prefix (its KV cache was recomputed, not mixed), and version_spans says
+// where the switch happened. Without partial_rollout the same update leaves
+// the sample to the version it was admitted with.
+TEST(GenerationEngineTest, PartialRolloutContinuesInFlightSequencesUnderTheNewVersion) {
+  const auto chunks1 = ChunksOf(*testing::TinyMoe(2), 1);
+  constexpr int kNew = 24;
+  // Greedy continuation of `context` by the model of `seed`, alone.
+  auto alone = [](uint64_t seed, std::vector<int32_t> context, int max_new) {
+    auto e = Engine(seed);
+    auto r = e->Generate({std::move(context)}, 1, Greedy(max_new));
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? (*r)[0][0] : GeneratedText{};
+  };
+  for (bool partial : {false, true}) {
+    SCOPED_TRACE(partial ? "partial_rollout" : "whole samples");
+    GenerationEngine::Options o;
+    o.partial_rollout = partial;
+    GenerationEngine* self = nullptr;
+    o.before_iteration = [&](int64_t it) {
+      if (it == 6) {
+        ASSERT_TRUE(Push(*self, chunks1).ok());
+      }
+    };
+    auto engine = std::make_unique<GenerationEngine>(testing::TinyMoe(1), testing::CharTokenizer(), o);
+    self = engine.get();
+    const auto prompts = Prompts(*engine, {"ab"});
+    auto r = engine->Generate(prompts, 2, Greedy(kNew));
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(engine->version(), 1);
+    const GeneratedText old_alone = alone(1, prompts[0], kNew);
+    for (const GeneratedText& s : (*r)[0]) {
+      EXPECT_EQ(s.policy_version, 0);
+      if (!partial) {
+        EXPECT_EQ(s.version_spans, (std::vector<VersionSpan>{{0, 0}}));
+        EXPECT_EQ(s.tokens, old_alone.tokens);
+        continue;
+      }
+      ASSERT_EQ(s.version_spans.size(), 2u);
+      EXPECT_EQ(s.version_spans[0], (VersionSpan{0, 0}));
+      EXPECT_EQ(s.version_spans[1].version, 1);
+      const int k = s.version_spans[1].first_token;
+      ASSERT_GT(k, 0);
+      ASSERT_LT(k, static_cast<int>(s.tokens.size()));
+      EXPECT_TRUE(std::equal(s.tokens.begin(), s.tokens.begin() + k, old_alone.tokens.begin()))
+          << "the tokens before the switch are not version 0's";
+      std::vector<int32_t> context = prompts[0];
+      context.insert(context.end(), s.tokens.begin(), s.tokens.begin() + k);
+      const GeneratedText new_tail = alone(2, context, kNew - k), old_tail = alone(1, context, kNew - k);
+      ASSERT_NE(new_tail.tokens, old_tail.tokens) << "pick another switch point: both versions continue alike";
+      EXPECT_EQ(std::vector<int32_t>(s.tokens.begin() + k, s.tokens.end()), new_tail.tokens)
+          << "the tokens after the switch are not version 1's continuation of the prefix";
+      ASSERT_EQ(s.logprobs.size(), s.tokens.size());
+      for (size_t i = 0; i < new_tail.logprobs.size() && k + i < s.logprobs.size(); ++i)
+        EXPECT_NEAR(s.logprobs[k + i], new_tail.logprobs[i], 1e-4) << "token " << k + i;
+    }
+  }
+}
+
 TEST(GenerationEngineTest, CorruptOrAbortedTransferKeepsServingTheOldVersion) {
   auto engine = Engine(1);
   auto other = testing::TinyMoe(2);

@@ -107,6 +107,11 @@ grpc::Status RolloutServiceImpl::Generate(grpc::ServerContext* ctx, const zerorl
                            : t.finish == SampleFinish::kLength ? zerorl::v1::FINISH_REASON_LENGTH
                                                                : zerorl::v1::FINISH_REASON_ABORT);
       s->set_policy_version(t.policy_version);
+      for (const VersionSpan& span : t.version_spans) {
+        zerorl::v1::VersionSpan* v = s->add_version_spans();
+        v->set_first_token(span.first_token);
+        v->set_version(span.version);
+      }
       s->set_worker(worker_);
       completion_tokens += static_cast<int64_t>(t.tokens.size());
     }

@@ -98,8 +98,9 @@ TEST(RunE2eTest, InterruptCheckpointsAndRerunResumes) {
 }
 
 
-// Async mode: rollout of step k+1 overlaps training of step k, so a step's
-// samples may lag the policy, but never by more than max_staleness versions.
+// Async mode streams: steps are generated ahead of training (with partial
+// rollouts, weights land in sequences in flight), so a step's samples may lag
+// the policy, but never by more than max_staleness versions.
 TEST(RunE2eTest, AsyncModeOverlapsRolloutWithTrainingWithinTheStalenessBound) {
   const std::string dir = testing::MakeTempDir("e2e-async");
   const int steps = 6, max_staleness = 2;
@@ -107,6 +108,9 @@ TEST(RunE2eTest, AsyncModeOverlapsRolloutWithTrainingWithinTheStalenessBound) {
   const std::string key = "orchestrator:\n";
   y.replace(y.find(key), key.size(),
             key + "  mode: async\n  max_staleness: " + std::to_string(max_staleness) + "\n");
+  const std::string rollout = "rollout:\n";
+  ASSERT_NE(y.find(rollout), std::string::npos) << y;
+  y.replace(y.find(rollout), rollout.size(), rollout + "  partial_rollout: true\n");
   e2e::WriteText(dir + "/run.yaml", y);
   std::string out;
   ASSERT_EQ(testing::RunCommand({ZerorlBin(), "run", dir + "/run.yaml", "--port", "0", "--no-progress"}, &out,
@@ -123,10 +127,12 @@ TEST(RunE2eTest, AsyncModeOverlapsRolloutWithTrainingWithinTheStalenessBound) {
     EXPECT_GE(v.at("learner_idle_fraction"), 0.0);
     EXPECT_LE(v.at("learner_idle_fraction"), 1.0);
     // Trained at step s, the policy was at version s; its samples come from
-    // versions in [s - max_staleness + 1, s].
+    // versions in [s - max_staleness, s] (the oldest token of each sample).
     const double lo = v.at("sample_policy_version_min"), hi = v.at("sample_policy_version_max");
-    EXPECT_GE(lo, std::max(0, s - max_staleness + 1)) << "step " << s << " trained on too-stale samples";
+    EXPECT_GE(lo, std::max(0, s - max_staleness)) << "step " << s << " trained on too-stale samples";
     EXPECT_LE(hi, s) << "step " << s;
+    EXPECT_EQ(v.at("stale_groups"), 0) << "step " << s;
+    EXPECT_LE(v.at("version_lag_max"), max_staleness) << "step " << s;
     lagged += lo < s;
   }
   EXPECT_GT(lagged, 0) << "no step's rollout overlapped the previous step's training";
