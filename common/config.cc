@@ -429,6 +429,10 @@ zerorl::v1::RunConfig DefaultRunConfig() {
   g->mutable_overlong()->set_penalty(1.0);
   g->set_router_bias_gamma(0.001);
   g->set_adv_eps(1e-6);
+  g->set_is_correction(zerorl::v1::IMPORTANCE_CORRECTION_NONE);
+  g->set_is_level(zerorl::v1::IMPORTANCE_LEVEL_TOKEN);
+  g->set_is_cap(2.0);
+  g->set_is_mask_low(0.5);
   auto* o = l->mutable_optimizer();
   o->set_lr(1e-5);
   o->set_beta1(0.9);
@@ -695,7 +699,13 @@ absl::Status FinalizeRunConfig(zerorl::v1::RunConfig* c) {
       .AtLeast("learner.grpo.overlong.penalty", g.overlong().penalty(), 0.0)
       .AtLeast("learner.grpo.router_bias_gamma", g.router_bias_gamma(), 0.0)
       .AtLeast("learner.grpo.balance_loss_alpha", g.balance_loss_alpha(), 0.0)
-      .Positive("learner.grpo.adv_eps", g.adv_eps());
+      .Positive("learner.grpo.adv_eps", g.adv_eps())
+      .Positive("learner.grpo.is_cap", g.is_cap())
+      .AtLeast("learner.grpo.is_mask_low", g.is_mask_low(), 0.0);
+  if (k.ok() && g.is_correction() == zerorl::v1::IMPORTANCE_CORRECTION_MIS && !(g.is_mask_low() < g.is_cap()))
+    return bad("learner.grpo.is_mask_low",
+               absl::StrCat("must be below learner.grpo.is_cap (", g.is_cap(), ") with is_correction: mis, got ",
+                            g.is_mask_low()));
   const auto& o = c->learner().optimizer();
   k.AtLeast("learner.optimizer.lr", o.lr(), 0.0)
       .Between("learner.optimizer.beta1", o.beta1(), 0.0, 1.0, /*hi_open=*/true)

@@ -87,6 +87,9 @@ TEST(ConfigInputTest, NegativeAndOutOfRangeValuesAreRefusedByKey) {
       {"reward.threads", "100000"},
       {"reward.sandbox.cpu_seconds", "-1"},
       {"learner.grpo.adv_eps", "-1e-6"},
+      {"learner.grpo.is_cap", "0"},
+      {"learner.grpo.is_cap", "-2"},
+      {"learner.grpo.is_mask_low", "-0.5"},
       {"server.max_message_mb", "4096"},
   };
   for (const auto& [key, value] : cases) {

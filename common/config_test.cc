@@ -66,9 +66,35 @@ TEST(ConfigTest, WrongTypeNamesItsPath) {
   ASSERT_FALSE(f.ok());
   EXPECT_THAT(f.status().message(), HasSubstr("one of grpo|dapo|dr_grpo"));
 
+  auto is = ParseRunConfig("learner:\n  grpo:\n    is_correction: icepop\n", "t.yaml");
+  ASSERT_FALSE(is.ok());
+  EXPECT_THAT(is.status().message(), HasSubstr("learner.grpo.is_correction"));
+  EXPECT_THAT(is.status().message(), HasSubstr("one of none|tis|mis"));
+  auto lv = ParseRunConfig("learner:\n  grpo:\n    is_level: batch\n", "t.yaml");
+  ASSERT_FALSE(lv.ok());
+  EXPECT_THAT(lv.status().message(), HasSubstr("one of token|sequence"));
+
   auto g = ParseRunConfig("orchestrator:\n  progress: maybe\n", "t.yaml");
   ASSERT_FALSE(g.ok());
   EXPECT_THAT(g.status().message(), HasSubstr("orchestrator.progress: expected boolean"));
+}
+
+TEST(ConfigTest, OffPolicyCorrectionParsesAndItsBoundsAreChecked) {
+  auto c = ParseRunConfig("learner:\n  grpo:\n    is_correction: mis\n    is_level: sequence\n"
+                          "    is_cap: 3.0\n    is_mask_low: 0.25\n", "t.yaml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->learner().grpo().is_correction(), zerorl::v1::IMPORTANCE_CORRECTION_MIS);
+  EXPECT_EQ(c->learner().grpo().is_level(), zerorl::v1::IMPORTANCE_LEVEL_SEQUENCE);
+  EXPECT_EQ(c->learner().grpo().is_cap(), 3.0);
+  EXPECT_EQ(c->learner().grpo().is_mask_low(), 0.25);
+  auto d = ParseRunConfig("", "t.yaml");
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->learner().grpo().is_correction(), zerorl::v1::IMPORTANCE_CORRECTION_NONE);
+  // mis: the mask's lower bound must lie below the cap; tis does not use it.
+  auto bad = ParseRunConfig("learner:\n  grpo:\n    is_correction: mis\n    is_mask_low: 2.0\n", "t.yaml");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(bad.status().message(), HasSubstr("t.yaml: learner.grpo.is_mask_low: must be below learner.grpo.is_cap"));
+  EXPECT_TRUE(ParseRunConfig("learner:\n  grpo:\n    is_correction: tis\n    is_mask_low: 2.0\n", "t.yaml").ok());
 }
 
 TEST(ConfigTest, OutOfRangeValueIsRejected) {

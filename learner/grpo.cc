@@ -112,6 +112,73 @@ void LossSums::Add(const LossSums& o) {
   ratio_max = std::max(ratio_max, o.ratio_max);
 }
 
+IsCorrection IsCorrectionFromProto(zerorl::v1::ImportanceCorrection c) {
+  switch (c) {
+    case zerorl::v1::IMPORTANCE_CORRECTION_TIS: return IsCorrection::kTis;
+    case zerorl::v1::IMPORTANCE_CORRECTION_MIS: return IsCorrection::kMis;
+    default: return IsCorrection::kNone;
+  }
+}
+
+IsLevel IsLevelFromProto(zerorl::v1::ImportanceLevel l) {
+  return l == zerorl::v1::IMPORTANCE_LEVEL_SEQUENCE ? IsLevel::kSequence : IsLevel::kToken;
+}
+
+void MismatchSums::Add(const MismatchSums& o) {
+  k3 += o.k3;
+  abs_diff_max = std::max(abs_diff_max, o.abs_diff_max);
+  tokens += o.tokens;
+  corrected += o.corrected;
+}
+
+absl::Status RolloutCorrection(const float* logp_old, const float* logp_rollout, int length,
+                               const IsOptions& options, double* is_weight, MismatchSums* sums) {
+  if (length < 0) return absl::InvalidArgumentError(absl::StrCat("sequence has negative length ", length));
+  if (length == 0) return absl::OkStatus();
+  if (!logp_old || !logp_rollout || !is_weight)
+    return absl::InvalidArgumentError("rollout correction of a sequence with missing arrays");
+  MismatchSums s;
+  double d_sum = 0;
+  for (int t = 0; t < length; ++t) {
+    const double d = static_cast<double>(logp_old[t]) - static_cast<double>(logp_rollout[t]);
+    if (!std::isfinite(d))
+      return absl::InvalidArgumentError(absl::StrCat("token ", t, " has a non-finite logprob (learner ", logp_old[t],
+                                                     ", rollout ", logp_rollout[t], ")"));
+    const double dc = std::clamp(d, -kIsLogRatioBound, kIsLogRatioBound);
+    s.k3 += std::exp(dc) - dc - 1.0;
+    s.abs_diff_max = std::max(s.abs_diff_max, std::fabs(d));
+    d_sum += d;
+    is_weight[t] = std::exp(dc);
+  }
+  s.tokens = length;
+  if (options.level == IsLevel::kSequence) {
+    const double w = std::exp(std::clamp(d_sum, -kIsLogRatioBound, kIsLogRatioBound));
+    std::fill(is_weight, is_weight + length, w);
+  }
+  for (int t = 0; t < length; ++t) {
+    double& w = is_weight[t];
+    switch (options.correction) {
+      case IsCorrection::kNone:
+        w = 1.0;
+        break;
+      case IsCorrection::kTis:
+        if (w > options.cap) {
+          w = options.cap;
+          s.corrected += 1;
+        }
+        break;
+      case IsCorrection::kMis:
+        if (w < options.mask_low || w > options.cap) {
+          w = 0.0;
+          s.corrected += 1;
+        }
+        break;
+    }
+  }
+  sums->Add(s);
+  return absl::OkStatus();
+}
+
 absl::StatusOr<LossSums> TokenLoss(const std::vector<SequenceView>& seqs, const LossOptions& options,
                                    const std::vector<float*>& dlogp) {
   if (dlogp.size() != seqs.size())
@@ -140,6 +207,10 @@ absl::StatusOr<LossSums> TokenLoss(const std::vector<SequenceView>& seqs, const 
       } else {
         pg = unclipped_obj;
         dpg = ratio * a;
+      }
+      if (q.is_weight) {  // off-policy correction: ω scales the clipped term and its gradient
+        pg *= q.is_weight[t];
+        dpg *= q.is_weight[t];
       }
       double token_loss = -pg, dtoken = -dpg;
       if (use_kl) {

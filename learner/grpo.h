@@ -14,6 +14,12 @@
 //   dapo:    w_i = 1 / Σ_j T_j          one token mean over the batch
 //   dr_grpo: w_i = 1 / (N · max_len)    = sum / (max_len·G) averaged over groups
 // where N is the number of sequences in the batch and T_i their token counts.
+//
+// Off-policy correction (learner.grpo.is_correction, README "Off-policy
+// correction"): with an importance weight ω_it from RolloutCorrection the
+// token loss becomes ℓ = −ω_it·pg + β·k3. ω is a constant of the step (it
+// depends on logp_old and the rollout's logprobs only, so no gradient flows
+// through it), the KL term and the aggregation weights w_i are not weighted.
 #pragma once
 
 #include <cstdint>
@@ -78,6 +84,7 @@ struct SequenceView {
   int length = 0;                   // T
   double advantage = 0.0;           // A_i
   double weight = 0.0;              // w_i from SequenceWeights
+  const double* is_weight = nullptr;  // [T] ω from RolloutCorrection; null: no correction (ω = 1)
 };
 
 // Sums over the tokens given (every value is already weighted by w_i, so the
@@ -92,6 +99,49 @@ struct LossSums {
   double ratio_max = 0;     // max ρ seen
   void Add(const LossSums& o);
 };
+
+// ---- off-policy correction against the rollout's logprobs -----------------
+
+enum class IsCorrection { kNone, kTis, kMis };
+enum class IsLevel { kToken, kSequence };
+
+// From the config enums (UNSPECIFIED means the documented defaults, none / token).
+IsCorrection IsCorrectionFromProto(zerorl::v1::ImportanceCorrection c);
+IsLevel IsLevelFromProto(zerorl::v1::ImportanceLevel l);
+
+struct IsOptions {
+  IsCorrection correction = IsCorrection::kNone;
+  IsLevel level = IsLevel::kToken;
+  double cap = 2.0;        // tis: ω = min(w, cap); mis: w > cap is masked
+  double mask_low = 0.5;   // mis: w < mask_low is masked
+};
+
+// The log-ratio (token, or summed over the sequence) is clamped to
+// ±kIsLogRatioBound before exp, as verl's SAFETY_BOUND: no overflow for long
+// sequences, and no effect on any weight that a cap below e^20 bounds anyway.
+inline constexpr double kIsLogRatioBound = 20.0;
+
+// Per-step sums of the rollout/training mismatch, over tokens (they add up
+// across micro-batches and ranks like LossSums).
+struct MismatchSums {
+  double k3 = 0;            // Σ_t exp(d_t) − d_t − 1, d_t = logp_old − logp_rollout clamped to
+                            // ±kIsLogRatioBound: the k3 estimate of KL(π_rollout‖π_old)
+  double abs_diff_max = 0;  // max_t |d_t|
+  double tokens = 0;        // tokens with rollout logprobs
+  double corrected = 0;     // tokens whose weight was truncated (tis) or masked (mis)
+  void Add(const MismatchSums& o);
+};
+
+// One sequence's importance weights ω[0..T) for π_old / π_rollout:
+//   w_t = exp(clamp(d_t)) (token level), or w = exp(clamp(Σ_t d_t)) for every
+//   t (sequence level); tis: ω = min(w, cap); mis: ω = w if mask_low ≤ w ≤ cap,
+//   else 0; none: ω = 1 (the loss must then be given is_weight = null, which
+//   is what keeps it bit-identical to the uncorrected one).
+// Adds the sequence's mismatch diagnostics to *sums (computed for every
+// correction, none included). INVALID_ARGUMENT on T < 0, null arrays with
+// T > 0, or a non-finite logprob (naming the token).
+absl::Status RolloutCorrection(const float* logp_old, const float* logp_rollout, int length,
+                               const IsOptions& options, double* is_weight, MismatchSums* sums);
 
 // Computes the loss of `seqs` and writes dloss/dlogp for each token into
 // dlogp[i][0..T_i) (overwritten, not accumulated). Ties of the min take the

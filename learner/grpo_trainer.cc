@@ -27,6 +27,7 @@ struct GrpoTrainer::Seq {
   std::vector<float> rollout_logp;   // [C] as the rollout reported them (may be empty)
   std::vector<float> old_logp;       // [C] policy at step start
   std::vector<float> ref_logp;       // [C] reference (β > 0)
+  std::vector<double> is_weight;     // [C] off-policy correction ω (empty: none)
   double advantage = 0, weight = 0;
 };
 
@@ -61,6 +62,14 @@ absl::StatusOr<std::unique_ptr<GrpoTrainer>> GrpoTrainer::Create(PolicyReplicas 
                                                    " gradient reducers, got ", replicas.reducers.size()));
   if (options.grpo.epochs() < 1) return absl::InvalidArgumentError("learner.grpo.epochs must be >= 1");
   if (options.grpo.micro_batch() < 1) return absl::InvalidArgumentError("learner.grpo.micro_batch must be >= 1");
+  const grpo::IsCorrection is = grpo::IsCorrectionFromProto(options.grpo.is_correction());
+  if (is != grpo::IsCorrection::kNone && !(options.grpo.is_cap() > 0))
+    return absl::InvalidArgumentError(
+        absl::StrCat("learner.grpo.is_cap must be > 0 with an is_correction, got ", options.grpo.is_cap()));
+  const double low = options.grpo.is_mask_low();
+  if (is == grpo::IsCorrection::kMis && !(low >= 0 && low < options.grpo.is_cap()))
+    return absl::InvalidArgumentError(absl::StrCat(
+        "learner.grpo.is_mask_low must be in [0, is_cap) with is_correction: mis, got ", low));
   std::unique_ptr<GrpoTrainer> t(new GrpoTrainer());
   t->options_ = options;
   t->tokenizer_ = std::move(tokenizer);
@@ -86,6 +95,29 @@ absl::StatusOr<std::unique_ptr<GrpoTrainer>> GrpoTrainer::Create(PolicyReplicas 
   }
   t->rng_.seed(options.seed);
   return t;
+}
+
+// The rollout's logprobs are the behaviour policy of the off-policy
+// correction: with one on, every sample must carry one finite logprob per
+// completion token. Without one they only feed the mismatch diagnostics, and
+// a sample whose logprobs are unusable is left out of those.
+absl::Status GrpoTrainer::CheckRolloutLogprobs(size_t group, int sample, int reported, Seq* s) const {
+  const bool needed = grpo::IsCorrectionFromProto(options_.grpo.is_correction()) != grpo::IsCorrection::kNone;
+  const auto where = [&] { return absl::StrCat("group ", group, " sample ", sample); };
+  if (needed && reported != s->completion_len)
+    return absl::InvalidArgumentError(absl::StrCat(where(), " has ", reported, " rollout logprobs for ",
+                                                    s->completion_len, " completion tokens; ",
+                                                    "learner.grpo.is_correction needs one per token"));
+  for (size_t t = 0; t < s->rollout_logp.size(); ++t) {
+    if (std::isfinite(s->rollout_logp[t])) continue;
+    if (needed)
+      return absl::InvalidArgumentError(absl::StrCat(where(), " token ", t, " has a non-finite rollout logprob (",
+                                                     s->rollout_logp[t], "); ",
+                                                     "learner.grpo.is_correction needs finite ones"));
+    s->rollout_logp.clear();
+    break;
+  }
+  return absl::OkStatus();
 }
 
 absl::Status GrpoTrainer::BuildSequences(const std::vector<zerorl::v1::Group>& groups, std::vector<Seq>* seqs,
@@ -123,6 +155,7 @@ absl::Status GrpoTrainer::BuildSequences(const std::vector<zerorl::v1::Group>& g
               absl::StrCat("group ", gi, " sample ", ti, " has token ", t, " outside the vocabulary"));
       if (tr.sample().logprobs_size() == s.completion_len)
         s.rollout_logp.assign(tr.sample().logprobs().begin(), tr.sample().logprobs().end());
+      ZRL_RETURN_IF_ERROR(CheckRolloutLogprobs(gi, ti, tr.sample().logprobs_size(), &s));
       double r = tr.reward().reward();
       if (g.overlong().enabled())
         r += grpo::OverlongPenalty(s.completion_len, options_.max_new_tokens, g.overlong().buffer_tokens(),
@@ -171,6 +204,7 @@ absl::Status GrpoTrainer::BuildSequences(const std::vector<zerorl::v1::Group>& g
 struct GrpoTrainer::RankSums {
   grpo::LossSums first_epoch, all_epochs;
   double entropy = 0, gap_sum = 0, gap_max = 0, gap_n = 0, tokens_processed = 0;
+  grpo::MismatchSums mismatch;  // rollout vs step-start logprobs, off-policy correction counts
   float balance_loss = 0;
   std::vector<std::vector<int64_t>> loads;  // [layer][expert], first epoch
 };
@@ -181,6 +215,7 @@ struct GrpoTrainer::StepState {
   std::vector<Seq> seqs;                              // the step's sequences (kept groups)
   float lr = 0;                                       // this step's scheduled learning rate
   grpo::LossOptions loss;                             // clip range, β, aggregation
+  grpo::IsOptions is;                                 // off-policy correction
   model::TrainOptions train;                          // balance-loss α (entropy: per epoch)
   std::vector<size_t> order;                          // [seqs] this epoch's seeded shuffle
   std::vector<std::vector<model::TensorRef>> params;  // [rank] the replica's parameters
@@ -244,6 +279,10 @@ absl::Status GrpoTrainer::PrepareStep(StepState* st) const {
   lo.beta = g.beta();
   lo.aggregation = grpo::AggregationFromProto(g.loss_aggregation());
   lo.max_new_tokens = options_.max_new_tokens;
+  st->is.correction = grpo::IsCorrectionFromProto(g.is_correction());
+  st->is.level = grpo::IsLevelFromProto(g.is_level());
+  st->is.cap = g.is_cap();
+  st->is.mask_low = g.is_mask_low();
   std::vector<int> lengths;
   for (const Seq& s : st->seqs) lengths.push_back(s.completion_len);
   ZRL_ASSIGN_OR_RETURN(std::vector<double> w, grpo::SequenceWeights(lengths, lo));
@@ -295,7 +334,7 @@ absl::Status GrpoTrainer::RunMicroBatch(MicroBatch* mb, StepState* st) {
   PackBatch(mb);
   if (mb->epoch == 0 && !references_.empty()) ZRL_RETURN_IF_ERROR(ReferenceLogprobs(mb));
   ZRL_RETURN_IF_ERROR(PolicyForward(mb, st));
-  if (mb->epoch == 0) RecordOldLogprobs(*mb, &st->sums[mb->rank]);
+  if (mb->epoch == 0) ZRL_RETURN_IF_ERROR(RecordOldLogprobs(*mb, st->is, &st->sums[mb->rank]));
   ZRL_RETURN_IF_ERROR(TokenLossGradient(mb, st));
   return policies_[mb->rank]->TrainBackward(mb->dlogp.data());
 }
@@ -348,8 +387,10 @@ absl::Status GrpoTrainer::PolicyForward(MicroBatch* mb, StepState* st) {
 }
 
 // First epoch: the policy's logprobs before any update become the "old"
-// logprobs; sums their entropy and their gap to the rollout's logprobs.
-void GrpoTrainer::RecordOldLogprobs(const MicroBatch& mb, RankSums* a) {
+// logprobs; sums their entropy and their gap to the rollout's logprobs, and
+// sets the off-policy correction weights ω = f(π_old / π_rollout), fixed for
+// the step's epochs.
+absl::Status GrpoTrainer::RecordOldLogprobs(const MicroBatch& mb, const grpo::IsOptions& is, RankSums* a) {
   for (size_t b = 0; b < mb.seqs.size(); ++b) {
     Seq& s = *mb.seqs[b];
     const float* row = mb.out.logp.data() + mb.CompletionRow(b);
@@ -362,7 +403,13 @@ void GrpoTrainer::RecordOldLogprobs(const MicroBatch& mb, RankSums* a) {
         a->gap_max = std::max(a->gap_max, d);
         a->gap_n += 1;
       }
+    if (s.rollout_logp.empty()) continue;  // only possible without a correction (CheckRolloutLogprobs)
+    s.is_weight.resize(s.completion_len);
+    ZRL_RETURN_IF_ERROR(grpo::RolloutCorrection(s.old_logp.data(), s.rollout_logp.data(), s.completion_len, is,
+                                                s.is_weight.data(), &a->mismatch));
+    if (is.correction == grpo::IsCorrection::kNone) s.is_weight.clear();
   }
+  return absl::OkStatus();
 }
 
 // The GRPO token loss against the old (and reference) logprobs; writes
@@ -375,7 +422,8 @@ absl::Status GrpoTrainer::TokenLossGradient(MicroBatch* mb, StepState* st) const
   for (size_t b = 0; b < mb->seqs.size(); ++b) {
     const Seq& s = *mb->seqs[b];
     views.push_back({mb->out.logp.data() + mb->CompletionRow(b), s.old_logp.data(),
-                     with_reference ? s.ref_logp.data() : nullptr, s.completion_len, s.advantage, s.weight});
+                     with_reference ? s.ref_logp.data() : nullptr, s.completion_len, s.advantage, s.weight,
+                     s.is_weight.empty() ? nullptr : s.is_weight.data()});
     drows.push_back(mb->dlogp.data() + mb->CompletionRow(b));
   }
   ZRL_ASSIGN_OR_RETURN(grpo::LossSums sums, grpo::TokenLoss(views, st->loss, drows));
@@ -416,6 +464,7 @@ GrpoTrainer::RankSums GrpoTrainer::MergeRanks(const std::vector<RankSums>& per_r
     sum.gap_sum += a.gap_sum;
     sum.gap_max = std::max(sum.gap_max, a.gap_max);
     sum.gap_n += a.gap_n;
+    sum.mismatch.Add(a.mismatch);
     sum.tokens_processed += a.tokens_processed;
     sum.balance_loss += a.balance_loss;
     if (sum.loads.size() < a.loads.size()) sum.loads.resize(a.loads.size());
@@ -450,6 +499,10 @@ void GrpoTrainer::ReportStepMetrics(const RankSums& sum, float grad_norm, double
   (*m)["balance_loss"] = sum.balance_loss;
   (*m)["train_rollout_logprob_gap"] = sum.gap_n > 0 ? sum.gap_sum / sum.gap_n : 0;
   (*m)["train_rollout_logprob_gap_max"] = sum.gap_max;
+  const grpo::MismatchSums& mm = sum.mismatch;
+  (*m)["rollout_train_kl"] = mm.tokens > 0 ? mm.k3 / mm.tokens : 0;
+  (*m)["rollout_train_logprob_abs_diff_max"] = mm.abs_diff_max;
+  (*m)["is_clip_frac"] = mm.tokens > 0 ? mm.corrected / mm.tokens : 0;
   (*m)["completion_tokens"] = first_epoch.tokens;
   (*m)["tokens_per_s"] = sum.tokens_processed / secs;
   (*m)["step_seconds"] = secs;

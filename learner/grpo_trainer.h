@@ -8,7 +8,10 @@
 // micro-batches, accumulating gradients, and ends with grad-norm clipping and
 // one AdamW update at the scheduled LR. The "old" logprobs are the policy's
 // own at the start of the step (the first epoch's forward, before any update);
-// their gap to the rollout's logprobs is reported. After the epochs the MoE
+// their gap to the rollout's logprobs is reported (rollout_train_kl,
+// rollout_train_logprob_abs_diff_max) and, with learner.grpo.is_correction,
+// weights the clipped term by the truncated / masked ratio π_old / π_rollout
+// (is_clip_frac: tokens truncated or masked). After the epochs the MoE
 // router biases move by γ·sign(mean_load − load) from the step's expert loads.
 //
 // Determinism: same weights, state and groups give bit-identical results on
@@ -40,6 +43,7 @@
 
 #include "absl/status/statusor.h"
 #include "learner/data_parallel.h"
+#include "learner/grpo.h"
 #include "model/model.h"
 #include "model/optimizer.h"
 #include "model/tokenizer.h"
@@ -111,6 +115,7 @@ class GrpoTrainer {
   GrpoTrainer() = default;
   absl::Status BuildSequences(const std::vector<zerorl::v1::Group>& groups, std::vector<Seq>* seqs,
                               Metrics* m) const;
+  absl::Status CheckRolloutLogprobs(size_t group, int sample, int reported, Seq* s) const;
 
   // The phases of Step, in the order it runs them (see grpo_trainer.cc).
   float ScheduledLr() const;
@@ -121,7 +126,7 @@ class GrpoTrainer {
   static void PackBatch(MicroBatch* mb);
   absl::Status ReferenceLogprobs(MicroBatch* mb);
   absl::Status PolicyForward(MicroBatch* mb, StepState* st);
-  static void RecordOldLogprobs(const MicroBatch& mb, RankSums* sums);
+  static absl::Status RecordOldLogprobs(const MicroBatch& mb, const grpo::IsOptions& is, RankSums* sums);
   absl::Status TokenLossGradient(MicroBatch* mb, StepState* st) const;
   absl::Status AllReduceGradients();
   absl::Status ClipAndUpdate(int epoch, StepState* st);

@@ -3,6 +3,7 @@
 // real GenerationEngine is tests/integration/grpo_learning_test.cc.
 #include "learner/grpo_trainer.h"
 
+#include <cmath>
 #include <cstring>
 #include <random>
 
@@ -100,6 +101,111 @@ TEST(GrpoTrainerTest, DynamicSamplingDropsUniformGroups) {
   EXPECT_GE((*m)["dynamic_sampling_dropped_frac"], 0.5);
   EXPECT_LT((*m)["dynamic_sampling_dropped_frac"], 1.0);
   EXPECT_EQ((*t)->version(), 1);
+}
+
+// Every rollout logprob set to `value`.
+std::vector<zerorl::v1::Group> WithRolloutLogprobs(std::vector<zerorl::v1::Group> groups, float value) {
+  for (auto& g : groups)
+    for (auto& t : *g.mutable_trajectories())
+      for (float& lp : *t.mutable_sample()->mutable_logprobs()) lp = value;
+  return groups;
+}
+
+TrainerOptions CorrectionOptions(zerorl::v1::ImportanceCorrection c) {
+  TrainerOptions o = ResumeOptions();
+  o.grpo.set_beta(0);
+  o.grpo.set_router_bias_gamma(0);
+  o.optimizer.set_weight_decay(0);
+  o.grpo.set_is_correction(c);
+  o.grpo.set_is_level(zerorl::v1::IMPORTANCE_LEVEL_TOKEN);
+  o.grpo.set_is_cap(2.0);
+  o.grpo.set_is_mask_low(0.5);
+  return o;
+}
+
+// none: the rollout logprobs feed the mismatch metrics only; the step is
+// bit-identical to one on the same groups without them.
+TEST(GrpoTrainerTest, OffPolicyCorrectionNoneLeavesTheStepUnchanged) {
+  const auto groups = zerorl::testing::RandomGroups(40, 3, 4);
+  auto without = groups;
+  for (auto& g : without)
+    for (auto& t : *g.mutable_trajectories()) t.mutable_sample()->clear_logprobs();
+  auto a = GrpoTrainer::Create(testing::TinyMoe(5), testing::CharTokenizer(), ResumeOptions());
+  auto b = GrpoTrainer::Create(testing::TinyMoe(5), testing::CharTokenizer(), ResumeOptions());
+  ASSERT_TRUE(a.ok() && b.ok());
+  auto ma = (*a)->Step(groups);
+  auto mb = (*b)->Step(without);
+  ASSERT_TRUE(ma.ok() && mb.ok()) << ma.status() << mb.status();
+  EXPECT_EQ((*ma)["loss"], (*mb)["loss"]);
+  EXPECT_EQ((*ma)["grad_norm"], (*mb)["grad_norm"]);
+  EXPECT_EQ(zerorl::testing::Weights((*a)->policy()), zerorl::testing::Weights((*b)->policy()));
+  EXPECT_GT((*ma)["rollout_train_kl"], 0.0) << "diagnostics are computed without a correction";
+  EXPECT_GT((*ma)["rollout_train_logprob_abs_diff_max"], 0.0);
+  EXPECT_EQ((*ma)["rollout_train_logprob_abs_diff_max"], (*ma)["train_rollout_logprob_gap_max"]);
+  EXPECT_EQ((*ma)["is_clip_frac"], 0.0);
+  EXPECT_EQ((*mb)["rollout_train_kl"], 0.0) << "no rollout logprobs, nothing to compare";
+}
+
+// The tiny model's logprobs are about -log(100) = -4.6: against rollout
+// logprobs of 0 every ratio π_old / π_rollout is far below 0.5 (mis masks them all:
+// no gradient, the policy stays); against -30 every ratio is > e^20 (tis
+// truncates all at 2: the policy-gradient loss doubles exactly).
+TEST(GrpoTrainerTest, OffPolicyCorrectionTruncatesAndMasksInTheStep) {
+  const auto groups = zerorl::testing::RandomGroups(41, 3, 4);
+  auto none = GrpoTrainer::Create(testing::TinyMoe(6), testing::CharTokenizer(),
+                                  CorrectionOptions(zerorl::v1::IMPORTANCE_CORRECTION_NONE));
+  auto tis = GrpoTrainer::Create(testing::TinyMoe(6), testing::CharTokenizer(),
+                                 CorrectionOptions(zerorl::v1::IMPORTANCE_CORRECTION_TIS));
+  auto mis = GrpoTrainer::Create(testing::TinyMoe(6), testing::CharTokenizer(),
+                                 CorrectionOptions(zerorl::v1::IMPORTANCE_CORRECTION_MIS));
+  ASSERT_TRUE(none.ok() && tis.ok() && mis.ok());
+  const std::vector<float> before = zerorl::testing::Weights((*mis)->policy());
+
+  auto m_mis = (*mis)->Step(WithRolloutLogprobs(groups, 0.f));
+  ASSERT_TRUE(m_mis.ok()) << m_mis.status();
+  EXPECT_EQ((*m_mis)["is_clip_frac"], 1.0);
+  EXPECT_EQ((*m_mis)["pg_loss"], 0.0);
+  EXPECT_EQ((*m_mis)["grad_norm"], 0.0);
+  EXPECT_EQ(zerorl::testing::Weights((*mis)->policy()), before) << "every token masked, yet the policy moved";
+  EXPECT_GT((*m_mis)["rollout_train_kl"], 1.0);
+  EXPECT_GT((*m_mis)["rollout_train_logprob_abs_diff_max"], 3.0);
+
+  auto m_none = (*none)->Step(WithRolloutLogprobs(groups, -30.f));
+  auto m_tis = (*tis)->Step(WithRolloutLogprobs(groups, -30.f));
+  ASSERT_TRUE(m_none.ok() && m_tis.ok()) << m_none.status() << m_tis.status();
+  EXPECT_EQ((*m_tis)["is_clip_frac"], 1.0);
+  EXPECT_EQ((*m_none)["is_clip_frac"], 0.0);
+  EXPECT_NE((*m_none)["pg_loss"], 0.0);
+  EXPECT_EQ((*m_tis)["pg_loss"], 2 * (*m_none)["pg_loss"]);
+  EXPECT_EQ((*m_tis)["rollout_train_kl"], (*m_none)["rollout_train_kl"]);
+}
+
+TEST(GrpoTrainerTest, OffPolicyCorrectionRefusesMissingRolloutLogprobsAndBadBounds) {
+  auto t = GrpoTrainer::Create(testing::TinyMoe(7), testing::CharTokenizer(),
+                               CorrectionOptions(zerorl::v1::IMPORTANCE_CORRECTION_TIS));
+  ASSERT_TRUE(t.ok());
+  auto groups = zerorl::testing::RandomGroups(42, 2, 2);
+  groups[1].mutable_trajectories(1)->mutable_sample()->clear_logprobs();
+  auto s = (*t)->Step(groups);
+  EXPECT_EQ(s.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.status().message().find("group 1 sample 1 has 0 rollout logprobs"), std::string::npos) << s.status();
+  groups = zerorl::testing::RandomGroups(42, 2, 2);
+  groups[0].mutable_trajectories(0)->mutable_sample()->set_logprobs(0, std::nanf(""));
+  s = (*t)->Step(groups);
+  EXPECT_EQ(s.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.status().message().find("group 0 sample 0 token 0 has a non-finite rollout logprob"), std::string::npos)
+      << s.status();
+  EXPECT_EQ((*t)->version(), 0);
+
+  TrainerOptions o = CorrectionOptions(zerorl::v1::IMPORTANCE_CORRECTION_TIS);
+  o.grpo.set_is_cap(0);
+  auto bad = GrpoTrainer::Create(testing::TinyMoe(7), testing::CharTokenizer(), o);
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.status().message().find("learner.grpo.is_cap"), std::string::npos) << bad.status();
+  o = CorrectionOptions(zerorl::v1::IMPORTANCE_CORRECTION_MIS);
+  o.grpo.set_is_mask_low(2.0);
+  bad = GrpoTrainer::Create(testing::TinyMoe(7), testing::CharTokenizer(), o);
+  EXPECT_NE(bad.status().message().find("learner.grpo.is_mask_low"), std::string::npos) << bad.status();
 }
 
 }  // namespace

@@ -146,7 +146,7 @@ TEST_F(LearnerServiceTest, TrainCheckpointsPublishesAndWorkersCanPull) {
     for (const char* k : {"loss", "pg_loss", "kl", "clip_frac", "entropy", "grad_norm", "lr", "reward_mean",
                           "reward_std", "accuracy", "completion_len_mean", "completion_len_max",
                           "dynamic_sampling_dropped_frac", "expert_load_max_over_mean", "train_rollout_logprob_gap",
-                          "tokens_per_s"})
+                          "rollout_train_kl", "rollout_train_logprob_abs_diff_max", "is_clip_frac", "tokens_per_s"})
       EXPECT_TRUE(resp.metrics().values().count(k)) << "missing metric " << k;
   }
   EXPECT_EQ(buffer_.acks, 3);

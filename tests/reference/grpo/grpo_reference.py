@@ -8,7 +8,11 @@ and writes the result (or the list of results) on stdout:
        rewards: [[float]] per group; group sizes must sum to the row count
        clip_low, clip_high, beta, aggregation ("grpo"|"dapo"|"dr_grpo"),
        max_new_tokens, std_normalize, batch_normalize, adv_eps
-  out: advantages [float] (per sequence), loss, pg_loss, kl, clip_frac, grad [[float]] ragged
+       optional off-policy correction, as verl's rollout_is / slime's TIS and
+       icepop write it: logp_rollout [[float]] ragged, is_correction
+       ("none"|"tis"|"mis"), is_level ("token"|"sequence"), is_cap, is_mask_low
+  out: advantages [float] (per sequence), loss, pg_loss, kl, clip_frac, grad [[float]] ragged,
+       and with logp_rollout: rollout_train_kl, rollout_train_logprob_abs_diff_max, is_clip_frac
 Run it with /usr/bin/python3 (Debian's python3-torch).
 """
 import json
@@ -17,6 +21,41 @@ import sys
 import torch
 
 torch.set_default_dtype(torch.float64)
+
+SAFETY_BOUND = 20.0  # |log-ratio| clamp before exp (verl's SAFETY_BOUND)
+
+
+def rollout_correction(p, old, mask):
+    """IS weights pi_old / pi_rollout (detached), the tokens they truncate or
+    mask, and the mismatch diagnostics."""
+    T = mask.shape[1]
+    d = (old - pad(p["logp_rollout"], T)) * mask
+    dc = torch.clamp(d, -SAFETY_BOUND, SAFETY_BOUND)
+    n = mask.sum()
+    diag = {
+        "rollout_train_kl": (((torch.exp(dc) - dc - 1) * mask).sum() / n).item(),
+        "rollout_train_logprob_abs_diff_max": (d.abs() * mask).max().item(),
+    }
+    if p["is_level"] == "token":
+        w = torch.exp(dc)
+    elif p["is_level"] == "sequence":
+        w = torch.exp(torch.clamp(d.sum(1, keepdim=True), -SAFETY_BOUND, SAFETY_BOUND)).expand_as(d)
+    else:
+        raise ValueError(p["is_level"])
+    corrected = torch.zeros_like(w)
+    if p["is_correction"] == "tis":
+        corrected = (w > p["is_cap"]).double()
+        w = torch.clamp(w, max=p["is_cap"])
+    elif p["is_correction"] == "mis":
+        keep = (w >= p["is_mask_low"]) & (w <= p["is_cap"])
+        corrected = (~keep).double()
+        w = torch.where(keep, w, torch.zeros_like(w))
+    elif p["is_correction"] == "none":
+        w = torch.ones_like(w)
+    else:
+        raise ValueError(p["is_correction"])
+    diag["is_clip_frac"] = ((corrected * mask).sum() / n).item()
+    return w.detach(), diag
 
 
 def advantages(groups, std_normalize, batch_normalize, eps):
@@ -55,6 +94,10 @@ def run_case(p):
     unclipped = ratio * A
     clipped = torch.clamp(ratio, 1 - p["clip_low"], 1 + p["clip_high"]) * A
     pg = torch.min(unclipped, clipped)
+    diag = {}
+    if "logp_rollout" in p:
+        w, diag = rollout_correction(p, old, mask)
+        pg = w * pg  # the weight scales the clipped term only, not the KL or the aggregation
     per_token = -pg
     kl = torch.zeros(N, T)
     if p["beta"] != 0:
@@ -82,6 +125,7 @@ def run_case(p):
         "clip_frac": (((clipped < unclipped).double() * mask).sum() / mask.sum()).item(),
         "grad": [grad[i, :L].tolist() for i, L in enumerate(lengths)],
     }
+    out.update(diag)
     return out
 
 
