@@ -1,4 +1,4 @@
-// `zerorl bench model|reward|buffer|weights [flags]`
+// `zerorl bench model|reward|buffer|weights|pipeline [flags]`
 #include <cstdio>
 #include <cstring>
 
@@ -17,6 +17,7 @@ int BenchCommand(int argc, char** argv) {
       {"reward", bench::BenchReward, "math checks/s and sandboxed executions/s against bare spawns"},
       {"buffer", bench::BenchBuffer, "durable append MB/s against raw RocksDB; query latency"},
       {"weights", bench::BenchWeights, "weight push MB/s against raw TCP"},
+      {"pipeline", bench::BenchPipeline, "sync vs async RL samples/s on the same budget (serve mode, pinned cores)"},
   };
   if (argc >= 2) {
     for (const auto& b : kBenches)

@@ -34,9 +34,9 @@ class ServeCluster {
   static constexpr const char* kRoles[] = {"buffer", "reward", "learner", "rollout0", "rollout1", "orchestrator"};
 
   // A run of `steps` steps of B prompts x G samples under `dir`; every step is
-  // checkpointed; `extra_learner` / `extra_orchestrator` are added to those sections.
+  // checkpointed; `extra_learner` / `extra_orchestrator` / `extra_rollout` are added to those sections.
   ServeCluster(const std::string& dir, int steps, int B, int G, const std::string& extra_learner = "",
-               const std::string& extra_orchestrator = "")
+               const std::string& extra_orchestrator = "", const std::string& extra_rollout = "")
       : dir_(dir), run_dir_(dir + "/run"), steps_(steps), B_(B), G_(G) {
     for (const char* r : kRoles) ports_[r] = FreePort();
     std::string cfg = CountdownConfig(run_dir_, steps, B, G, 0, 0, absl::StrCat("buffer:\n  address: ", Address("buffer"), "\n"));
@@ -45,7 +45,8 @@ class ServeCluster {
       if (pos != std::string::npos) cfg.insert(pos + section.size(), line);
     };
     insert_after("\nrollout:\n",
-                 absl::StrCat("  workers: [\"", Address("rollout0"), "\", \"", Address("rollout1"), "\"]\n"));
+                 absl::StrCat("  workers: [\"", Address("rollout0"), "\", \"", Address("rollout1"), "\"]\n",
+                              extra_rollout));
     insert_after("\nreward:\n", absl::StrCat("  workers: [\"", Address("reward"), "\"]\n"));
     insert_after("\nlearner:\n", absl::StrCat("  address: ", Address("learner"), "\n", extra_learner));
     insert_after("\norchestrator:\n", absl::StrCat("  address: ", Address("orchestrator"), "\n", extra_orchestrator));

@@ -28,7 +28,7 @@ ALLOWED = {
     # The orchestrator reaches the actors only through their protos; the model
     # library only for the tokenizer of the chat template.
     "orchestrator": ["model"] + GROUND,
-    "bench": ["learner", "rollout", "weights", "buffer", "reward", "model"] + GROUND,
+    "bench": ["orchestrator", "learner", "rollout", "weights", "buffer", "reward", "model"] + GROUND,
     "cli": ["orchestrator", "bench", "learner", "rollout", "weights", "buffer", "reward", "model"] + GROUND,
     "tests": None,  # the top: cross-module and end-to-end tests may include anything
 }
