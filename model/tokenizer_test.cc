@@ -122,6 +122,36 @@ TEST(TokenizerFixture, DecodeTokenMayBePartialUtf8) {
   EXPECT_EQ(tok->DecodeToken(tok->vocab_size()), "");
 }
 
+// DecodeText is Decode made well-formed UTF-8, with maximal ill-formed subparts
+// replaced by U+FFFD as HF tokenizers do: sampled ids often end inside a
+// character, and a sample's text is a proto string that must be UTF-8.
+TEST(TokenizerFixture, DecodeTextIsAlwaysValidUtf8) {
+  auto tok = LoadOrDie(kFixtures + "/qwen_style");
+  ASSERT_NE(tok, nullptr);
+  const std::string kFffd = "\xEF\xBF\xBD";
+  const std::vector<int32_t> emoji = tok->Encode("ok \xF0\x9F\xA6\x80");  // U+1F980 splits over byte tokens
+  ASSERT_GT(emoji.size(), 3u);
+  EXPECT_EQ(tok->DecodeText(emoji), "ok \xF0\x9F\xA6\x80");  // well-formed: unchanged
+  const std::vector<int32_t> cut(emoji.begin(), emoji.end() - 1);    // ends inside the emoji
+  EXPECT_FALSE(tokenizer_internal::IsValidUtf8(tok->Decode(cut)));
+  EXPECT_EQ(tok->DecodeText(cut), "ok " + kFffd);                    // one U+FFFD for the cut sequence
+  std::mt19937 rng(11);
+  for (int trial = 0; trial < 500; ++trial) {
+    std::vector<int32_t> ids(1 + rng() % 12);
+    for (int32_t& id : ids) id = static_cast<int32_t>(rng() % (tok->vocab_size() + 16));  // a padded model vocab
+    const std::string text = tok->DecodeText(ids, /*skip_special=*/true);
+    EXPECT_TRUE(tokenizer_internal::IsValidUtf8(text));
+    if (tokenizer_internal::IsValidUtf8(tok->Decode(ids, true))) EXPECT_EQ(text, tok->Decode(ids, true));
+  }
+  // Maximal subparts: a truncated 3-byte sequence is one U+FFFD, stray bytes one each,
+  // a surrogate lead (ED A0) two.
+  using tokenizer_internal::ToValidUtf8;
+  EXPECT_EQ(ToValidUtf8("a\xE2\x82"), "a" + kFffd);
+  EXPECT_EQ(ToValidUtf8("\xFF\xFEz"), kFffd + kFffd + "z");
+  EXPECT_EQ(ToValidUtf8("\xED\xA0\x80"), kFffd + kFffd + kFffd);
+  EXPECT_EQ(ToValidUtf8("\xF0\x9F\xA6x\xC3\xA9"), kFffd + "x\xC3\xA9");
+}
+
 TEST(TokenizerFixture, RandomTextRoundTrips) {
   auto tok = LoadOrDie(kFixtures + "/qwen_style");
   ASSERT_NE(tok, nullptr);
