@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "model/policy_loader.h"
 #include "model/tokenizer_pretok.h"
 #include "model/tokenizer_unicode.h"
 
@@ -301,6 +302,22 @@ TEST(TokenizerChat, QwenAndDeepSeekFormats) {
   for (int32_t t : (*ds)->Encode("hi")) want.push_back(t);
   want.push_back(1002);
   EXPECT_EQ((*ds)->Encode(prompt), want);
+}
+
+// A checkpoint carries the files the policy's tokenizer came from.
+TEST(PolicyTokenizerFiles, FollowTheTokenizerSpec) {
+  zerorl::v1::ModelConfig c;
+  EXPECT_TRUE(model::PolicyTokenizerFiles(c).empty());  // no path: the char vocabulary
+  c.set_path(kFixtures + "/qwen_style");
+  EXPECT_THAT(model::PolicyTokenizerFiles(c),
+              ElementsAre(kFixtures + "/qwen_style/tokenizer.json", kFixtures + "/qwen_style/tokenizer_config.json"));
+  c.set_tokenizer("char");
+  EXPECT_TRUE(model::PolicyTokenizerFiles(c).empty());
+  c.set_tokenizer(kFixtures + "/tokenizer_pairs.json");  // a file of another name, no tokenizer_config.json beside
+  EXPECT_THAT(model::PolicyTokenizerFiles(c), ElementsAre(kFixtures + "/tokenizer_pairs.json"));
+  c.set_path(kFixtures);  // auto, but no tokenizer.json in the model directory
+  c.set_tokenizer("auto");
+  EXPECT_TRUE(model::PolicyTokenizerFiles(c).empty());
 }
 
 }  // namespace
