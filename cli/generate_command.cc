@@ -1,7 +1,10 @@
 // `zerorl generate`: load an HF checkpoint directory (config.json, safetensors,
 // tokenizer.json if present — else the built-in character vocabulary), sample
 // a completion of a prompt, print it (or, with --json, one object with the
-// token ids and their logprobs).
+// token ids and their logprobs). --prompt TEXT becomes ids as rollout and the
+// learner make them (Tokenizer::EncodePrompt: BOS, when the tokenizer has one,
+// then the text), so a checkpoint sees the prompt it was trained on;
+// --prompt-ids are used exactly as given.
 //
 // Lengths are checked before any work: the prompt's tokens plus
 // --max-new-tokens must fit the model's max_position_embeddings (a prompt of
@@ -138,7 +141,7 @@ int GenerateCommand(int argc, char** argv) {
       return 2;
     }
   } else {
-    ids = tok->Encode(prompt);
+    ids = tok->EncodePrompt(prompt);  // BOS + text: the ids rollout and learner give the policy
     if (ids.empty()) {
       std::fprintf(stderr, "zerorl generate: the prompt encodes to no tokens\n");
       return 2;

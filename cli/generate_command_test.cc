@@ -60,6 +60,17 @@ TEST(GenerateCommandTest, JsonOutputIsSeededAndConsistent) {
             nlohmann::json::parse(greedy.substr(nl + 1))["tokens"]);
 }
 
+// --prompt TEXT is tokenized as rollout and the learner do (EncodePrompt): BOS
+// first. The char vocabulary's <bos> is 1, 'a' is 97 - 28 = 69.
+TEST(GenerateCommandTest, TextPromptStartsWithBosAsInTraining) {
+  const std::string dir = zerorl::testing::MakeTempDir("generate-cmd-bos");
+  ASSERT_TRUE(
+      (*Model::Create(testing::MustParse(testing::TinyDeepseekJson(R"({"vocab_size": 100})")), 3))->Save(dir).ok());
+  std::string out;
+  ASSERT_EQ(RunGenerate({"--model", dir, "--prompt", "ab", "--max-new-tokens", "2", "--greedy", "--json"}, &out), 0);
+  EXPECT_EQ(nlohmann::json::parse(out)["prompt_ids"], nlohmann::json({1, 69, 70}));
+}
+
 TEST(GenerateCommandTest, ErrorsAreReported) {
   std::string out;
   EXPECT_EQ(RunGenerate({"--model", "/nonexistent", "--prompt-ids", "1"}, &out), 1);

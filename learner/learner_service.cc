@@ -12,6 +12,7 @@
 #include "common/server.h"
 #include "common/status.h"
 #include "learner/weight_publisher.h"
+#include "model/policy_loader.h"
 
 namespace zerorl::learner {
 namespace {
@@ -95,16 +96,26 @@ absl::StatusOr<bool> LearnerServiceImpl::ResumeFromLatest() {
 
 std::string LearnerServiceImpl::ConfigJson() { return trainer_->policy().config().ToJson(); }
 
+// The policy's tokenizer files go into the checkpoint before it is published,
+// so that a complete checkpoint always loads on its own; a copy that fails
+// fails the checkpoint.
+absl::Status LearnerServiceImpl::CopyTokenizerFiles(const std::string& dir) const {
+  const std::vector<std::string> files = model::PolicyTokenizerFiles(config_.model());
+  for (size_t i = 0; i < files.size(); ++i) {
+    const std::string to =
+        dir + "/" + (i == 0 ? std::string("tokenizer.json") : std::filesystem::path(files[i]).filename().string());
+    std::error_code ec;
+    std::filesystem::copy_file(files[i], to, std::filesystem::copy_options::overwrite_existing, ec);
+    if (ec) return absl::InternalError(absl::StrCat("copying the tokenizer ", files[i], " to ", to, ": ", ec.message()));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<zerorl::v1::CheckpointInfo> LearnerServiceImpl::CheckpointLocked(const std::string& data_cursor) {
   ZRL_ASSIGN_OR_RETURN(std::string path, checkpoints_.Write(trainer_->step(), [&](const std::string& dir) {
-                         return trainer_->Save(dir, data_cursor);
+                         ZRL_RETURN_IF_ERROR(trainer_->Save(dir, data_cursor));
+                         return CopyTokenizerFiles(dir);
                        }));
-  // Copy the tokenizer beside the weights so the checkpoint loads on its own.
-  const std::string& src = config_.model().path();
-  std::error_code ec;
-  if (!src.empty() && std::filesystem::exists(src + "/tokenizer.json"))
-    std::filesystem::copy_file(src + "/tokenizer.json", path + "/tokenizer.json",
-                               std::filesystem::copy_options::overwrite_existing, ec);
   last_checkpoint_.set_path(path);
   last_checkpoint_.set_step(trainer_->step());
   last_checkpoint_.set_policy_version(trainer_->version());

@@ -72,6 +72,8 @@ class LearnerServiceImpl final : public zerorl::v1::LearnerService::Service {
   static constexpr int kKeptResults = 64;  // recorded Train answers kept (steps)
 
   absl::StatusOr<zerorl::v1::CheckpointInfo> CheckpointLocked(const std::string& data_cursor) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Copies model::PolicyTokenizerFiles into a checkpoint being written (`dir`).
+  absl::Status CopyTokenizerFiles(const std::string& dir) const;
   std::string ConfigJson() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   int DeadlineMs() const;  // of the learner's own calls: orchestrator.call_deadline_ms
   int64_t NextIncarnation() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -21,7 +21,8 @@ using nlohmann::json;
 // Keys accepted without effect on the math.
 const std::set<std::string> kIgnoredCommon = {
     "architectures", "model_type", "torch_dtype", "transformers_version", "use_cache",
-    "initializer_range", "pad_token_id", "_name_or_path", "auto_map", "attention_dropout"};
+    "initializer_range", "pad_token_id", "_name_or_path", "auto_map", "attention_dropout",
+    "dtype"};  // transformers >= 4.56 writes "dtype" where older versions wrote "torch_dtype"
 const std::set<std::string> kDeepseekKeys = {
     "vocab_size", "hidden_size", "intermediate_size", "moe_intermediate_size",
     "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "q_lora_rank",
@@ -31,7 +32,10 @@ const std::set<std::string> kDeepseekKeys = {
     "moe_layer_freq", "hidden_act", "rms_norm_eps", "rope_theta", "max_position_embeddings",
     "tie_word_embeddings", "attention_bias", "bos_token_id", "eos_token_id", "rope_scaling",
     // HF training-only or multi-token-prediction knobs (extra MTP tensors are ignored).
-    "aux_loss_alpha", "seq_aux", "ep_size", "num_nextn_predict_layers", "pretraining_tp"};
+    "aux_loss_alpha", "seq_aux", "ep_size", "num_nextn_predict_layers", "pretraining_tp",
+    // Written by transformers' own DeepseekV3Config (not by DeepSeek's remote code):
+    // derived values, checked against the keys they derive from.
+    "head_dim", "qk_head_dim", "rope_interleave"};
 const std::set<std::string> kQwenKeys = {
     "vocab_size", "hidden_size", "intermediate_size", "moe_intermediate_size",
     "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "head_dim", "num_experts",
@@ -153,6 +157,20 @@ absl::Status ParseDeepseek(const json& j, ModelConfig* c) {
   } else {
     return Bad("topk_method", absl::StrCat("= \"", method, "\" is not supported (noaux_tc or greedy)"));
   }
+  // transformers' DeepseekV3Config stores head_dim = qk_rope_head_dim and
+  // qk_head_dim = qk_nope_head_dim + qk_rope_head_dim; other values would mean
+  // a geometry we do not implement.
+  int64_t head_dim = c->qk_rope_head_dim, qk_head_dim = c->qk_nope_head_dim + c->qk_rope_head_dim;
+  ZRL_RETURN_IF_ERROR(GetInt(j, "head_dim", &head_dim, false));
+  if (head_dim != c->qk_rope_head_dim)
+    return Bad("head_dim", absl::StrCat("= ", head_dim, " must equal qk_rope_head_dim (", c->qk_rope_head_dim, ")"));
+  ZRL_RETURN_IF_ERROR(GetInt(j, "qk_head_dim", &qk_head_dim, false));
+  if (qk_head_dim != c->qk_nope_head_dim + c->qk_rope_head_dim)
+    return Bad("qk_head_dim", absl::StrCat("= ", qk_head_dim, " must equal qk_nope_head_dim + qk_rope_head_dim (",
+                                           c->qk_nope_head_dim + c->qk_rope_head_dim, ")"));
+  bool interleave = true;  // DeepSeek-V3 ropes interleaved (even, odd) pairs
+  ZRL_RETURN_IF_ERROR(GetBool(j, "rope_interleave", &interleave));
+  if (!interleave) return Bad("rope_interleave", "= false is not supported (DeepSeek-V3 ropes interleaved pairs)");
   int64_t tp = 1;
   ZRL_RETURN_IF_ERROR(GetInt(j, "pretraining_tp", &tp, false));
   if (tp != 1) return Bad("pretraining_tp", "must be 1");

@@ -50,6 +50,28 @@ TEST(ConfigTest, ErrorsNameTheField) {
   EXPECT_THAT(Msg(ParseModelConfig("{not json").status()), HasSubstr("JSON"));
 }
 
+// transformers' own DeepseekV3Config (4.5x) writes derived keys that DeepSeek's
+// remote code does not: head_dim (= qk_rope_head_dim), qk_head_dim (= nope +
+// rope) and rope_interleave; newer transformers write "dtype" for
+// "torch_dtype". Such a config.json loads; values that contradict the
+// geometry are errors naming the key.
+TEST(ConfigTest, AcceptsTheKeysTransformersWrites) {
+  auto base = ParseModelConfig(testing::TinyDeepseekJson());
+  ASSERT_TRUE(base.ok()) << base.status();
+  const std::string rope = std::to_string(base->qk_rope_head_dim),
+                    qk = std::to_string(base->qk_nope_head_dim + base->qk_rope_head_dim);
+  auto hf = ParseModelConfig(testing::TinyDeepseekJson(R"({"head_dim": )" + rope + R"(, "qk_head_dim": )" + qk +
+                                                       R"(, "rope_interleave": true, "dtype": "bfloat16"})"));
+  ASSERT_TRUE(hf.ok()) << hf.status();
+  EXPECT_EQ(hf->ToJson(), base->ToJson());
+  EXPECT_TRUE(ParseModelConfig(testing::TinyQwenJson(R"({"dtype": "bfloat16"})")).ok());
+  EXPECT_THAT(Msg(ParseModelConfig(testing::TinyDeepseekJson(R"({"head_dim": 3})")).status()), HasSubstr("head_dim"));
+  EXPECT_THAT(Msg(ParseModelConfig(testing::TinyDeepseekJson(R"({"qk_head_dim": 5})")).status()),
+              HasSubstr("qk_head_dim"));
+  EXPECT_THAT(Msg(ParseModelConfig(testing::TinyDeepseekJson(R"({"rope_interleave": false})")).status()),
+              HasSubstr("rope_interleave"));
+}
+
 class SaveLoadTest : public ::testing::Test {
  protected:
   void SetUp() override {

@@ -29,16 +29,36 @@ absl::StatusOr<std::unique_ptr<Model>> LoadPolicyModel(const zerorl::v1::ModelCo
   return LoadPolicyModelOn(config, backend);
 }
 
+namespace {
+
+// The Tokenizer::Load spec config.tokenizer resolves to.
+std::string TokenizerSpec(const zerorl::v1::ModelConfig& config) {
+  const std::string& spec = config.tokenizer();
+  if (!spec.empty() && spec != "auto") return spec;
+  return !config.path().empty() && std::filesystem::exists(config.path() + "/tokenizer.json")
+             ? config.path() + "/tokenizer.json"
+             : "char";
+}
+
+}  // namespace
+
 absl::StatusOr<std::shared_ptr<const Tokenizer>> LoadPolicyTokenizer(const zerorl::v1::ModelConfig& config) {
-  std::string spec = config.tokenizer();
-  if (spec.empty() || spec == "auto") {
-    spec = !config.path().empty() && std::filesystem::exists(config.path() + "/tokenizer.json")
-               ? config.path() + "/tokenizer.json"
-               : "char";
-  }
-  auto t = Tokenizer::Load(spec);
+  auto t = Tokenizer::Load(TokenizerSpec(config));
   if (!t.ok()) return Annotate(t.status(), "model.tokenizer");
   return std::shared_ptr<const Tokenizer>(std::move(*t));
+}
+
+std::vector<std::string> PolicyTokenizerFiles(const zerorl::v1::ModelConfig& config) {
+  namespace fs = std::filesystem;
+  const std::string spec = TokenizerSpec(config);
+  if (spec == "char") return {};
+  std::error_code ec;
+  fs::path file(spec);
+  if (fs::is_directory(file, ec)) file /= "tokenizer.json";
+  std::vector<std::string> files = {file.string()};
+  const fs::path beside = file.parent_path() / "tokenizer_config.json";
+  if (fs::exists(beside, ec)) files.push_back(beside.string());
+  return files;
 }
 
 }  // namespace zerorl::model

@@ -13,6 +13,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "model/device.h"
@@ -29,5 +30,12 @@ absl::StatusOr<std::unique_ptr<Model>> LoadPolicyModel(const zerorl::v1::ModelCo
 absl::StatusOr<std::unique_ptr<Model>> LoadPolicyModelOn(const zerorl::v1::ModelConfig& config,
                                                                 ops::Backend* backend);
 absl::StatusOr<std::shared_ptr<const Tokenizer>> LoadPolicyTokenizer(const zerorl::v1::ModelConfig& config);
+// The files LoadPolicyTokenizer reads, which a checkpoint of the policy must
+// carry to load on its own (`zerorl generate --model CKPT`, HF tooling): first
+// the tokenizer.json (a checkpoint stores it under that name whatever the
+// source file is called), then, when present beside it, the
+// tokenizer_config.json that sets its bos/eos/pad. Empty for the char vocabulary. The same resolution as
+// LoadPolicyTokenizer ("auto", a file or a directory).
+std::vector<std::string> PolicyTokenizerFiles(const zerorl::v1::ModelConfig& config);
 
 }  // namespace zerorl::model

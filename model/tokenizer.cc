@@ -305,6 +305,10 @@ std::string Tokenizer::Decode(const std::vector<int32_t>& ids, bool skip_special
   return out;
 }
 
+std::string Tokenizer::DecodeText(const std::vector<int32_t>& ids, bool skip_special) const {
+  return tokenizer_internal::ToValidUtf8(Decode(ids, skip_special));
+}
+
 std::string Tokenizer::ApplyChatTemplate(absl::string_view user_message) const {
   switch (chat_format_) {
     case ChatFormat::kQwen:

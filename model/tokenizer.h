@@ -73,6 +73,11 @@ class Tokenizer {
   // unless skip_special; ids outside [0, vocab_size) are skipped. Complete sequences of a
   // byte-level vocabulary give valid UTF-8 again (Decode(Encode(t)) == NFC(t)).
   std::string Decode(const std::vector<int32_t>& ids, bool skip_special = false) const;
+  // Decode(ids, skip_special) as well-formed UTF-8: every ill-formed piece (a sampled
+  // sequence may end inside a multi-byte character, or put tokens holding parts of
+  // different characters side by side) becomes U+FFFD, as HF tokenizers' decode does.
+  // For text that must be UTF-8: proto `string` fields (a sample's text), JSON.
+  std::string DecodeText(const std::vector<int32_t>& ids, bool skip_special = false) const;
   // The raw bytes of one token. For byte-level BPE a token may hold only part of a multi-byte
   // UTF-8 character (e.g. one of an emoji's four bytes), so the result need not be valid
   // UTF-8 on its own: concatenate the bytes of consecutive tokens before printing.

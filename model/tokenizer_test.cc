@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "model/policy_loader.h"
 #include "model/tokenizer_pretok.h"
 #include "model/tokenizer_unicode.h"
 
@@ -120,6 +121,36 @@ TEST(TokenizerFixture, DecodeTokenMayBePartialUtf8) {
   EXPECT_EQ(joined, emoji);
   EXPECT_EQ(tok->DecodeToken(-1), "");
   EXPECT_EQ(tok->DecodeToken(tok->vocab_size()), "");
+}
+
+// DecodeText is Decode made well-formed UTF-8, with maximal ill-formed subparts
+// replaced by U+FFFD as HF tokenizers do: sampled ids often end inside a
+// character, and a sample's text is a proto string that must be UTF-8.
+TEST(TokenizerFixture, DecodeTextIsAlwaysValidUtf8) {
+  auto tok = LoadOrDie(kFixtures + "/qwen_style");
+  ASSERT_NE(tok, nullptr);
+  const std::string kFffd = "\xEF\xBF\xBD";
+  const std::vector<int32_t> emoji = tok->Encode("ok \xF0\x9F\xA6\x80");  // U+1F980 splits over byte tokens
+  ASSERT_GT(emoji.size(), 3u);
+  EXPECT_EQ(tok->DecodeText(emoji), "ok \xF0\x9F\xA6\x80");  // well-formed: unchanged
+  const std::vector<int32_t> cut(emoji.begin(), emoji.end() - 1);    // ends inside the emoji
+  EXPECT_FALSE(tokenizer_internal::IsValidUtf8(tok->Decode(cut)));
+  EXPECT_EQ(tok->DecodeText(cut), "ok " + kFffd);                    // one U+FFFD for the cut sequence
+  std::mt19937 rng(11);
+  for (int trial = 0; trial < 500; ++trial) {
+    std::vector<int32_t> ids(1 + rng() % 12);
+    for (int32_t& id : ids) id = static_cast<int32_t>(rng() % (tok->vocab_size() + 16));  // a padded model vocab
+    const std::string text = tok->DecodeText(ids, /*skip_special=*/true);
+    EXPECT_TRUE(tokenizer_internal::IsValidUtf8(text));
+    if (tokenizer_internal::IsValidUtf8(tok->Decode(ids, true))) EXPECT_EQ(text, tok->Decode(ids, true));
+  }
+  // Maximal subparts: a truncated 3-byte sequence is one U+FFFD, stray bytes one each,
+  // a surrogate lead (ED A0) two.
+  using tokenizer_internal::ToValidUtf8;
+  EXPECT_EQ(ToValidUtf8("a\xE2\x82"), "a" + kFffd);
+  EXPECT_EQ(ToValidUtf8("\xFF\xFEz"), kFffd + kFffd + "z");
+  EXPECT_EQ(ToValidUtf8("\xED\xA0\x80"), kFffd + kFffd + kFffd);
+  EXPECT_EQ(ToValidUtf8("\xF0\x9F\xA6x\xC3\xA9"), kFffd + "x\xC3\xA9");
 }
 
 TEST(TokenizerFixture, RandomTextRoundTrips) {
@@ -271,6 +302,22 @@ TEST(TokenizerChat, QwenAndDeepSeekFormats) {
   for (int32_t t : (*ds)->Encode("hi")) want.push_back(t);
   want.push_back(1002);
   EXPECT_EQ((*ds)->Encode(prompt), want);
+}
+
+// A checkpoint carries the files the policy's tokenizer came from.
+TEST(PolicyTokenizerFiles, FollowTheTokenizerSpec) {
+  zerorl::v1::ModelConfig c;
+  EXPECT_TRUE(model::PolicyTokenizerFiles(c).empty());  // no path: the char vocabulary
+  c.set_path(kFixtures + "/qwen_style");
+  EXPECT_THAT(model::PolicyTokenizerFiles(c),
+              ElementsAre(kFixtures + "/qwen_style/tokenizer.json", kFixtures + "/qwen_style/tokenizer_config.json"));
+  c.set_tokenizer("char");
+  EXPECT_TRUE(model::PolicyTokenizerFiles(c).empty());
+  c.set_tokenizer(kFixtures + "/tokenizer_pairs.json");  // a file of another name, no tokenizer_config.json beside
+  EXPECT_THAT(model::PolicyTokenizerFiles(c), ElementsAre(kFixtures + "/tokenizer_pairs.json"));
+  c.set_path(kFixtures);  // auto, but no tokenizer.json in the model directory
+  c.set_tokenizer("auto");
+  EXPECT_TRUE(model::PolicyTokenizerFiles(c).empty());
 }
 
 }  // namespace

@@ -121,6 +121,41 @@ bool IsValidUtf8(absl::string_view s) {
   return true;
 }
 
+std::string ToValidUtf8(absl::string_view s) {
+  if (IsValidUtf8(s)) return std::string(s);
+  static constexpr char kReplacement[] = "\xEF\xBF\xBD";  // U+FFFD
+  std::string out;
+  out.reserve(s.size() + 8);
+  for (size_t i = 0; i < s.size();) {
+    bool valid = false;
+    const int len = Utf8Length(s, i, &valid);
+    if (valid) {
+      out.append(s.data() + i, len);
+      i += len;
+      continue;
+    }
+    // The maximal subpart: a lead byte and the continuation bytes that still
+    // begin a well-formed sequence (the second byte's range depends on the lead).
+    const uint8_t c = static_cast<uint8_t>(s[i]);
+    const int want = c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 1;
+    size_t end = i + 1;
+    for (int k = 1; k < want && end < s.size(); ++k, ++end) {
+      const uint8_t b = static_cast<uint8_t>(s[end]);
+      uint8_t lo = 0x80, hi = 0xBF;
+      if (k == 1) {
+        if (c == 0xE0) lo = 0xA0;
+        if (c == 0xED) hi = 0x9F;
+        if (c == 0xF0) lo = 0x90;
+        if (c == 0xF4) hi = 0x8F;
+      }
+      if (b < lo || b > hi) break;
+    }
+    out += kReplacement;
+    i = end;
+  }
+  return out;
+}
+
 absl::StatusOr<std::unique_ptr<Normalizer>> Normalizer::FromJson(const nlohmann::json& j) {
   if (j.is_null()) return nullptr;
   auto n = std::make_unique<Normalizer>();

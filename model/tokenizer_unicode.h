@@ -38,6 +38,10 @@ class ByteAlphabet {
 int Utf8Length(absl::string_view s, size_t i, bool* valid);
 // True when `s` is well-formed UTF-8.
 bool IsValidUtf8(absl::string_view s);
+// `s` with every maximal ill-formed subpart replaced by U+FFFD (Unicode's "substitution
+// of maximal subparts", as Rust's String::from_utf8_lossy and so HF tokenizers' decode
+// do): "\xE2\x82" is one U+FFFD, "\xFF\xFE" two. Well-formed input is returned unchanged.
+std::string ToValidUtf8(absl::string_view s);
 
 // A normaliser chain from tokenizer.json's "normalizer" (null, NFC, NFD, NFKC, NFKD or a
 // Sequence of them). Ill-formed UTF-8 input is returned unchanged (bytes are never lost).

@@ -16,6 +16,15 @@ namespace {
 
 constexpr size_t kMaxAnswerChars = 1000;
 
+// At most `max_bytes` bytes of `s`, cut at a UTF-8 character boundary: details
+// and extracted answers go into proto string fields, which must be UTF-8.
+std::string Utf8Prefix(absl::string_view s, size_t max_bytes) {
+  if (s.size() <= max_bytes) return std::string(s);
+  size_t n = max_bytes;
+  while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) --n;  // s[n] continues a character
+  return std::string(s.substr(0, n));
+}
+
 bool IsDigit(char c) { return c >= '0' && c <= '9'; }
 bool IsAlpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
 
@@ -482,7 +491,7 @@ MathCheckResult CheckMath(absl::string_view completion, absl::string_view gold, 
   }
   if (pred->size() > kMaxAnswerChars) {
     r.verdict = MathVerdict::kError;
-    r.extracted = pred->substr(0, 64) + "...";
+    r.extracted = Utf8Prefix(*pred, 64) + "...";
     r.detail = absl::StrCat("answer longer than ", kMaxAnswerChars, " chars");
     return r;
   }
@@ -493,7 +502,7 @@ MathCheckResult CheckMath(absl::string_view completion, absl::string_view gold, 
       auto same = Equivalent(boxes[i], *pred, options.rel_tolerance);
       if (!same.ok() || !*same) {
         r.verdict = MathVerdict::kWrong;
-        r.detail = absl::StrCat("boxed answers disagree: \"", boxes[i].substr(0, 64), "\"");
+        r.detail = absl::StrCat("boxed answers disagree: \"", Utf8Prefix(boxes[i], 64), "\"");
         return r;
       }
     }

@@ -162,7 +162,7 @@ void GenerationEngine::FinishSeq(Seq* s, SampleFinish f) {
   GeneratedText& o = s->out();
   o.finish = f;
   o.policy_version = o.version_spans.empty() ? s->version : o.version_spans.front().version;
-  o.text = tokenizer_->Decode(o.tokens, /*skip_special=*/true);
+  o.text = tokenizer_->DecodeText(o.tokens, /*skip_special=*/true);  // Sample.text is a proto string: UTF-8
   s->finished = true;
   s->counted = true;
   if (draining_) (f == SampleFinish::kAbort ? drain_counts_.aborted : drain_counts_.finished)++;

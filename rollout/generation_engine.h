@@ -73,7 +73,7 @@ struct VersionSpan {
 
 struct GeneratedText {
   std::vector<int32_t> tokens;           // new tokens; the stop token / stop string's tokens included
-  std::string text;                      // Decode(tokens) without special tokens
+  std::string text;                      // DecodeText(tokens) without special tokens: valid UTF-8
   std::vector<float> logprobs;           // per token, raw policy (temperature 1)
   std::vector<float> sampling_logprobs;  // per token, sampling distribution
   SampleFinish finish = SampleFinish::kLength;

@@ -176,6 +176,53 @@ TEST_F(LearnerServiceTest, TrainCheckpointsPublishesAndWorkersCanPull) {
   EXPECT_EQ((*loaded)->NumParams(), zerorl::testing::TinyMoe(1)->NumParams());
 }
 
+// A checkpoint carries the policy's tokenizer (tokenizer.json and the
+// tokenizer_config.json beside it) so that it loads on its own; the files are
+// written before the checkpoint is published, and one that cannot be copied
+// fails the checkpoint instead of leaving a complete one without it.
+TEST_F(LearnerServiceTest, CheckpointCarriesThePolicyTokenizer) {
+  const std::string tok_dir = dir_ + "/tok";
+  std::filesystem::create_directories(tok_dir);
+  const std::string fixture = zerorl::testing::SourceDir() + "/tests/fixtures/tokenizer/qwen_style";
+  for (const char* f : {"tokenizer.json", "tokenizer_config.json"})
+    std::filesystem::copy_file(fixture + "/" + f, tok_dir + "/" + f);
+  zerorl::v1::RunConfig c = config_;
+  c.mutable_model()->set_tokenizer(tok_dir);
+  c.mutable_learner()->mutable_checkpoint()->set_dir(dir_ + "/tok-checkpoints");
+  auto trainer =
+      GrpoTrainer::Create(zerorl::testing::TinyMoe(1), zerorl::testing::CharTokenizer(), TrainerOptionsFromConfig(c));
+  ASSERT_TRUE(trainer.ok());
+  LearnerServiceImpl learner(std::move(*trainer), c,
+                             MakeChannel("127.0.0.1:" + std::to_string(buffer_server_.port), server_));
+  auto h = StartServer("127.0.0.1:0", {&learner}, server_, std::make_shared<AdminAuth>());
+  ASSERT_TRUE(h.ok());
+  auto stub = zerorl::v1::LearnerService::NewStub(MakeChannel("127.0.0.1:" + std::to_string(h->port), server_));
+  auto bytes = [](const std::string& p) {
+    std::ifstream in(p, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  zerorl::v1::CheckpointInfo info;
+  {
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(stub->SaveCheckpoint(&ctx, {}, &info).ok());
+  }
+  for (const char* f : {"tokenizer.json", "tokenizer_config.json"})
+    EXPECT_EQ(bytes(info.path() + "/" + f), bytes(fixture + "/" + f)) << f;
+  auto tok = Tokenizer::Load(info.path());
+  ASSERT_TRUE(tok.ok()) << tok.status();
+  EXPECT_EQ((*tok)->eos_id(), (*tok)->TokenToId("<|im_end|>"));  // from the copied tokenizer_config.json
+
+  std::filesystem::remove_all(info.path());
+  std::filesystem::remove(tok_dir + "/tokenizer.json");
+  grpc::ClientContext ctx;
+  const grpc::Status st = stub->SaveCheckpoint(&ctx, {}, &info);
+  EXPECT_FALSE(st.ok());
+  EXPECT_NE(st.error_message().find("tokenizer"), std::string::npos) << st.error_message();
+  for (const auto& e : std::filesystem::directory_iterator(dir_ + "/tok-checkpoints"))
+    EXPECT_NE(e.path().filename().string().rfind("step-", 0), 0u) << "published without its tokenizer: " << e.path();
+  h->Shutdown();
+}
+
 // Train of a step is idempotent across restarts: a step already applied is
 // answered from its record (not trained twice); a learner restored from an
 // older checkpoint re-trains the steps in between and ends on the same weights.
