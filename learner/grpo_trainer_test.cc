@@ -1,14 +1,18 @@
 // GrpoTrainer: exact resume (N steps after Restore == N steps uninterrupted,
-// bit for bit), malformed groups, dynamic sampling. The learning test with a
+// bit for bit), malformed groups, dynamic sampling, routing replay records
+// (used, counted, refused when malformed). The learning test with a
 // real GenerationEngine is tests/integration/grpo_learning_test.cc.
 #include "learner/grpo_trainer.h"
 
+#include <algorithm>
 #include <cstring>
+#include <numeric>
 #include <random>
 
 #include <gtest/gtest.h>
 
 #include "learner/test_util.h"
+#include "model/routing_record.h"
 #include "model/test_models.h"
 #include "tests/testing/subprocess.h"
 
@@ -100,6 +104,67 @@ TEST(GrpoTrainerTest, DynamicSamplingDropsUniformGroups) {
   EXPECT_GE((*m)["dynamic_sampling_dropped_frac"], 0.5);
   EXPECT_LT((*m)["dynamic_sampling_dropped_frac"], 1.0);
   EXPECT_EQ((*t)->version(), 1);
+}
+
+// Gives every sample a routing record of random (distinct) experts for its
+// prompt + completion - 1 fed tokens.
+void AddRandomRoutes(const model::ModelConfig& cfg, uint64_t seed, std::vector<zerorl::v1::Group>* groups) {
+  std::mt19937_64 rng(seed);
+  const int64_t per_token = model::MoeLayerCount(cfg), K = cfg.num_experts_per_tok;
+  for (auto& g : *groups)
+    for (auto& tr : *g.mutable_trajectories()) {
+      const int64_t fed = g.prompt().token_ids_size() + tr.sample().token_ids_size() - 1;
+      std::vector<int32_t> ids;
+      std::vector<int32_t> experts(cfg.n_routed_experts);
+      for (int64_t i = 0; i < fed * per_token; ++i) {
+        std::iota(experts.begin(), experts.end(), 0);
+        std::shuffle(experts.begin(), experts.end(), rng);
+        ids.insert(ids.end(), experts.begin(), experts.begin() + K);
+      }
+      *tr.mutable_sample()->mutable_routing() = model::PackRoutingRecord(cfg, ids);
+    }
+}
+
+TEST(GrpoTrainerTest, RoutingReplayUsesRecordsCountsMissingOnesAndRefusesBadOnes) {
+  TrainerOptions o = ResumeOptions();
+  o.grpo.set_routing_replay(true);
+  auto t = GrpoTrainer::Create(testing::TinyMoe(1), testing::CharTokenizer(), o);
+  ASSERT_TRUE(t.ok());
+  const model::ModelConfig cfg = (*t)->policy().config();
+  auto groups = zerorl::testing::RandomGroups(3, 3, 4);
+  AddRandomRoutes(cfg, 9, &groups);
+  groups[2].mutable_trajectories(3)->mutable_sample()->clear_routing();  // generated without recording
+
+  auto bad = groups;  // one token short
+  auto* rec = bad[1].mutable_trajectories(0)->mutable_sample()->mutable_routing();
+  rec->set_tokens(rec->tokens() - 1);
+  auto s = (*t)->Step(bad);
+  EXPECT_EQ(s.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.status().message().find("group 1 sample 0"), std::string::npos) << s.status();
+  EXPECT_NE(s.status().message().find("prompt + completion - 1"), std::string::npos) << s.status();
+  bad = groups;  // an expert id past the model's
+  (*bad[0].mutable_trajectories(1)->mutable_sample()->mutable_routing()->mutable_expert_ids())[0] =
+      static_cast<char>(cfg.n_routed_experts);
+  s = (*t)->Step(bad);
+  EXPECT_EQ(s.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.status().message().find("has expert id"), std::string::npos) << s.status();
+  EXPECT_EQ((*t)->version(), 0) << "a refused step must not train";
+
+  auto m = (*t)->Step(groups);
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_EQ((*m)["routing_replay_missing"], 1);
+  EXPECT_GT((*m)["router_mismatch_frac"], 0.2) << "random experts should mostly differ from the router's";
+  EXPECT_LE((*m)["router_mismatch_frac"], 1.0);
+  EXPECT_GT((*m)["router_replayed_pairs"], 0);
+  EXPECT_EQ((*t)->version(), 1);
+
+  // Off: the records are ignored and no replay metric is reported.
+  auto plain = GrpoTrainer::Create(testing::TinyMoe(1), testing::CharTokenizer(), ResumeOptions());
+  ASSERT_TRUE(plain.ok());
+  auto pm = (*plain)->Step(groups);
+  ASSERT_TRUE(pm.ok());
+  EXPECT_EQ(pm->count("router_mismatch_frac"), 0u);
+  EXPECT_NE((*pm)["entropy"], (*m)["entropy"]) << "the replayed routing should change the forward";
 }
 
 }  // namespace
