@@ -1,7 +1,9 @@
 // The learner and a rollout engine together: a tiny MoE policy, sampled by a
 // GenerationEngine and trained with GRPO by a GrpoTrainer whose weights go back
 // to the engine through the weight-transfer protocol after every step, learns to
-// emit a chosen character.
+// emit a chosen character; and the same with routing replay (the engine records
+// every token's experts, the learner replays them: no mismatch under the same
+// weights, and it still learns).
 #include <algorithm>
 #include <cstdio>
 
@@ -17,7 +19,8 @@ namespace zerorl::learner {
 namespace {
 
 // Reward: the fraction of completion tokens that are the character 'a'.
-TEST(GrpoTrainerTest, TinyMoePolicyLearnsToEmitAChosenCharacter) {
+// Returns the mean reward of each step.
+std::vector<double> LearnToEmitA(bool routing_replay) {
   auto tokenizer = testing::CharTokenizer();
   const int32_t target = tokenizer->Encode("a")[0];
   TrainerOptions o = zerorl::testing::BaseTrainerOptions();
@@ -27,8 +30,10 @@ TEST(GrpoTrainerTest, TinyMoePolicyLearnsToEmitAChosenCharacter) {
   o.optimizer.set_lr(1e-2);
   o.max_new_tokens = 8;
   o.total_steps = 50;
+  o.grpo.set_routing_replay(routing_replay);
   auto trainer = GrpoTrainer::Create(testing::TinyMoe(5), tokenizer, o);
-  ASSERT_TRUE(trainer.ok());
+  EXPECT_TRUE(trainer.ok());
+  if (!trainer.ok()) return {};
   rollout::GenerationEngine engine(testing::TinyMoe(5), tokenizer, {});
   const std::vector<std::string> texts = {"q:", "x=", "hi", "ok"};
   std::vector<std::vector<int32_t>> prompts;
@@ -38,8 +43,10 @@ TEST(GrpoTrainerTest, TinyMoePolicyLearnsToEmitAChosenCharacter) {
     rollout::GenerationParams p;
     p.max_new_tokens = 8;
     p.seed = 1000 + step;
+    p.record_routing = routing_replay;
     auto out = engine.Generate(prompts, 8, p);
-    ASSERT_TRUE(out.ok()) << out.status();
+    EXPECT_TRUE(out.ok()) << out.status();
+    if (!out.ok()) return {};
     std::vector<zerorl::v1::Group> groups(prompts.size());
     double sum = 0;
     for (size_t i = 0; i < prompts.size(); ++i) {
@@ -48,6 +55,7 @@ TEST(GrpoTrainerTest, TinyMoePolicyLearnsToEmitAChosenCharacter) {
         auto* tr = groups[i].add_trajectories();
         tr->mutable_sample()->mutable_token_ids()->Add(s.tokens.begin(), s.tokens.end());
         tr->mutable_sample()->mutable_logprobs()->Add(s.logprobs.begin(), s.logprobs.end());
+        *tr->mutable_sample()->mutable_routing() = s.routing;
         const double r = static_cast<double>(std::count(s.tokens.begin(), s.tokens.end(), target)) / s.tokens.size();
         tr->mutable_reward()->set_reward(r);
         sum += r;
@@ -55,13 +63,22 @@ TEST(GrpoTrainerTest, TinyMoePolicyLearnsToEmitAChosenCharacter) {
     }
     rewards.push_back(sum / (prompts.size() * 8));
     auto m = (*trainer)->Step(groups);
-    ASSERT_TRUE(m.ok()) << m.status();
+    EXPECT_TRUE(m.ok()) << m.status();
+    if (!m.ok()) return {};
     EXPECT_LT((*m)["train_rollout_logprob_gap"], 1e-3) << "rollout and learner disagree on logprobs";
+    if (routing_replay) {
+      // The engine serves the weights the learner starts each step with.
+      EXPECT_EQ((*m)["router_mismatch_frac"], 0) << "step " << step;
+      EXPECT_GT((*m)["router_replayed_pairs"], 0) << "step " << step;
+      EXPECT_EQ((*m)["routing_replay_missing"], 0) << "step " << step;
+    } else {
+      EXPECT_EQ(m->count("router_mismatch_frac"), 0u);
+    }
     size_t next = 0;
     std::vector<zerorl::v1::WeightChunk> chunks;
     ChunkOptions co;
     co.version = (*trainer)->version();
-    ASSERT_TRUE(ForEachWeightChunk((*trainer)->WeightTensors(), co, [&](const zerorl::v1::WeightChunk& c) {
+    EXPECT_TRUE(ForEachWeightChunk((*trainer)->WeightTensors(), co, [&](const zerorl::v1::WeightChunk& c) {
                   chunks.push_back(c);
                   return true;
                 }).ok());
@@ -70,12 +87,26 @@ TEST(GrpoTrainerTest, TinyMoePolicyLearnsToEmitAChosenCharacter) {
       *c = chunks[next++];
       return true;
     });
-    ASSERT_TRUE(up.ok()) << up.status();
+    EXPECT_TRUE(up.ok()) << up.status();
+    if (!up.ok()) return {};
   }
+  return rewards;
+}
+
+void ExpectRewardRose(const std::vector<double>& rewards, const char* what) {
+  ASSERT_EQ(rewards.size(), 50u);
   double first = 0, last = 0;
   for (int i = 0; i < 5; ++i) first += rewards[i] / 5, last += rewards[45 + i] / 5;
-  std::printf("mean reward: first 5 steps %.3f, last 5 steps %.3f\n", first, last);
+  std::printf("%s: mean reward first 5 steps %.3f, last 5 steps %.3f\n", what, first, last);
   EXPECT_GT(last, first + 0.5) << "GRPO did not raise the reward";
+}
+
+TEST(GrpoTrainerTest, TinyMoePolicyLearnsToEmitAChosenCharacter) {
+  ExpectRewardRose(LearnToEmitA(/*routing_replay=*/false), "routing replay off");
+}
+
+TEST(GrpoTrainerTest, TinyMoePolicyLearnsUnderRoutingReplay) {
+  ExpectRewardRose(LearnToEmitA(/*routing_replay=*/true), "routing replay on");
 }
 
 }  // namespace
