@@ -167,5 +167,46 @@ TEST(GrpoTrainerTest, RoutingReplayUsesRecordsCountsMissingOnesAndRefusesBadOnes
   EXPECT_NE((*pm)["entropy"], (*m)["entropy"]) << "the replayed routing should change the forward";
 }
 
+// The aux-loss-free bias update follows the replayed loads: every token
+// replayed to the last K experts makes them the loaded ones, so their bias
+// falls by γ and every other expert's rises by γ.
+TEST(GrpoTrainerTest, RoutingReplayMovesTheRouterBiasByTheReplayedLoads) {
+  TrainerOptions o = ResumeOptions();
+  o.grpo.set_routing_replay(true);
+  o.grpo.set_epochs(1);
+  auto t = GrpoTrainer::Create(testing::TinyMoe(1), testing::CharTokenizer(), o);
+  ASSERT_TRUE(t.ok());
+  const model::ModelConfig cfg = (*t)->policy().config();
+  const int64_t E = cfg.n_routed_experts, K = cfg.num_experts_per_tok, layers = model::MoeLayerCount(cfg);
+  auto groups = zerorl::testing::RandomGroups(4, 2, 4);
+  for (auto& g : groups)
+    for (auto& tr : *g.mutable_trajectories()) {
+      const int64_t fed = g.prompt().token_ids_size() + tr.sample().token_ids_size() - 1;
+      std::vector<int32_t> ids;
+      for (int64_t i = 0; i < fed * layers; ++i)
+        for (int64_t k = 0; k < K; ++k) ids.push_back(static_cast<int32_t>(E - 1 - k));
+      *tr.mutable_sample()->mutable_routing() = model::PackRoutingRecord(cfg, ids);
+    }
+  auto bias_of = [&](int64_t layer) {
+    for (const model::TensorRef& r : (*t)->policy().Parameters())
+      if (r.name == "model.layers." + std::to_string(layer) + ".mlp.gate.e_score_correction_bias")
+        return std::vector<float>(r.data, r.data + r.size);
+    return std::vector<float>();
+  };
+  int checked = 0;
+  std::vector<std::vector<float>> before;
+  for (int64_t l = 0; l < cfg.num_hidden_layers; ++l) before.push_back(bias_of(l));
+  ASSERT_TRUE((*t)->Step(groups).ok());
+  const float gamma = static_cast<float>(o.grpo.router_bias_gamma());
+  for (int64_t l = 0; l < cfg.num_hidden_layers; ++l) {
+    const std::vector<float> after = bias_of(l);
+    if (after.empty()) continue;
+    for (int64_t e = 0; e < E; ++e)
+      EXPECT_FLOAT_EQ(after[e] - before[l][e], e >= E - K ? -gamma : gamma) << "layer " << l << " expert " << e;
+    ++checked;
+  }
+  EXPECT_GT(checked, 0);
+}
+
 }  // namespace
 }  // namespace zerorl::learner
