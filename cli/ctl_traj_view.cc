@@ -103,6 +103,33 @@ void PrintTerms(std::ostream& out, const zerorl::v1::RewardResult& r, const std:
       out << indent << term.name() << " tests: " << absl::StrJoin(term.test_verdicts(), " ") << "\n";
 }
 
+namespace {
+
+// One line: "79 tokens x 3 MoE layers x top-2 of 8 experts (uint8, 474 bytes)",
+// plus the most used expert; "none" for an empty record.
+std::string RoutingRecordSummary(const zerorl::v1::RoutingRecord& rec) {
+  if (rec.tokens() == 0 && rec.expert_ids().empty()) return "none";
+  const int width = rec.n_experts() <= 256 ? 1 : 2;  // model/routing_record.h
+  std::string s = absl::StrCat(rec.tokens(), " tokens x ", rec.moe_layers(), " MoE layers x top-", rec.top_k(),
+                               " of ", rec.n_experts(), " experts (", width == 1 ? "uint8" : "uint16", ", ",
+                               rec.expert_ids().size(), " bytes)");
+  if (rec.n_experts() <= 0 || rec.n_experts() > 65536) return s;
+  std::vector<int64_t> count(rec.n_experts(), 0);
+  const auto* b = reinterpret_cast<const uint8_t*>(rec.expert_ids().data());
+  const size_t n = rec.expert_ids().size() / width;
+  for (size_t i = 0; i < n; ++i) {
+    const int v = width == 1 ? b[i] : (b[2 * i] | (b[2 * i + 1] << 8));
+    if (v < rec.n_experts()) ++count[v];
+  }
+  if (n == 0) return s;
+  const auto top = std::max_element(count.begin(), count.end());
+  absl::StrAppend(&s, "; most used expert ", top - count.begin(), " (", *top * 100 / static_cast<int64_t>(n),
+                  "% of picks)");
+  return s;
+}
+
+}  // namespace
+
 void PrintTrajectory(std::ostream& out, const zerorl::v1::Trajectory& t) {
   const auto& sample = t.sample();
   const auto& reward = t.reward();
@@ -128,6 +155,7 @@ void PrintTrajectory(std::ostream& out, const zerorl::v1::Trajectory& t) {
   if (!reward.error().empty()) out << "scoring error  " << reward.error() << "\n";
   out << "finish         " << FinishName(sample.finish_reason()) << ", " << sample.token_ids_size()
       << " tokens\n";
+  if (sample.has_routing()) out << "routing        " << RoutingRecordSummary(sample.routing()) << "\n";
   out << "answer         " << AnswerText(t.prompt().answer()) << "\n\n";
   PrintBlock(out, "prompt", t.prompt().text());
   out << "\n";

@@ -16,6 +16,7 @@
 #include "common/config.h"
 #include "common/status.h"
 #include "learner/grpo.h"
+#include "model/routing_record.h"
 #include "model/safetensors.h"
 
 namespace zerorl::learner {
@@ -28,6 +29,9 @@ struct GrpoTrainer::Seq {
   std::vector<float> old_logp;       // [C] policy at step start
   std::vector<float> ref_logp;       // [C] reference (β > 0)
   std::vector<double> is_weight;     // [C] off-policy correction ω (empty: none)
+  // Routing replay: [P + C - 1, moe_layers, K] expert ids the rollout routed
+  // the fed tokens to; empty: the policy routes this sequence itself.
+  std::vector<int32_t> routes;
   double advantage = 0, weight = 0;
 };
 
@@ -126,7 +130,8 @@ absl::Status GrpoTrainer::BuildSequences(const std::vector<zerorl::v1::Group>& g
   const auto& g = options_.grpo;
   std::vector<std::vector<double>> rewards;
   std::vector<std::vector<Seq>> kept_groups;
-  double r_sum = 0, r_sq = 0, correct = 0, n = 0, len_sum = 0, len_max = 0, dropped = 0;
+  double r_sum = 0, r_sq = 0, correct = 0, n = 0, len_sum = 0, len_max = 0, dropped = 0, no_routing = 0;
+  const bool replay = g.routing_replay() && model::MoeLayerCount(cfg) > 0;
   for (size_t gi = 0; gi < groups.size(); ++gi) {
     const zerorl::v1::Group& grp = groups[gi];
     if (grp.trajectories().empty()) return absl::InvalidArgumentError(absl::StrCat("group ", gi, " has no trajectories"));
@@ -156,6 +161,22 @@ absl::Status GrpoTrainer::BuildSequences(const std::vector<zerorl::v1::Group>& g
       if (tr.sample().logprobs_size() == s.completion_len)
         s.rollout_logp.assign(tr.sample().logprobs().begin(), tr.sample().logprobs().end());
       ZRL_RETURN_IF_ERROR(CheckRolloutLogprobs(gi, ti, tr.sample().logprobs_size(), &s));
+      if (replay && s.completion_len > 0) {
+        // A sample without a record (generated before routing_replay was
+        // switched on) is routed by the policy itself and counted; a record
+        // that does not fit this model or sequence is refused.
+        const zerorl::v1::RoutingRecord& rec = tr.sample().routing();
+        if (rec.tokens() == 0 && rec.expert_ids().empty()) {
+          no_routing += 1;
+        } else {
+          auto routes = model::UnpackRoutingRecord(rec, cfg, s.prompt_len + s.completion_len - 1);
+          if (!routes.ok())
+            return absl::InvalidArgumentError(absl::StrCat(
+                "group ", gi, " sample ", ti, " (", tr.id().run_id(), "/", tr.id().step(), "/", tr.id().group(), "/",
+                tr.id().sample(), "): ", routes.status().message()));
+          s.routes = *std::move(routes);
+        }
+      }
       double r = tr.reward().reward();
       if (g.overlong().enabled())
         r += grpo::OverlongPenalty(s.completion_len, options_.max_new_tokens, g.overlong().buffer_tokens(),
@@ -185,6 +206,7 @@ absl::Status GrpoTrainer::BuildSequences(const std::vector<zerorl::v1::Group>& g
   (*m)["completion_len_max"] = len_max;
   (*m)["dynamic_sampling_dropped_frac"] = dropped / static_cast<double>(groups.size());
   (*m)["groups"] = static_cast<double>(groups.size());
+  if (replay) (*m)["routing_replay_missing"] = no_routing;
   if (kept_groups.empty()) return absl::OkStatus();
   grpo::AdvantageOptions ao;
   ao.std_normalize = g.std_normalize();
@@ -207,6 +229,7 @@ struct GrpoTrainer::RankSums {
   grpo::MismatchSums mismatch;  // rollout vs step-start logprobs, off-policy correction counts
   float balance_loss = 0;
   std::vector<std::vector<int64_t>> loads;  // [layer][expert], first epoch
+  int64_t replayed_routes = 0, mismatched_routes = 0;  // routing replay, first epoch
 };
 
 // What the phases of one Step share. Rank r's threads touch only the [r]
@@ -351,6 +374,17 @@ void GrpoTrainer::PackBatch(MicroBatch* mb) {
     std::copy(s.tokens.begin(), s.tokens.end(), batch.tokens.begin() + b * batch.T);
     batch.lengths.push_back(static_cast<int32_t>(s.tokens.size()));
   }
+  // Routing replay: the recorded experts of each sequence's fed tokens; the
+  // last token, padding and sequences without a record route themselves (-1).
+  size_t per_token = 0;
+  for (const Seq* s : mb->seqs)
+    if (!s->routes.empty()) per_token = s->routes.size() / (s->tokens.size() - 1);
+  if (per_token == 0) return;
+  batch.routed_experts.assign(batch.B * batch.T * per_token, -1);
+  for (size_t b = 0; b < B; ++b) {
+    const std::vector<int32_t>& r = mb->seqs[b]->routes;
+    std::copy(r.begin(), r.end(), batch.routed_experts.begin() + b * batch.T * per_token);
+  }
 }
 
 // The frozen reference's logprobs of each completion (Seq::ref_logp).
@@ -376,6 +410,8 @@ absl::Status GrpoTrainer::PolicyForward(MicroBatch* mb, StepState* st) {
   a.tokens_processed += std::accumulate(mb->batch.lengths.begin(), mb->batch.lengths.end(), 0.0);
   if (mb->epoch == 0) {
     a.balance_loss += mb->out.balance_loss;
+    a.replayed_routes += mb->out.replayed_routes;
+    a.mismatched_routes += mb->out.mismatched_routes;
     const auto& el = policy.ExpertLoads();
     if (a.loads.empty()) a.loads.assign(el.size(), {});
     for (size_t l = 0; l < el.size(); ++l) {
@@ -467,6 +503,8 @@ GrpoTrainer::RankSums GrpoTrainer::MergeRanks(const std::vector<RankSums>& per_r
     sum.mismatch.Add(a.mismatch);
     sum.tokens_processed += a.tokens_processed;
     sum.balance_loss += a.balance_loss;
+    sum.replayed_routes += a.replayed_routes;
+    sum.mismatched_routes += a.mismatched_routes;
     if (sum.loads.size() < a.loads.size()) sum.loads.resize(a.loads.size());
     for (size_t l = 0; l < a.loads.size(); ++l) {
       if (sum.loads[l].size() < a.loads[l].size()) sum.loads[l].resize(a.loads[l].size(), 0);
@@ -507,6 +545,13 @@ void GrpoTrainer::ReportStepMetrics(const RankSums& sum, float grad_norm, double
   (*m)["tokens_per_s"] = sum.tokens_processed / secs;
   (*m)["step_seconds"] = secs;
   (*m)["policy_version"] = static_cast<double>(version_);
+  if (options_.grpo.routing_replay()) {
+    // Of the (token, MoE layer) pairs replayed in the first epoch (the policy
+    // as it was at step start), those whose own top-k differs from the record.
+    (*m)["router_mismatch_frac"] =
+        sum.replayed_routes > 0 ? static_cast<double>(sum.mismatched_routes) / sum.replayed_routes : 0;
+    (*m)["router_replayed_pairs"] = static_cast<double>(sum.replayed_routes);
+  }
 }
 
 void GrpoTrainer::UpdateRouterBias(const std::vector<std::vector<int64_t>>& loads, Metrics* m) {

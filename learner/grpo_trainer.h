@@ -14,6 +14,15 @@
 // (is_clip_frac: tokens truncated or masked). After the epochs the MoE
 // router biases move by γ·sign(mean_load − load) from the step's expert loads.
 //
+// Routing replay (grpo.routing_replay, R3): each sample's RoutingRecord is
+// checked against the model (INVALID_ARGUMENT naming the group, sample and
+// what is wrong) and every forward of the step — policy and reference, every
+// epoch — and its backward use the recorded experts for the fed tokens; the
+// combine weights come from the current router, the loads (and so the bias
+// update) are the replayed ones. A sample without a record routes itself
+// (metric routing_replay_missing). router_mismatch_frac: the share of
+// replayed (token, MoE layer) pairs of the first epoch whose own top-k differs.
+//
 // Determinism: same weights, state and groups give bit-identical results on
 // CPU, so Save + Restore resumes exactly. Not thread-safe (callers serialise).
 //

@@ -1,15 +1,19 @@
 // GrpoTrainer: exact resume (N steps after Restore == N steps uninterrupted,
-// bit for bit), malformed groups, dynamic sampling. The learning test with a
+// bit for bit), malformed groups, dynamic sampling, routing replay records
+// (used, counted, refused when malformed). The learning test with a
 // real GenerationEngine is tests/integration/grpo_learning_test.cc.
 #include "learner/grpo_trainer.h"
 
 #include <cmath>
+#include <algorithm>
 #include <cstring>
+#include <numeric>
 #include <random>
 
 #include <gtest/gtest.h>
 
 #include "learner/test_util.h"
+#include "model/routing_record.h"
 #include "model/test_models.h"
 #include "tests/testing/subprocess.h"
 
@@ -206,6 +210,108 @@ TEST(GrpoTrainerTest, OffPolicyCorrectionRefusesMissingRolloutLogprobsAndBadBoun
   o.grpo.set_is_mask_low(2.0);
   bad = GrpoTrainer::Create(testing::TinyMoe(7), testing::CharTokenizer(), o);
   EXPECT_NE(bad.status().message().find("learner.grpo.is_mask_low"), std::string::npos) << bad.status();
+}
+
+// Gives every sample a routing record of random (distinct) experts for its
+// prompt + completion - 1 fed tokens.
+void AddRandomRoutes(const model::ModelConfig& cfg, uint64_t seed, std::vector<zerorl::v1::Group>* groups) {
+  std::mt19937_64 rng(seed);
+  const int64_t per_token = model::MoeLayerCount(cfg), K = cfg.num_experts_per_tok;
+  for (auto& g : *groups)
+    for (auto& tr : *g.mutable_trajectories()) {
+      const int64_t fed = g.prompt().token_ids_size() + tr.sample().token_ids_size() - 1;
+      std::vector<int32_t> ids;
+      std::vector<int32_t> experts(cfg.n_routed_experts);
+      for (int64_t i = 0; i < fed * per_token; ++i) {
+        std::iota(experts.begin(), experts.end(), 0);
+        std::shuffle(experts.begin(), experts.end(), rng);
+        ids.insert(ids.end(), experts.begin(), experts.begin() + K);
+      }
+      *tr.mutable_sample()->mutable_routing() = model::PackRoutingRecord(cfg, ids);
+    }
+}
+
+TEST(GrpoTrainerTest, RoutingReplayUsesRecordsCountsMissingOnesAndRefusesBadOnes) {
+  TrainerOptions o = ResumeOptions();
+  o.grpo.set_routing_replay(true);
+  auto t = GrpoTrainer::Create(testing::TinyMoe(1), testing::CharTokenizer(), o);
+  ASSERT_TRUE(t.ok());
+  const model::ModelConfig cfg = (*t)->policy().config();
+  auto groups = zerorl::testing::RandomGroups(3, 3, 4);
+  AddRandomRoutes(cfg, 9, &groups);
+  groups[2].mutable_trajectories(3)->mutable_sample()->clear_routing();  // generated without recording
+
+  auto bad = groups;  // one token short
+  auto* rec = bad[1].mutable_trajectories(0)->mutable_sample()->mutable_routing();
+  rec->set_tokens(rec->tokens() - 1);
+  auto s = (*t)->Step(bad);
+  EXPECT_EQ(s.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.status().message().find("group 1 sample 0"), std::string::npos) << s.status();
+  EXPECT_NE(s.status().message().find("prompt + completion - 1"), std::string::npos) << s.status();
+  bad = groups;  // an expert id past the model's
+  (*bad[0].mutable_trajectories(1)->mutable_sample()->mutable_routing()->mutable_expert_ids())[0] =
+      static_cast<char>(cfg.n_routed_experts);
+  s = (*t)->Step(bad);
+  EXPECT_EQ(s.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.status().message().find("has expert id"), std::string::npos) << s.status();
+  EXPECT_EQ((*t)->version(), 0) << "a refused step must not train";
+
+  auto m = (*t)->Step(groups);
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_EQ((*m)["routing_replay_missing"], 1);
+  EXPECT_GT((*m)["router_mismatch_frac"], 0.2) << "random experts should mostly differ from the router's";
+  EXPECT_LE((*m)["router_mismatch_frac"], 1.0);
+  EXPECT_GT((*m)["router_replayed_pairs"], 0);
+  EXPECT_EQ((*t)->version(), 1);
+
+  // Off: the records are ignored and no replay metric is reported.
+  auto plain = GrpoTrainer::Create(testing::TinyMoe(1), testing::CharTokenizer(), ResumeOptions());
+  ASSERT_TRUE(plain.ok());
+  auto pm = (*plain)->Step(groups);
+  ASSERT_TRUE(pm.ok());
+  EXPECT_EQ(pm->count("router_mismatch_frac"), 0u);
+  EXPECT_NE((*pm)["entropy"], (*m)["entropy"]) << "the replayed routing should change the forward";
+}
+
+// The aux-loss-free bias update follows the replayed loads: every token
+// replayed to the last K experts makes them the loaded ones, so their bias
+// falls by γ and every other expert's rises by γ.
+TEST(GrpoTrainerTest, RoutingReplayMovesTheRouterBiasByTheReplayedLoads) {
+  TrainerOptions o = ResumeOptions();
+  o.grpo.set_routing_replay(true);
+  o.grpo.set_epochs(1);
+  auto t = GrpoTrainer::Create(testing::TinyMoe(1), testing::CharTokenizer(), o);
+  ASSERT_TRUE(t.ok());
+  const model::ModelConfig cfg = (*t)->policy().config();
+  const int64_t E = cfg.n_routed_experts, K = cfg.num_experts_per_tok, layers = model::MoeLayerCount(cfg);
+  auto groups = zerorl::testing::RandomGroups(4, 2, 4);
+  for (auto& g : groups)
+    for (auto& tr : *g.mutable_trajectories()) {
+      const int64_t fed = g.prompt().token_ids_size() + tr.sample().token_ids_size() - 1;
+      std::vector<int32_t> ids;
+      for (int64_t i = 0; i < fed * layers; ++i)
+        for (int64_t k = 0; k < K; ++k) ids.push_back(static_cast<int32_t>(E - 1 - k));
+      *tr.mutable_sample()->mutable_routing() = model::PackRoutingRecord(cfg, ids);
+    }
+  auto bias_of = [&](int64_t layer) {
+    for (const model::TensorRef& r : (*t)->policy().Parameters())
+      if (r.name == "model.layers." + std::to_string(layer) + ".mlp.gate.e_score_correction_bias")
+        return std::vector<float>(r.data, r.data + r.size);
+    return std::vector<float>();
+  };
+  int checked = 0;
+  std::vector<std::vector<float>> before;
+  for (int64_t l = 0; l < cfg.num_hidden_layers; ++l) before.push_back(bias_of(l));
+  ASSERT_TRUE((*t)->Step(groups).ok());
+  const float gamma = static_cast<float>(o.grpo.router_bias_gamma());
+  for (int64_t l = 0; l < cfg.num_hidden_layers; ++l) {
+    const std::vector<float> after = bias_of(l);
+    if (after.empty()) continue;
+    for (int64_t e = 0; e < E; ++e)
+      EXPECT_FLOAT_EQ(after[e] - before[l][e], e >= E - K ? -gamma : gamma) << "layer " << l << " expert " << e;
+    ++checked;
+  }
+  EXPECT_GT(checked, 0);
 }
 
 }  // namespace

@@ -111,6 +111,40 @@ TEST_P(DevicePathTest, TrainingStepIsBitIdenticalToTheCpuBackend) {
   EXPECT_EQ(restored.SerializeState(), opt_det.SerializeState());
 }
 
+// Routing replay on device memory: the recorded routes and a replayed
+// forward/backward (the picks shifted by one expert) match the CPU backend.
+TEST_P(DevicePathTest, RoutingReplayRecordsAndReplaysBitIdentically) {
+  Pair p = Make(GetParam());
+  TrainBatch batch = Batch(p.cpu->config().vocab_size);
+  const int64_t E = p.cpu->config().n_routed_experts, K = p.cpu->config().num_experts_per_tok;
+  for (int64_t b = 0; b < batch.B; ++b) {
+    std::vector<int32_t> toks(batch.tokens.begin() + b * batch.T, batch.tokens.begin() + (b + 1) * batch.T);
+    KVCache ca, cb;
+    std::vector<float> la, lb;
+    std::vector<int32_t> ra, rb;
+    ASSERT_TRUE(p.cpu->Prefill(toks, &ca, &la, false, &ra).ok());
+    ASSERT_TRUE(p.det->Prefill(toks, &cb, &lb, false, &rb).ok());
+    ASSERT_FALSE(ra.empty());
+    EXPECT_EQ(ra, rb);
+    for (size_t i = 0; i < ra.size(); i += K)  // every pick moved to the next expert (still distinct)
+      for (int64_t k = 0; k < K; ++k) batch.routed_experts.push_back(static_cast<int32_t>((ra[i + k] + 1) % E));
+  }
+  TrainOutput a, b;
+  ASSERT_TRUE(p.cpu->TrainForward(batch, {}, &a).ok());
+  ASSERT_TRUE(p.det->TrainForward(batch, {}, &b).ok());
+  EXPECT_EQ(a.logp, b.logp);
+  EXPECT_EQ(p.cpu->ExpertLoads(), p.det->ExpertLoads());
+  EXPECT_GT(a.mismatched_routes, 0);
+  EXPECT_EQ(a.replayed_routes, b.replayed_routes);
+  EXPECT_EQ(a.mismatched_routes, b.mismatched_routes);
+  std::vector<float> dlogp(a.logp.size(), -0.05f);
+  p.cpu->ZeroGrad();
+  p.det->ZeroGrad();
+  ASSERT_TRUE(p.cpu->TrainBackward(dlogp.data()).ok());
+  ASSERT_TRUE(p.det->TrainBackward(dlogp.data()).ok());
+  EXPECT_EQ(Grads(*p.cpu), Grads(*p.det));
+}
+
 TEST_P(DevicePathTest, GenerationIsBitIdenticalAndKeepsLogitsOnTheDevice) {
   Pair p = Make(GetParam());
   const int64_t V = p.cpu->config().vocab_size;

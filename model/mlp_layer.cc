@@ -5,7 +5,9 @@
 // each expert are gathered and run as one GEMM per expert, experts in parallel.
 // Routing runs on the backend (ops::Backend::RouterTopK, MoePermute); only the
 // per-expert row counts come back to the host (they size the GEMMs), plus the
-// picks when expert loads or the balance loss are asked for.
+// picks when expert loads or the balance loss are asked for. Routing replay
+// (RouteReplay) swaps recorded picks in before the experts run; the backward
+// then follows them too, since it reads the picks saved in LayerActs.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -68,10 +70,37 @@ void DenseSwiGluBackward(const Net& net, const float* x, const float* w_gu, cons
   net.ops->LinearBackward(dx, net.G(w_gu), dh.data(), x, w_gu, N, D, 2 * I);
 }
 
+// Routing replay: the router's picks (already in A.topk_idx) are compared
+// with the forced ones, replaced by them where given, and the combine weights
+// recomputed from the current scores for the picks now in place.
+void ReplayRoutes(const Net& net, LayerActs& A, int64_t N, const std::vector<SeqSpan>& spans, RouteReplay* replay) {
+  const ModelConfig& c = *net.cfg;
+  const int64_t K = c.num_experts_per_tok;
+  ToHost(net.ops, A.topk_idx, &A.topk_idx_host);
+  std::vector<int32_t>& idx = A.topk_idx_host;
+  const std::vector<uint8_t> valid = ValidMask(spans, N);
+  for (int64_t n = 0; n < N; ++n) {
+    const int32_t* f = replay->forced + n * K;
+    if (f[0] < 0) continue;
+    int32_t* own = idx.data() + n * K;
+    if (valid[n]) {
+      ++replay->replayed;
+      for (int64_t k = 0; k < K; ++k)
+        if (std::find(own, own + K, f[k]) == own + K) {
+          ++replay->mismatched;
+          break;
+        }
+    }
+    std::copy(f, f + K, own);
+  }
+  A.topk_idx.upload(idx.data(), N * K);
+  net.ops->RouterGateWeights(A.topk_w.data(), A.scores.data(), A.topk_idx.data(), N, RouteShapeOf(c));
+}
+
 }  // namespace
 
 void MlpForward(const Net& net, const Layer& L, LayerActs& A, const float* x_mid, float* out, int64_t N,
-                const std::vector<SeqSpan>& spans, int64_t* loads) {
+                const std::vector<SeqSpan>& spans, int64_t* loads, RouteReplay* replay) {
   const ModelConfig& c = *net.cfg;
   ops::Backend* ops = net.ops;
   const int64_t D = c.hidden_size;
@@ -94,6 +123,7 @@ void MlpForward(const Net& net, const Layer& L, LayerActs& A, const float* x_mid
   A.topk_idx.resize_discard(R);
   A.topk_w.resize_discard(R);
   ops->RouterTopK(A.topk_idx.data(), A.topk_w.data(), A.scores.data(), L.router_bias, N, RouteShapeOf(c));
+  if (replay && replay->forced) ReplayRoutes(net, A, N, spans, replay);
   // Group rows by expert (stable in token order); the counts come to the host.
   A.ex_off.assign(E + 1, 0);
   A.row_token.resize_discard(R);

@@ -63,6 +63,13 @@ struct TrainBatch {
   int64_t B = 0, T = 0;
   std::vector<int32_t> tokens;   // [B, T]
   std::vector<int32_t> lengths;  // [B], each in [1, T]
+  // Routing replay (R3): empty (the model routes every token itself), or
+  // [B, T, moe_layers, K] expert ids (model/routing_record.h's layout) that
+  // the forward and backward use instead of the router's own top-k; the
+  // combine weights still come from the current router scores of those
+  // experts. A (token, layer) whose K entries are all -1 is routed by the
+  // model itself. Ids must be in [0, E) and distinct per (token, layer).
+  std::vector<int32_t> routed_experts;
 };
 
 struct TrainOptions {
@@ -77,6 +84,11 @@ struct TrainOutput {
   std::vector<float> entropy;  // [B, T-1] when requested
   std::vector<float> logits;   // [B, T, V] when requested
   float balance_loss = 0.f;    // alpha * sum over MoE layers, mean over sequences
+  // Routing replay: (token, layer) pairs of real tokens that were replayed,
+  // and of those, how many the router's own top-k would have routed to a
+  // different set of experts.
+  int64_t replayed_routes = 0;
+  int64_t mismatched_routes = 0;
 };
 
 // How a deepseek_v3 (MLA) model caches attention state for generation.
@@ -163,7 +175,8 @@ class Model {
   // preceding TrainForward; accumulates into the grads.
   absl::Status TrainBackward(const float* dlogp, const float* dentropy = nullptr);
   // Tokens routed to each expert in the last TrainForward: [layer][E]
-  // (empty vectors for dense layers). Padding tokens are not counted.
+  // (empty vectors for dense layers). Padding tokens are not counted. Under
+  // routing replay these are the replayed picks.
   const std::vector<std::vector<int64_t>>& ExpertLoads() const { return expert_loads_; }
   // Aux-loss-free balancing: bias_e += gamma * sign(mean_load - load_e) per MoE
   // layer, from ExpertLoads(). No-op without e_score_correction_bias.
@@ -185,11 +198,14 @@ class Model {
   absl::Status ReserveCache(KVCache* cache, int64_t tokens);
   // Appends tokens to the cache (which may already hold a prefix) and returns
   // the logits of the last token [V] (all positions [n, V] when all_logits).
+  // routes (optional, routing replay) gets the experts each new token was
+  // routed to: [n, moe_layers, K] (model/routing_record.h's layout).
   absl::Status Prefill(const std::vector<int32_t>& tokens, KVCache* cache, std::vector<float>* logits,
-                       bool all_logits = false);
-  // One new token for each of n sequences of any lengths; logits [n, V].
+                       bool all_logits = false, std::vector<int32_t>* routes = nullptr);
+  // One new token for each of n sequences of any lengths; logits [n, V];
+  // routes (optional) [n, moe_layers, K] as for Prefill.
   absl::Status DecodeStep(const std::vector<KVCache*>& caches, const std::vector<int32_t>& tokens,
-                          std::vector<float>* logits);
+                          std::vector<float>* logits, std::vector<int32_t>* routes = nullptr);
   // G samples for each prompt: one prefill per prompt, forked G ways, decoded
   // together. Sample g of prompt p draws from Sampler(params, MixSeed(seed, p*G+g)).
   // Stops at a token in stop_ids or after max_new tokens. Result [P*G], prompt-major.
@@ -211,12 +227,12 @@ class Model {
                             std::vector<GeneratedSample>* out);
   // logits [rows, V] stay in backend memory; InferToHost copies them out.
   absl::Status InferForward(const std::vector<KVCache*>& caches, const std::vector<std::vector<int32_t>>& toks,
-                            ops::Buf<float>* logits, bool all_logits);
+                            ops::Buf<float>* logits, bool all_logits, std::vector<int32_t>* routes = nullptr);
   // Binds cache's buffers to this backend and fixes its layout (an error when
   // it was filled under the other one).
   absl::Status PrepareCache(KVCache* cache);
   absl::Status InferToHost(const std::vector<KVCache*>& caches, const std::vector<std::vector<int32_t>>& toks,
-                           std::vector<float>* logits, bool all_logits);
+                           std::vector<float>* logits, bool all_logits, std::vector<int32_t>* routes);
 
   ModelConfig config_;
   ops::Backend* ops_;

@@ -9,12 +9,13 @@
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
 #include "model/model.h"
+#include "model/routing_record.h"
 #include "model/transformer.h"
 
 namespace zerorl::model {
 
 absl::Status Model::InferForward(const std::vector<KVCache*>& caches, const std::vector<std::vector<int32_t>>& toks,
-                                 ops::Buf<float>* logits, bool all_logits) {
+                                 ops::Buf<float>* logits, bool all_logits, std::vector<int32_t>* routes) {
   const ModelConfig& c = config_;
   const int64_t S = static_cast<int64_t>(caches.size()), D = c.hidden_size, V = c.vocab_size;
   const int64_t Lyr = c.num_hidden_layers;
@@ -63,6 +64,12 @@ absl::Status Model::InferForward(const std::vector<KVCache*>& caches, const std:
   const bool latent = latent_cache(), absorbed = latent && !fresh;
   const ops::AttnShape lshape = latent ? internal::LatentAttnShapeOf(c) : ops::AttnShape{};
   const int64_t lrow = latent ? lshape.k_stride : 0;
+  // Routing replay recording: each MoE layer's picks [N, K] land in
+  // routes [N, moe_layers, K] (one download of N*K ids per MoE layer).
+  const int64_t moe_layers = routes ? MoeLayerCount(c) : 0, K = c.num_experts_per_tok;
+  if (routes) routes->assign(N * moe_layers * K, 0);
+  std::vector<int32_t> picks;
+  int64_t moe_index = 0;
   for (int64_t l = 0; l < Lyr; ++l) {
     const internal::Layer& L = *layers_[l];
     internal::AttnQkvForward(n, L, A, x.data(), pos_dev.data(), N, latent, /*expand_kv=*/!absorbed);
@@ -108,6 +115,13 @@ absl::Status Model::InferForward(const std::vector<KVCache*>& caches, const std:
     A.x_mid.resize_discard(N * D);
     internal::AttnOutForward(n, L, A, x.data(), A.x_mid.data(), N);
     internal::MlpForward(n, L, A, A.x_mid.data(), x.data(), N, no_spans, nullptr);
+    if (routes && L.moe) {
+      picks.resize(N * K);
+      ops_->Download(picks.data(), A.topk_idx.data(), N * K * static_cast<int64_t>(sizeof(int32_t)));
+      for (int64_t t = 0; t < N; ++t)
+        std::copy_n(picks.data() + t * K, K, routes->data() + (t * moe_layers + moe_index) * K);
+      ++moe_index;
+    }
   }
   for (int64_t i = 0; i < S; ++i) caches[i]->len_ += start[i + 1] - start[i];
   // Final norm + head on the rows asked for.
@@ -192,10 +206,10 @@ KVCache KVCache::Fork() const {
 }
 
 absl::Status Model::InferToHost(const std::vector<KVCache*>& caches, const std::vector<std::vector<int32_t>>& toks,
-                                std::vector<float>* logits, bool all_logits) {
+                                std::vector<float>* logits, bool all_logits, std::vector<int32_t>* routes) {
   try {
     ops::Buf<float> dev(ops_, "logits");
-    ZRL_RETURN_IF_ERROR(InferForward(caches, toks, &dev, all_logits));
+    ZRL_RETURN_IF_ERROR(InferForward(caches, toks, &dev, all_logits, routes));
     logits->resize(dev.size());
     ops_->Download(logits->data(), dev.data(), dev.size() * 4);
     return absl::OkStatus();
@@ -205,18 +219,18 @@ absl::Status Model::InferToHost(const std::vector<KVCache*>& caches, const std::
 }
 
 absl::Status Model::Prefill(const std::vector<int32_t>& tokens, KVCache* cache, std::vector<float>* logits,
-                            bool all_logits) {
-  return InferToHost({cache}, {tokens}, logits, all_logits);
+                            bool all_logits, std::vector<int32_t>* routes) {
+  return InferToHost({cache}, {tokens}, logits, all_logits, routes);
 }
 
 absl::Status Model::DecodeStep(const std::vector<KVCache*>& caches, const std::vector<int32_t>& tokens,
-                               std::vector<float>* logits) {
+                               std::vector<float>* logits, std::vector<int32_t>* routes) {
   if (caches.size() != tokens.size())
     return absl::InvalidArgumentError(
         absl::StrCat("DecodeStep: ", caches.size(), " caches but ", tokens.size(), " tokens"));
   std::vector<std::vector<int32_t>> toks(tokens.size());
   for (size_t i = 0; i < tokens.size(); ++i) toks[i] = {tokens[i]};
-  return InferToHost(caches, toks, logits, false);
+  return InferToHost(caches, toks, logits, false, routes);
 }
 
 absl::StatusOr<std::vector<GeneratedSample>> Model::Generate(const std::vector<std::vector<int32_t>>& prompts,

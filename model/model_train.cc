@@ -1,10 +1,12 @@
 // Model::TrainForward / TrainBackward: the whole network over a padded batch,
 // saving activations, then the hand-written backward in reverse layer order.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
 #include "model/model.h"
+#include "model/routing_record.h"
 #include "model/transformer.h"
 
 namespace zerorl::model {
@@ -26,6 +28,25 @@ absl::Status CheckBatch(const ModelConfig& c, const TrainBatch& b) {
   for (size_t i = 0; i < b.tokens.size(); ++i)
     if (b.tokens[i] < 0 || b.tokens[i] >= c.vocab_size)
       return absl::InvalidArgumentError(absl::StrCat("TrainBatch: token ", b.tokens[i], " at ", i, " is outside the vocabulary of ", c.vocab_size));
+  if (b.routed_experts.empty()) return absl::OkStatus();
+  const int64_t layers = MoeLayerCount(c), K = c.num_experts_per_tok, E = c.n_routed_experts;
+  if (static_cast<int64_t>(b.routed_experts.size()) != b.B * b.T * layers * K)
+    return absl::InvalidArgumentError(absl::StrCat("TrainBatch: routed_experts has ", b.routed_experts.size(),
+                                                   " ids, expected B*T*moe_layers*K=", b.B * b.T * layers * K));
+  for (size_t s = 0; s < b.routed_experts.size(); s += K) {
+    const int32_t* f = b.routed_experts.data() + s;
+    const int64_t token = static_cast<int64_t>(s) / (layers * K), layer = (static_cast<int64_t>(s) / K) % layers;
+    const bool own = f[0] < 0;
+    for (int64_t k = 0; k < K; ++k) {
+      if (own ? f[k] != -1 : (f[k] < 0 || f[k] >= E))
+        return absl::InvalidArgumentError(absl::StrCat("TrainBatch: routed_experts of token ", token, " MoE layer ",
+                                                       layer, " has id ", f[k], "; need K ids in [0, ", E,
+                                                       ") or K times -1"));
+      if (!own && std::find(f, f + k, f[k]) != f + k)
+        return absl::InvalidArgumentError(absl::StrCat("TrainBatch: routed_experts of token ", token, " MoE layer ",
+                                                       layer, " picks expert ", f[k], " twice"));
+    }
+  }
   return absl::OkStatus();
 }
 
@@ -75,6 +96,13 @@ absl::Status Model::TrainForwardImpl(const TrainBatch& batch, const TrainOptions
   internal::Net n = net();
   const ops::AttnShape shape = internal::AttnShapeOf(c);
   expert_loads_.assign(c.num_hidden_layers, {});
+  // Routing replay: each MoE layer's forced picks [N, K], from the batch's
+  // token-major [N, moe_layers, K].
+  const bool replay = !batch.routed_experts.empty();
+  const int64_t moe_layers = replay ? MoeLayerCount(c) : 0, K = c.num_experts_per_tok;
+  std::vector<int32_t> forced;
+  out->replayed_routes = out->mismatched_routes = 0;
+  int64_t moe_index = 0;
 
   S.layers[0].x_in.resize_discard(N * D);
   ops_->EmbeddingForward(S.layers[0].x_in.data(), embed_, S.tokens.data(), N, D);
@@ -101,8 +129,18 @@ absl::Status Model::TrainForwardImpl(const TrainBatch& batch, const TrainOptions
     ops::Buf<float>& next = l + 1 < c.num_hidden_layers ? S.layers[l + 1].x_in : S.x_final;
     next.resize_discard(N * D);
     if (L.moe) expert_loads_[l].assign(c.n_routed_experts, 0);
+    internal::RouteReplay rr;
+    if (replay && L.moe) {
+      forced.resize(N * K);
+      for (int64_t t = 0; t < N; ++t)
+        std::copy_n(batch.routed_experts.data() + (t * moe_layers + moe_index) * K, K, forced.data() + t * K);
+      rr.forced = forced.data();
+    }
+    if (L.moe) ++moe_index;
     internal::MlpForward(n, L, A, A.x_mid.data(), next.data(), N, S.spans,
-                         L.moe ? expert_loads_[l].data() : nullptr);
+                         L.moe ? expert_loads_[l].data() : nullptr, rr.forced ? &rr : nullptr);
+    out->replayed_routes += rr.replayed;
+    out->mismatched_routes += rr.mismatched;
   }
   S.lnf.resize_discard(N * D);
   S.rstdf.resize_discard(N);

@@ -1,15 +1,20 @@
 // The C++ model against the PyTorch reference (tests/reference/ref_model.py)
 // on tiny random configs of both families: logits, logp, entropy, balance
 // loss and the gradient of every parameter, per tensor
-// max|C++ - ref| / max|ref| <= 1e-4.
+// max|C++ - ref| / max|ref| <= 1e-4; and the same under routing replay
+// (recorded experts forced on most (token, layer) pairs), plus the replayed
+// and mismatched pair counts.
+#include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <numeric>
 #include <random>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include "model/model.h"
+#include "model/routing_record.h"
 #include "model/test_util.h"
 #include "tests/testing/subprocess.h"
 
@@ -37,9 +42,9 @@ float RelErr(const float* a, const float* ref, int64_t n) {
 
 class ReferenceTest : public ::testing::TestWithParam<Case> {};
 
-TEST_P(ReferenceTest, LogitsLossAndEveryGradientMatchPyTorch) {
-  if (!testing::HaveTorch()) GTEST_SKIP() << "/usr/bin/python3 cannot import torch";
-  const Case& tc = GetParam();
+// replay: force random recorded experts (distinct, ignoring group limits) on
+// ~70% of the (token, MoE layer) pairs, the rest route themselves.
+void CheckAgainstReference(const Case& tc, bool replay) {
   auto model = Model::Create(testing::MustParse(tc.config), 1234);
   ASSERT_TRUE(model.ok()) << model.status();
   Model& m = **model;
@@ -49,7 +54,7 @@ TEST_P(ReferenceTest, LogitsLossAndEveryGradientMatchPyTorch) {
     if (r.shape.size() == 1)
       for (int64_t i = 0; i < r.size; ++i)
         r.data[i] = r.name.find("correction_bias") != std::string::npos ? 0.05f * u(rng) : 1.f + 0.2f * u(rng);
-  const std::string dir = zerorl::testing::MakeTempDir("ref-" + tc.name);
+  const std::string dir = zerorl::testing::MakeTempDir((replay ? "ref-replay-" : "ref-") + tc.name);
   ASSERT_TRUE(m.Save(dir + "/model").ok());
 
   TrainBatch batch;
@@ -64,6 +69,19 @@ TEST_P(ReferenceTest, LogitsLossAndEveryGradientMatchPyTorch) {
   nlohmann::json bj = {{"B", batch.B}, {"T", batch.T}, {"tokens", batch.tokens}, {"lengths", batch.lengths},
                        {"dlogp", dlogp}, {"alpha", tc.alpha}};
   if (tc.entropy) bj["dentropy"] = dent;
+  if (replay) {
+    const int64_t layers = MoeLayerCount(m.config()), K = m.config().num_experts_per_tok;
+    const int64_t E = m.config().n_routed_experts;
+    std::vector<int32_t> experts(E);
+    std::bernoulli_distribution use(0.7);
+    for (int64_t s = 0; s < batch.B * batch.T * layers; ++s) {
+      std::iota(experts.begin(), experts.end(), 0);
+      std::shuffle(experts.begin(), experts.end(), rng);
+      const bool forced = use(rng);
+      for (int64_t k = 0; k < K; ++k) batch.routed_experts.push_back(forced ? experts[k] : -1);
+    }
+    bj["routed_experts"] = batch.routed_experts;
+  }
   std::ofstream(dir + "/batch.json") << bj.dump();
 
   TrainOptions opt;
@@ -105,6 +123,25 @@ TEST_P(ReferenceTest, LogitsLossAndEveryGradientMatchPyTorch) {
     ++checked;
   }
   EXPECT_GT(checked, 10);
+  if (replay) {
+    float replayed = 0, mismatched = 0;
+    ASSERT_TRUE((*ref)->ReadF32("replayed", {1}, &replayed).ok());
+    ASSERT_TRUE((*ref)->ReadF32("mismatched", {1}, &mismatched).ok());
+    EXPECT_EQ(out.replayed_routes, static_cast<int64_t>(replayed));
+    EXPECT_EQ(out.mismatched_routes, static_cast<int64_t>(mismatched));
+    EXPECT_GT(out.mismatched_routes, 0);  // random picks differ from the router's
+    EXPECT_GT(out.replayed_routes, out.mismatched_routes / 2);
+  }
+}
+
+TEST_P(ReferenceTest, LogitsLossAndEveryGradientMatchPyTorch) {
+  if (!testing::HaveTorch()) GTEST_SKIP() << "/usr/bin/python3 cannot import torch";
+  CheckAgainstReference(GetParam(), /*replay=*/false);
+}
+
+TEST_P(ReferenceTest, ReplayedRoutingMatchesPyTorch) {
+  if (!testing::HaveTorch()) GTEST_SKIP() << "/usr/bin/python3 cannot import torch";
+  CheckAgainstReference(GetParam(), /*replay=*/true);
 }
 
 INSTANTIATE_TEST_SUITE_P(

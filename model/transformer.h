@@ -135,10 +135,20 @@ void AttnOutBackward(const Net& net, const Layer& L, LayerActs& A, const float* 
 void AttnQkvBackward(const Net& net, const Layer& L, LayerActs& A, float* dq, float* dk, const float* dv,
                      const int32_t* pos, float* dres, int64_t N);
 
+// Routing replay of one MoE layer: forced [N, K] (host) expert ids to use
+// instead of the router's own top-k; a row whose first id is < 0 is routed by
+// the router. Counts, over the rows inside the spans' valid rows: replayed,
+// and mismatched (the router's own picks differ from the forced ones as sets).
+struct RouteReplay {
+  const int32_t* forced = nullptr;
+  int64_t replayed = 0, mismatched = 0;
+};
+
 // out[N, D] = x_mid + mlp(ln2(x_mid)). For MoE layers, loads[E] (if not
-// null) gets the routed counts of tokens inside the spans' valid rows.
+// null) gets the routed counts of tokens inside the spans' valid rows;
+// replay (if not null) forces the picks (see RouteReplay).
 void MlpForward(const Net& net, const Layer& L, LayerActs& A, const float* x_mid, float* out, int64_t N,
-                const std::vector<SeqSpan>& spans, int64_t* loads);
+                const std::vector<SeqSpan>& spans, int64_t* loads, RouteReplay* replay = nullptr);
 // dres [N, D]: in dL/d(out), out dL/d(x_mid) (adds the MLP path). balance_alpha
 // > 0 adds the sequence-wise balance loss gradient (scaled by 1/num spans);
 // it needs the host copies BalanceLoss left in A.

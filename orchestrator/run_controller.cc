@@ -310,7 +310,7 @@ std::string RunController::DataCursorJson(int64_t step) const {
 absl::StatusOr<std::vector<std::vector<Sample>>> RunController::GenerateAll(
     const std::vector<Prompt>& prompts, int group_size, const zerorl::v1::SamplingParams& sampling, uint64_t seed,
     int64_t min_version, const std::string& request_prefix, std::vector<std::vector<int32_t>>* prompt_ids,
-    std::atomic<int64_t>* sent_bytes) {
+    std::atomic<int64_t>* sent_bytes, bool record_routing) {
   std::vector<std::vector<Sample>> out(prompts.size());
   if (prompt_ids != nullptr) prompt_ids->assign(prompts.size(), {});
   const auto deadline = calls_.deadline();
@@ -327,6 +327,7 @@ absl::StatusOr<std::vector<std::vector<Sample>>> RunController::GenerateAll(
     SplitMix64 r(seed + static_cast<uint64_t>(i) * 0x9E3779B97F4A7C15ULL);
     req.mutable_sampling()->set_seed(r.Next());
     req.set_min_policy_version(min_version);
+    req.set_record_routing(record_routing);
     return calls_.CallPool(registry_, zerorl::v1::WORKER_ROLE_ROLLOUT, absl::StrCat("Generate ", req.request_id()),
                            [&](const WorkerHandle& h) -> absl::Status {
                            auto ctx = ContextWithDeadline(deadline);
@@ -434,7 +435,7 @@ absl::StatusOr<RunController::StepData> RunController::Produce(int64_t step, int
   std::vector<std::vector<int32_t>> prompt_ids;
   ZRL_ASSIGN_OR_RETURN(auto samples, GenerateAll(prompts, G, config_.rollout().sampling(), SeedForStep(step),
                                                  min_version, absl::StrCat(config_.run_id(), "/", step), &prompt_ids,
-                                                 &sent_bytes));
+                                                 &sent_bytes, config_.learner().grpo().routing_replay()));
   const double gen_s = SecondsSince(t0);
   const auto t1 = Clock::now();
   ZRL_ASSIGN_OR_RETURN(auto rewards, ScoreAll(prompts, samples, &sent_bytes));

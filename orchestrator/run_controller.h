@@ -145,11 +145,13 @@ class RunController {
   // Generate with retries on other workers; returns one group of samples per
   // prompt, and (when prompt_ids is set) each prompt's token ids as the worker
   // tokenized them. Only the prompt's id and text are sent. Adds the request
-  // bytes sent to *sent_bytes when set.
+  // bytes sent to *sent_bytes when set. record_routing asks the workers for
+  // each sample's routing record (learner.grpo.routing_replay; training only).
   absl::StatusOr<std::vector<std::vector<zerorl::v1::Sample>>> GenerateAll(
       const std::vector<zerorl::v1::Prompt>& prompts, int group_size, const zerorl::v1::SamplingParams& sampling,
       uint64_t seed, int64_t min_version, const std::string& request_prefix,
-      std::vector<std::vector<int32_t>>* prompt_ids = nullptr, std::atomic<int64_t>* sent_bytes = nullptr);
+      std::vector<std::vector<int32_t>>* prompt_ids = nullptr, std::atomic<int64_t>* sent_bytes = nullptr,
+      bool record_routing = false);
   // Scores each group in one call that carries its prompt and answer once.
   absl::StatusOr<std::vector<std::vector<zerorl::v1::RewardResult>>> ScoreAll(
       const std::vector<zerorl::v1::Prompt>& prompts, const std::vector<std::vector<zerorl::v1::Sample>>& samples,

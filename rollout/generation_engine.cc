@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
 #include "common/status.h"
+#include "model/routing_record.h"
 
 namespace zerorl::rollout {
 
@@ -37,6 +38,8 @@ struct GenerationEngine::Seq {
   bool finished = false;  // no more tokens
   bool counted = false;   // its request's `pending` already counts it as final
   SampleFinish finish = SampleFinish::kLength;
+  // Routing replay: [fed tokens, moe_layers, K] expert ids, when the request records.
+  std::vector<int32_t> routes;
   GeneratedText& out() { return req->out[p][g]; }
 };
 
@@ -163,6 +166,7 @@ void GenerationEngine::FinishSeq(Seq* s, SampleFinish f) {
   o.finish = f;
   o.policy_version = o.version_spans.empty() ? s->version : o.version_spans.front().version;
   o.text = tokenizer_->DecodeText(o.tokens, /*skip_special=*/true);  // Sample.text is a proto string: UTF-8
+  if (s->req->params.record_routing && s->model) o.routing = model::PackRoutingRecord(s->model->config(), s->routes);
   s->finished = true;
   s->counted = true;
   if (draining_) (f == SampleFinish::kAbort ? drain_counts_.aborted : drain_counts_.finished)++;
@@ -250,10 +254,13 @@ void GenerationEngine::AdmitAndPrefill(std::vector<std::unique_ptr<Seq>>* fresh)
     }
   }
   std::vector<float> logits;
+  std::vector<int32_t> prompt_routes;
   for (Admit& a : admits) {
     model::KVCache cache;
+    const bool record = a.req->params.record_routing;
     absl::Status st = a.model->ReserveCache(&cache, a.tokens);
-    if (st.ok()) st = a.model->Prefill((*a.req->prompts)[a.p], &cache, &logits);
+    if (st.ok())
+      st = a.model->Prefill((*a.req->prompts)[a.p], &cache, &logits, false, record ? &prompt_routes : nullptr);
     if (!st.ok()) {
       absl::MutexLock lk(&mu_);
       a.req->pending -= a.req->G;  // this prompt's samples never became sequences
@@ -272,6 +279,7 @@ void GenerationEngine::AdmitAndPrefill(std::vector<std::unique_ptr<Seq>>* fresh)
       s->version = a.version;
       s->out().version_spans = {{0, a.version}};
       s->kv_bytes = a.kv_bytes;
+      if (record) s->routes = prompt_routes;
       s->cache = g + 1 < a.req->G ? cache.Fork() : std::move(cache);
       s->sampler = std::make_unique<model::Sampler>(
           a.req->params.sampler,
@@ -303,7 +311,10 @@ void GenerationEngine::MoveToServingVersion() {
     model::KVCache cache;
     absl::Status st =
         live->ReserveCache(&cache, static_cast<int64_t>(prompt.size()) + s->req->params.max_new_tokens);
-    if (st.ok()) st = live->Prefill(context, &cache, &logits);
+    // With routing replay the record is replaced too: the tokens generated from
+    // here on attend to keys and values routed by the new weights.
+    if (st.ok())
+      st = live->Prefill(context, &cache, &logits, false, s->req->params.record_routing ? &s->routes : nullptr);
     if (!st.ok()) {
       absl::MutexLock lk(&mu_);
       FailRequest(s->req, Annotate(st, absl::StrCat("recomputing the KV cache of prompt ", s->p, " sample ", s->g,
@@ -320,6 +331,7 @@ void GenerationEngine::MoveToServingVersion() {
 void GenerationEngine::Loop() {
   std::vector<float> logits;
   int64_t iteration = 0;
+  std::vector<int32_t> routes;  // [sequences, moe_layers, K] of a decode step, when any sequence records
   for (;;) {
     {
       absl::MutexLock lk(&mu_);
@@ -362,11 +374,13 @@ void GenerationEngine::Loop() {
     for (auto& [m, seqs] : by_model) {
       std::vector<model::KVCache*> caches;
       std::vector<int32_t> last;
+      bool record = false;
       for (Seq* s : seqs) {
         caches.push_back(&s->cache);
         last.push_back(s->out().tokens.back());
+        record = record || s->req->params.record_routing;
       }
-      absl::Status st = m->DecodeStep(caches, last, &logits);
+      absl::Status st = m->DecodeStep(caches, last, &logits, record ? &routes : nullptr);
       if (!st.ok()) {
         absl::MutexLock lk(&mu_);
         for (Seq* s : seqs)
@@ -374,6 +388,13 @@ void GenerationEngine::Loop() {
         continue;
       }
       const int64_t V = m->config().vocab_size;
+      if (record) {
+        const size_t per_token = routes.size() / seqs.size();
+        for (size_t i = 0; i < seqs.size(); ++i)
+          if (seqs[i]->req->params.record_routing)
+            seqs[i]->routes.insert(seqs[i]->routes.end(), routes.begin() + i * per_token,
+                                   routes.begin() + (i + 1) * per_token);
+      }
       for (size_t i = 0; i < seqs.size(); ++i) Advance(seqs[i], seqs[i]->sampler->Draw(logits.data() + i * V, V));
     }
     absl::MutexLock lk(&mu_);

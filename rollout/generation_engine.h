@@ -33,6 +33,12 @@
 // swap. ReceiveWeightsInPlace instead hands the spare to a transport that
 // writes backend memory itself (the NCCL broadcast).
 //
+// Routing replay (GenerationParams::record_routing, per request): the prefill
+// and every decode step also return the experts each fed token was routed to
+// (one download of N*K ids per MoE layer); a sample's record is its prompt's
+// (shared by the group) followed by its own fed tokens. Requests that do not
+// record cost nothing extra, even when batched with ones that do.
+//
 // Thread-safety: every public method may be called from any thread.
 #pragma once
 
@@ -50,6 +56,7 @@
 #include "absl/synchronization/mutex.h"
 #include "model/model.h"
 #include "model/tokenizer.h"
+#include "zerorl/v1/common.pb.h"
 #include "weights/weight_transfer.h"
 
 namespace zerorl::rollout {
@@ -62,6 +69,9 @@ struct GenerationParams {
   std::vector<std::string> stop;        // stop strings, matched on the decoded text
   std::vector<int32_t> stop_token_ids;  // besides the tokenizer's EOS and the config's eos ids
   uint64_t seed = 0;                    // sample g of prompt p draws with MixSeed(seed, p*G+g)
+  // Routing replay: fill GeneratedText::routing. Off, the decode loop asks the
+  // model for no routes at all (no cost).
+  bool record_routing = false;
 };
 
 // Tokens [first_token, next span's first_token) were sampled by `version`.
@@ -79,6 +89,10 @@ struct GeneratedText {
   SampleFinish finish = SampleFinish::kLength;
   int64_t policy_version = 0;            // the oldest version that sampled a token (version_spans[0])
   std::vector<VersionSpan> version_spans;  // oldest first; one span unless partial_rollout moved it
+  // With GenerationParams::record_routing: the experts every fed token (the
+  // prompt, then each completion token but the last) was routed to, packed
+  // (model/routing_record.h). Empty otherwise.
+  zerorl::v1::RoutingRecord routing;
 };
 
 struct UpdateResult {

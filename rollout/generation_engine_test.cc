@@ -3,7 +3,9 @@
 // weight swaps during generation (each sample is exactly one version's
 // output), corrupt and aborted transfers, drain; the KV-cache budget (waits,
 // never exceeded, no sample lost, an impossible prompt refused) and the MLA
-// cache layouts (latent equals expanded; qwen3_moe unaffected).
+// cache layouts (latent equals expanded; qwen3_moe unaffected); routing
+// replay records (prompt + completion - 1 tokens, the samples unchanged, the
+// learner's own routing under the same weights, nothing when not asked).
 #include "rollout/generation_engine.h"
 
 #include <algorithm>
@@ -13,6 +15,7 @@
 #include <gtest/gtest.h>
 
 #include "model/ops/detached_backend.h"
+#include "model/routing_record.h"
 #include "model/test_models.h"
 #include "model/test_util.h"
 
@@ -108,6 +111,49 @@ TEST(GenerationEngineTest, GroupsMatchTheModelsOwnGenerate) {
   auto again = engine->Generate(prompts, 3, Sampling(12));
   ASSERT_TRUE(again.ok());
   EXPECT_EQ((*again)[1][2].tokens, (*out)[1][2].tokens);  // seeded
+}
+
+TEST(GenerationEngineTest, RecordsRoutingOnlyWhenAskedAndTheLearnerReplaysItWithoutMismatch) {
+  auto engine = Engine(5, /*max_batch=*/4);  // the groups decode together with the plain call's
+  const auto prompts = Prompts(*engine, {"ab", "hello"});
+  GenerationParams rec = Sampling(12);
+  rec.record_routing = true;
+  absl::StatusOr<std::vector<std::vector<GeneratedText>>> plain, recorded;
+  std::thread other([&] { plain = engine->Generate(prompts, 3, Sampling(12)); });
+  recorded = engine->Generate(prompts, 3, rec);
+  other.join();
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  ASSERT_TRUE(recorded.ok()) << recorded.status();
+  auto learner = testing::TinyMoe(5);  // the same weights
+  const model::ModelConfig& cfg = learner->config();
+  const int64_t per_token = model::MoeLayerCount(cfg) * cfg.num_experts_per_tok;
+  ASSERT_GT(per_token, 0);
+  for (size_t p = 0; p < prompts.size(); ++p)
+    for (int g = 0; g < 3; ++g) {
+      SCOPED_TRACE("prompt " + std::to_string(p) + " sample " + std::to_string(g));
+      const GeneratedText& a = (*plain)[p][g];
+      const GeneratedText& b = (*recorded)[p][g];
+      EXPECT_EQ(a.tokens, b.tokens);  // recording changes nothing
+      EXPECT_EQ(a.logprobs, b.logprobs);
+      EXPECT_EQ(a.routing.ByteSizeLong(), 0u);
+      const int64_t fed = static_cast<int64_t>(prompts[p].size() + b.tokens.size()) - 1;
+      auto routes = model::UnpackRoutingRecord(b.routing, cfg, fed);
+      ASSERT_TRUE(routes.ok()) << routes.status();
+      model::TrainBatch batch;
+      batch.B = 1;
+      batch.T = fed + 1;
+      batch.tokens = prompts[p];
+      batch.tokens.insert(batch.tokens.end(), b.tokens.begin(), b.tokens.end());
+      batch.lengths = {static_cast<int32_t>(batch.T)};
+      batch.routed_experts = *routes;
+      batch.routed_experts.resize(batch.T * per_token, -1);  // the last token routes itself
+      model::TrainOutput out;
+      ASSERT_TRUE(learner->TrainForward(batch, {}, &out).ok());
+      EXPECT_EQ(out.replayed_routes, fed * model::MoeLayerCount(cfg));
+      EXPECT_EQ(out.mismatched_routes, 0);
+      for (size_t t = 0; t < b.tokens.size(); ++t)
+        EXPECT_NEAR(out.logp[prompts[p].size() - 1 + t], b.logprobs[t], 1e-4) << t;
+    }
 }
 
 TEST(GenerationEngineTest, StopStringsAndStopTokens) {

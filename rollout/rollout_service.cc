@@ -35,6 +35,7 @@ absl::StatusOr<GenerationParams> ParamsFromRequest(const zerorl::v1::GenerateReq
   p.stop.assign(s.stop().begin(), s.stop().end());
   p.stop_token_ids.assign(s.stop_token_ids().begin(), s.stop_token_ids().end());
   p.seed = s.seed() != 0 ? s.seed() : std::hash<std::string>{}(r.request_id()) | 1;
+  p.record_routing = r.record_routing();
   return p;
 }
 
@@ -113,6 +114,7 @@ grpc::Status RolloutServiceImpl::Generate(grpc::ServerContext* ctx, const zerorl
         v->set_version(span.version);
       }
       s->set_worker(worker_);
+      if (params->record_routing) *s->mutable_routing() = t.routing;
       completion_tokens += static_cast<int64_t>(t.tokens.size());
     }
   }

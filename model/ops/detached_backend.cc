@@ -123,6 +123,10 @@ class Detached final : public Backend, public DetachedBackendHandle {
                   const RouteShape& r) override {
     cpu_->RouterTopK(U(idx), U(w), U(scores), U(bias), N, r);
   }
+  void RouterGateWeights(float* w, const float* scores, const int32_t* idx, int64_t N,
+                         const RouteShape& r) override {
+    cpu_->RouterGateWeights(U(w), U(scores), U(idx), N, r);
+  }
   void RouterTopKBackward(float* dscores, const float* dw, const float* scores, const int32_t* idx, int64_t N,
                           const RouteShape& r) override {
     cpu_->RouterTopKBackward(U(dscores), U(dw), U(scores), U(idx), N, r);

@@ -176,6 +176,12 @@ class Backend {
   // over the K when r.normalize) * r.scale.
   virtual void RouterTopK(int32_t* idx, float* w, const float* scores, const float* bias, int64_t N,
                           const RouteShape& r) = 0;
+  // Routing replay: the combine weights of picks made elsewhere. idx[N,K]
+  // (distinct ids in [0, E) per token) is input; w[N,K] = scores[idx]
+  // (normalised over the K when r.normalize) * r.scale, formed exactly as
+  // RouterTopK forms them for its own picks (same order of operations).
+  virtual void RouterGateWeights(float* w, const float* scores, const int32_t* idx, int64_t N,
+                                 const RouteShape& r) = 0;
   // dscores[N,E] += d(w)/d(scores)^T dw[N,K] (the selection itself has no gradient).
   virtual void RouterTopKBackward(float* dscores, const float* dw, const float* scores, const int32_t* idx, int64_t N,
                                   const RouteShape& r) = 0;

@@ -145,6 +145,26 @@ TEST(CtlTrajectoryViewTest, ShowsTermsVersionsAndLogprobs) {
   EXPECT_NE(s.find("target 3"), std::string::npos) << s;
   EXPECT_NE(s.find("\"+\""), std::string::npos) << s;
   EXPECT_NE(s.find("mean -1.4000"), std::string::npos) << s;
+  EXPECT_EQ(s.find("routing "), std::string::npos) << "no routing record, no routing line: " << s;
+}
+
+TEST(CtlTrajectoryViewTest, SummarisesARoutingReplayRecord) {
+  zerorl::v1::Trajectory t;
+  *t.mutable_sample() = CharSample();
+  zerorl::v1::RoutingRecord* rec = t.mutable_sample()->mutable_routing();
+  rec->set_moe_layers(3);
+  rec->set_top_k(2);
+  rec->set_n_experts(8);
+  rec->set_tokens(4);
+  std::string ids(4 * 3 * 2, '\5');
+  ids[0] = '\1';
+  rec->set_expert_ids(ids);
+  std::ostringstream out;
+  PrintTrajectory(out, t);
+  EXPECT_NE(out.str().find("routing        4 tokens x 3 MoE layers x top-2 of 8 experts (uint8, 24 bytes); most "
+                           "used expert 5 (95% of picks)"),
+            std::string::npos)
+      << out.str();
 }
 
 }  // namespace

@@ -1,6 +1,6 @@
 // `zerorl run` end to end, every actor in one process: a short seeded countdown
 // run whose mean reward rises; Ctrl-C stops it cleanly and the same command
-// resumes at the right step, each step recorded once.
+// resumes at the right step, each step recorded once; routing replay end to end.
 #include <signal.h>
 
 #include <gtest/gtest.h>
@@ -167,6 +167,33 @@ TEST(RunE2eTest, AsyncModeOverlapsRolloutWithTrainingWithinTheStalenessBound) {
     lagged += lo < s;
   }
   EXPECT_GT(lagged, 0) << "no step's rollout overlapped the previous step's training";
+}
+
+// learner.grpo.routing_replay through every actor: the orchestrator asks the
+// rollout for records, they reach the learner through the buffer, and with
+// the rollout on the learner's weights (sync) no replayed pair mismatches.
+TEST(RunE2eTest, RoutingReplayRecordsAndReplaysThroughTheWholeRun) {
+  const std::string dir = testing::MakeTempDir("e2e-replay");
+  const int steps = 3;
+  std::string y = e2e::CountdownConfig(dir + "/run", steps, 4, 4, 0, 0);
+  const std::string key = "  grpo:\n";
+  ASSERT_NE(y.find(key), std::string::npos);
+  y.replace(y.find(key), key.size(), key + "    routing_replay: true\n");
+  e2e::WriteText(dir + "/run.yaml", y);
+  std::string out;
+  ASSERT_EQ(testing::RunCommand({ZerorlBin(), "run", dir + "/run.yaml", "--port", "0", "--no-progress"}, &out,
+                                std::chrono::seconds(300)),
+            0)
+      << out;
+  auto m = e2e::Metrics(dir + "/run");
+  ASSERT_EQ(m.size(), static_cast<size_t>(steps)) << out;
+  for (int s = 0; s < steps; ++s) {
+    const auto& v = m[s].values();
+    ASSERT_TRUE(v.count("router_mismatch_frac")) << "step " << s;
+    EXPECT_EQ(v.at("router_mismatch_frac"), 0.0) << "step " << s;
+    EXPECT_GT(v.at("router_replayed_pairs"), 0.0) << "step " << s;
+    EXPECT_EQ(v.at("routing_replay_missing"), 0.0) << "step " << s << ": a sample came without its record";
+  }
 }
 
 }  // namespace

@@ -1,8 +1,10 @@
 // The learner and a rollout engine together: a tiny MoE policy, sampled by a
 // GenerationEngine and trained with GRPO by a GrpoTrainer whose weights go back
 // to the engine through the weight-transfer protocol after every step, learns to
-// emit a chosen character; and with TIS it still learns when the engine gets the
-// weights only every second step (samples one version stale).
+// emit a chosen character; with TIS it still learns when the engine gets the
+// weights only every second step (samples one version stale); and the same with
+// routing replay (the engine records every token's experts, the learner replays
+// them: no mismatch under the same weights, and it still learns).
 #include <algorithm>
 #include <cstdio>
 #include <utility>
@@ -38,6 +40,7 @@ void RunLearning(TrainerOptions o, int publish_every, LearningRun* run) {
   o.optimizer.set_lr(1e-2);
   o.max_new_tokens = 8;
   o.total_steps = 50;
+  const bool replay = o.grpo.routing_replay();
   auto trainer = GrpoTrainer::Create(testing::TinyMoe(5), tokenizer, o);
   ASSERT_TRUE(trainer.ok()) << trainer.status();
   rollout::GenerationEngine engine(testing::TinyMoe(5), tokenizer, {});
@@ -48,6 +51,7 @@ void RunLearning(TrainerOptions o, int publish_every, LearningRun* run) {
     rollout::GenerationParams p;
     p.max_new_tokens = 8;
     p.seed = 1000 + step;
+    p.record_routing = replay;
     auto out = engine.Generate(prompts, 8, p);
     ASSERT_TRUE(out.ok()) << out.status();
     std::vector<zerorl::v1::Group> groups(prompts.size());
@@ -58,6 +62,7 @@ void RunLearning(TrainerOptions o, int publish_every, LearningRun* run) {
         auto* tr = groups[i].add_trajectories();
         tr->mutable_sample()->mutable_token_ids()->Add(s.tokens.begin(), s.tokens.end());
         tr->mutable_sample()->mutable_logprobs()->Add(s.logprobs.begin(), s.logprobs.end());
+        *tr->mutable_sample()->mutable_routing() = s.routing;
         const double r = static_cast<double>(std::count(s.tokens.begin(), s.tokens.end(), target)) / s.tokens.size();
         tr->mutable_reward()->set_reward(r);
         sum += r;
@@ -67,6 +72,14 @@ void RunLearning(TrainerOptions o, int publish_every, LearningRun* run) {
     auto m = (*trainer)->Step(groups);
     ASSERT_TRUE(m.ok()) << m.status();
     run->metrics.push_back(*m);
+    if (replay && publish_every == 1) {
+      // The engine serves the weights the learner starts each step with.
+      EXPECT_EQ((*m)["router_mismatch_frac"], 0) << "step " << step;
+      EXPECT_GT((*m)["router_replayed_pairs"], 0) << "step " << step;
+      EXPECT_EQ((*m)["routing_replay_missing"], 0) << "step " << step;
+    } else if (!replay) {
+      EXPECT_EQ(m->count("router_mismatch_frac"), 0u);
+    }
     if ((step + 1) % publish_every != 0) continue;
     size_t next = 0;
     std::vector<zerorl::v1::WeightChunk> chunks;
@@ -106,6 +119,17 @@ TEST(GrpoTrainerTest, TinyMoePolicyLearnsToEmitAChosenCharacter) {
 // step trains on samples of the previous policy version. TIS sees the
 // staleness (rollout_train_kl > 0, weights truncated on those steps only) and
 // the policy still learns.
+TEST(GrpoTrainerTest, TinyMoePolicyLearnsUnderRoutingReplay) {
+  TrainerOptions o = zerorl::testing::BaseTrainerOptions();
+  o.grpo.set_routing_replay(true);
+  LearningRun run;
+  ASSERT_NO_FATAL_FAILURE(RunLearning(o, 1, &run));
+  for (const Metrics& m : run.metrics)
+    EXPECT_LT(m.at("train_rollout_logprob_gap"), 1e-3) << "rollout and learner disagree on logprobs";
+  const auto [first, last] = FirstAndLast(run);
+  EXPECT_GT(last, first + 0.5) << "GRPO under routing replay did not raise the reward";
+}
+
 TEST(GrpoTrainerTest, TinyMoePolicyLearnsWithTisFromAStaleRollout) {
   TrainerOptions o = zerorl::testing::BaseTrainerOptions();
   o.grpo.set_is_correction(zerorl::v1::IMPORTANCE_CORRECTION_TIS);

@@ -14,6 +14,7 @@
 
 #include "common/config.h"
 #include "common/server.h"
+#include "model/routing_record.h"
 #include "model/safetensors.h"
 #include "learner/weight_publisher.h"
 #include "rollout/rollout_service.h"
@@ -328,6 +329,36 @@ std::vector<WeightChunk> ChunksOf(model::Model& m, int64_t version) {
                 return true;
               }).ok());
   return out;
+}
+
+// Routing replay over the wire: GenerateRequest.record_routing fills each
+// Sample.routing with a record of the fed tokens; without it there is none.
+TEST_F(LearnerServiceTest, GenerateRecordsRoutingOnlyWhenTheRequestAsks) {
+  auto stub = zerorl::v1::RolloutService::NewStub(MakeChannel(workers_[0].address, server_));
+  const model::ModelConfig cfg = zerorl::testing::TinyMoe(1)->config();
+  for (bool record : {true, false}) {
+    zerorl::v1::GenerateRequest req;
+    req.set_request_id(record ? "rec" : "plain");
+    req.add_prompts()->set_text("hi");
+    req.set_group_size(2);
+    req.mutable_sampling()->set_max_new_tokens(6);
+    req.mutable_sampling()->set_seed(3);
+    req.set_record_routing(record);
+    grpc::ClientContext ctx;
+    zerorl::v1::GenerateResponse resp;
+    ASSERT_TRUE(stub->Generate(&ctx, req, &resp).ok());
+    ASSERT_EQ(resp.groups_size(), 1);
+    const auto& g = resp.groups(0);
+    ASSERT_EQ(g.samples_size(), 2);
+    for (const auto& smp : g.samples()) {
+      if (!record) {
+        EXPECT_FALSE(smp.has_routing());
+        continue;
+      }
+      auto ids = model::UnpackRoutingRecord(smp.routing(), cfg, g.prompt_token_ids_size() + smp.token_ids_size() - 1);
+      EXPECT_TRUE(ids.ok()) << ids.status();
+    }
+  }
 }
 
 TEST_F(LearnerServiceTest, AbortedAndCorruptStreamsLeaveTheOldVersionServing) {

@@ -8,11 +8,17 @@ checked against (tests/model tests call it through a subprocess).
 
   ref_model.py check --model DIR --batch BATCH.json --out OUT.safetensors
       BATCH.json: {"B","T","tokens":[B*T],"lengths":[B],"dlogp":[B*(T-1)],
-                   "dentropy":[B*(T-1)] (optional), "alpha": float}
+                   "dentropy":[B*(T-1)] (optional), "alpha": float,
+                   "routed_experts":[B*T*moe_layers*K] (optional)}
       Runs the forward on the padded batch, the objective
         sum(dlogp*logp) + sum(dentropy*entropy) + balance_loss(alpha)
       and its backward; writes logits [B,T,V], logp [B,T-1], entropy [B,T-1],
       balance_loss [1] and grad.<hf name> for every parameter.
+      routed_experts (routing replay, token-major, -1 = route yourself): the
+      MoE layers use these experts instead of their own top-k, with combine
+      weights from the current scores of those experts; then also writes
+      replayed [1] / mismatched [1]: (real token, MoE layer) pairs replayed,
+      and of those the ones whose own top-k is a different set.
 """
 import argparse
 import json
@@ -114,6 +120,11 @@ class Ref:
         self.eps = cfg.get("rms_norm_eps", 1e-6)
         self.theta = cfg.get("rope_theta", 10000.0)
         self.router_scores = {}  # layer -> (scores [N,E], topk_idx [N,K])
+        self.forced = None       # routing replay: [N, moe_layers, K] long, -1 = own routing
+        self.valid = None        # [N] bool, real (non-padding) tokens
+        self.moe_index = {l: i for i, l in enumerate(x for x in range(self.L) if self.is_moe(x))}
+        self.replayed = 0
+        self.mismatched = 0
 
     def is_moe(self, l):
         c = self.c
@@ -189,7 +200,7 @@ class Ref:
             gmask = torch.zeros_like(gs).scatter_(1, gidx, 1)
             smask = gmask.unsqueeze(-1).expand(h.shape[0], ng, E // ng).reshape(h.shape[0], -1)
             tmp = choice.masked_fill(~smask.bool(), 0.0)
-            idx = torch.topk(tmp, k=K, dim=-1, sorted=False)[1]
+            idx = self.replay(l, torch.topk(tmp, k=K, dim=-1, sorted=False)[1])
             w = scores.gather(1, idx)
             if K > 1 and c.get("norm_topk_prob", True):
                 w = w / (w.sum(dim=-1, keepdim=True) + 1e-20)
@@ -197,7 +208,8 @@ class Ref:
         else:
             E, K = c["num_experts"], c["num_experts_per_tok"]
             scores = torch.softmax(logits, dim=1, dtype=torch.float)
-            w, idx = torch.topk(scores, K, dim=-1)
+            idx = self.replay(l, torch.topk(scores, K, dim=-1)[1])
+            w = scores.gather(1, idx)
             if c.get("norm_topk_prob", False):
                 w = w / w.sum(dim=-1, keepdim=True)
         self.router_scores[l] = (scores, idx)
@@ -212,6 +224,19 @@ class Ref:
         if self.mla and (c.get("n_shared_experts") or 0) > 0:
             y = y + swiglu(h, p, pre + "shared_experts.")
         return y.view(B, T, D)
+
+    def replay(self, l, own):
+        """Routing replay: the forced experts where given, else the own top-k."""
+        if self.forced is None:
+            return own
+        f = self.forced[:, self.moe_index[l], :]
+        use = f[:, 0] >= 0
+        for n in range(own.shape[0]):
+            if use[n] and self.valid[n]:
+                self.replayed += 1
+                if set(own[n].tolist()) != set(f[n].tolist()):
+                    self.mismatched += 1
+        return torch.where(use.unsqueeze(-1), f, own)
 
     def forward(self, tokens):
         p = self.p
@@ -254,6 +279,12 @@ def cmd_check(args):
     tokens = torch.tensor(bj["tokens"], dtype=torch.long).view(B, T)
     lengths = bj["lengths"]
     ref = Ref(cfg, params)
+    if "routed_experts" in bj:
+        K = cfg["num_experts_per_tok"]
+        ref.forced = torch.tensor(bj["routed_experts"], dtype=torch.long).view(B * T, len(ref.moe_index), K)
+        ref.valid = torch.zeros(B * T, dtype=torch.bool)
+        for b, n in enumerate(lengths):
+            ref.valid[b * T:b * T + n] = True
     logits = ref.forward(tokens)
     logsm = torch.log_softmax(logits, dim=-1)
     logp = logsm[:, :-1].gather(-1, tokens[:, 1:].unsqueeze(-1)).squeeze(-1)  # [B, T-1]
@@ -274,6 +305,9 @@ def cmd_check(args):
         obj = obj + bal
     obj.backward()
     out = {"logits": logits, "logp": logp, "entropy": ent, "balance_loss": bal.reshape(1)}
+    if ref.forced is not None:
+        out["replayed"] = torch.tensor([float(ref.replayed)])
+        out["mismatched"] = torch.tensor([float(ref.mismatched)])
     for name, t in params.items():
         out["grad." + name] = t.grad if t.grad is not None else torch.zeros_like(t)
     save_safetensors(args.out, out)

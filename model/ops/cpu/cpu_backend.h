@@ -54,6 +54,8 @@ class CpuBackend final : public Backend {
                             bool sigmoid) override;
   void RouterTopK(int32_t* idx, float* w, const float* scores, const float* bias, int64_t N,
                   const RouteShape& r) override;
+  void RouterGateWeights(float* w, const float* scores, const int32_t* idx, int64_t N,
+                         const RouteShape& r) override;
   void RouterTopKBackward(float* dscores, const float* dw, const float* scores, const int32_t* idx, int64_t N,
                           const RouteShape& r) override;
   void MoePermute(int64_t* offsets, int32_t* row_token, int32_t* row_slot, const int32_t* idx, int64_t N, int64_t K,

@@ -1,6 +1,6 @@
 // CpuBackend MoE routing: router scores (sigmoid / softmax) and their
 // backward, group-limited top-k selection with combine weights and its
-// backward, the stable by-expert grouping of routed rows (counting sort), and
+// backward, the combine weights of replayed picks (routing replay), the stable by-expert grouping of routed rows (counting sort), and
 // the backward of the weighted combine.
 #include <algorithm>
 #include <cmath>
@@ -46,6 +46,13 @@ void SelectExperts(const RouteShape& r, const float* scores, const float* bias, 
   for (int64_t k = 0; k < K; ++k) idx[k] = order[k];
 }
 
+// w[k] = scores[idx[k]] (normalised over the K when r.normalize) * r.scale.
+void GateWeights(const RouteShape& r, const float* s, const int32_t* id, float* wn) {
+  float sum = 0.f;
+  for (int64_t k = 0; k < r.K; ++k) sum += (wn[k] = s[id[k]]);
+  for (int64_t k = 0; k < r.K; ++k) wn[k] = (r.normalize ? wn[k] / (sum + 1e-20f) : wn[k]) * r.scale;
+}
+
 }  // namespace
 
 void CpuBackend::RouterScores(float* scores, const float* logits, int64_t N, int64_t E, bool sigmoid) {
@@ -87,10 +94,12 @@ void CpuBackend::RouterTopK(int32_t* idx, float* w, const float* scores, const f
     int32_t* id = idx + n * r.K;
     float* wn = w + n * r.K;
     SelectExperts(r, s, bias, id, tmp.data(), order.data());
-    float sum = 0.f;
-    for (int64_t k = 0; k < r.K; ++k) sum += (wn[k] = s[id[k]]);
-    for (int64_t k = 0; k < r.K; ++k) wn[k] = (r.normalize ? wn[k] / (sum + 1e-20f) : wn[k]) * r.scale;
+    GateWeights(r, s, id, wn);
   }
+}
+
+void CpuBackend::RouterGateWeights(float* w, const float* scores, const int32_t* idx, int64_t N, const RouteShape& r) {
+  for (int64_t n = 0; n < N; ++n) GateWeights(r, scores + n * r.E, idx + n * r.K, w + n * r.K);
 }
 
 void CpuBackend::RouterTopKBackward(float* dscores, const float* dw, const float* scores, const int32_t* idx,

@@ -209,6 +209,11 @@ class CudaBackendImpl final : public Backend {
     Use();
     LaunchRouterTopK(idx, w, scores, bias, N, r, 0);
   }
+  void RouterGateWeights(float* w, const float* scores, const int32_t* idx, int64_t N,
+                         const RouteShape& r) override {
+    Use();
+    LaunchRouterGateWeights(w, scores, idx, N, r, 0);
+  }
   void RouterTopKBackward(float* dscores, const float* dw, const float* scores, const int32_t* idx, int64_t N,
                           const RouteShape& r) override {
     Use();

@@ -570,6 +570,15 @@ TEST_F(CudaOps, RouterTopKAndBackwardMatchCpuExactly) {
     EXPECT_EQ(ToHost(d, gi.data(), N * K), idx);
     EXPECT_CLOSE(ToHost(d, gw.data(), N * K), w, 1e-6);
     EXPECT_CLOSE(ToHost(d, gds.data(), N * E), ds, 1e-5);
+    // Routing replay: the combine weights of given picks (each token's reversed).
+    std::vector<int32_t> rev = idx;
+    for (int64_t n = 0; n < N; ++n) std::reverse(rev.begin() + n * K, rev.begin() + (n + 1) * K);
+    Vec rw(N * K);
+    cpu_->RouterGateWeights(rw.data(), s.data(), rev.data(), N, c.r);
+    Buf<int32_t> grev(d);
+    grev.upload(rev.data(), N * K);
+    d->RouterGateWeights(gw.data(), gs.data(), grev.data(), N, c.r);
+    EXPECT_CLOSE(ToHost(d, gw.data(), N * K), rw, 1e-6);
   }
 }
 

@@ -65,6 +65,9 @@ void LaunchRouterTopK(int32_t* idx, float* w, const float* scores, const float* 
                       cudaStream_t stream);
 void LaunchRouterTopKBackward(float* dscores, const float* dw, const float* scores, const int32_t* idx, int64_t N,
                               const RouteShape& r, cudaStream_t stream);
+// Routing replay: combine weights of given picks idx[N,K] (one thread per token).
+void LaunchRouterGateWeights(float* w, const float* scores, const int32_t* idx, int64_t N, const RouteShape& r,
+                             cudaStream_t stream);
 // MoePermute in two launches: counts[E] (int32, device) = rows per expert;
 // then the stable placement of rows (reads counts for each expert's base).
 void LaunchExpertCount(int32_t* counts, const int32_t* idx, int64_t R, int64_t E, cudaStream_t stream);

@@ -7,6 +7,7 @@
 //    descending order (ties: lower index first); lane 0 forms the combine
 //    weights in the CPU's order of operations;
 //  - RouterTopKBackward: one thread per token (its K indices are distinct);
+//  - RouterGateWeights (routing replay): one thread per token;
 //  - MoePermute: a per-expert count (atomicAdd), then one block per expert
 //    walks the routed slots in (token, k) order and places its rows with a
 //    ballot prefix count — a stable counting sort, no atomics in the order;
@@ -158,6 +159,20 @@ __global__ void RouterTopKBwdKernel(float* dscores, const float* dw, const float
   }
 }
 
+// The combine weights of replayed picks, in the CPU's (and RouterTopKKernel's
+// lane 0's) order of operations.
+__global__ void RouterGateWeightsKernel(float* w, const float* scores, const int32_t* idx, int64_t N, int64_t E,
+                                        int64_t K, bool normalize, float scale) {
+  const int64_t n = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (n >= N) return;
+  const float* s = scores + n * E;
+  const int32_t* id = idx + n * K;
+  float* wr = w + n * K;
+  float sum = 0.f;
+  for (int64_t k = 0; k < K; ++k) sum += (wr[k] = s[id[k]]);
+  for (int64_t k = 0; k < K; ++k) wr[k] = (normalize ? wr[k] / (sum + 1e-20f) : wr[k]) * scale;
+}
+
 __global__ void ExpertCountKernel(int32_t* counts, const int32_t* idx, int64_t R, int64_t E) {
   for (int64_t r = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; r < R;
        r += static_cast<int64_t>(gridDim.x) * blockDim.x) {
@@ -274,6 +289,13 @@ void LaunchRouterTopKBackward(float* dscores, const float* dw, const float* scor
   if (N <= 0 || r.K <= 0) return;
   RouterTopKBwdKernel<<<Blocks(N, 128), 128, 0, stream>>>(dscores, dw, scores, idx, N, r.E, r.K, r.normalize,
                                                           r.scale);
+  ZRL_CUDA_CHECK_LAUNCH();
+}
+
+void LaunchRouterGateWeights(float* w, const float* scores, const int32_t* idx, int64_t N, const RouteShape& r,
+                             cudaStream_t stream) {
+  if (N <= 0 || r.K <= 0) return;
+  RouterGateWeightsKernel<<<Blocks(N, 128), 128, 0, stream>>>(w, scores, idx, N, r.E, r.K, r.normalize, r.scale);
   ZRL_CUDA_CHECK_LAUNCH();
 }
 

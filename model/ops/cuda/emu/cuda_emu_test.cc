@@ -7,6 +7,7 @@
 // speed, occupancy and the hardware memory model are the GPU tests' job.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <random>
 #include <string>
 
@@ -118,6 +119,17 @@ TEST_F(CudaEmu, RouterTopKMatchesCpuExactly) {
     EXPECT_EQ(gidx, idx);
     EXPECT_LT(Err(gw, w), 1e-6);
     EXPECT_LT(Err(gds, ds), 1e-5);
+    // Routing replay: the weights of given picks. The CPU's own picks give
+    // RouterTopK's weights bit for bit; other picks (each token's reversed)
+    // agree between the kernel and the CPU.
+    Vec rw(N * K), grw(N * K);
+    cpu_->RouterGateWeights(rw.data(), s.data(), idx.data(), N, c.r);
+    EXPECT_EQ(rw, w);
+    std::vector<int32_t> rev = idx;
+    for (int64_t n = 0; n < N; ++n) std::reverse(rev.begin() + n * K, rev.begin() + (n + 1) * K);
+    cpu_->RouterGateWeights(rw.data(), s.data(), rev.data(), N, c.r);
+    LaunchRouterGateWeights(grw.data(), s.data(), rev.data(), N, c.r, nullptr);
+    EXPECT_LT(Err(grw, rw), 1e-6);
   }
 }
 
