@@ -32,6 +32,28 @@ double MeanReward(const std::vector<zerorl::v1::StepMetrics>& m, size_t from, si
   return n ? s / n : 0;
 }
 
+// The countdown config `y` switched to async streaming with max_staleness S
+// and partial rollouts.
+std::string Async(std::string y, int max_staleness) {
+  const std::string orch = "orchestrator:\n", rollout = "rollout:\n";
+  EXPECT_NE(y.find(orch), std::string::npos) << y;
+  EXPECT_NE(y.find(rollout), std::string::npos) << y;
+  if (y.find(orch) == std::string::npos || y.find(rollout) == std::string::npos) return y;
+  y.replace(y.find(orch), orch.size(), orch + "  mode: async\n  max_staleness: " + std::to_string(max_staleness) + "\n");
+  y.replace(y.find(rollout), rollout.size(), rollout + "  partial_rollout: true\n");
+  return y;
+}
+
+// `zerorl run DIR/run.yaml` to the end; its output.
+std::string RunToEnd(const std::string& dir, int timeout_s) {
+  std::string out;
+  EXPECT_EQ(testing::RunCommand({ZerorlBin(), "run", dir + "/run.yaml", "--port", "0", "--no-progress"}, &out,
+                                std::chrono::seconds(timeout_s)),
+            0)
+      << out;
+  return out;
+}
+
 // Seeded: on the committed base the mean reward goes ~0.40 -> ~0.83 (measured); the assertion asks for +0.15.
 TEST(RunE2eTest, CountdownRewardRises) {
   const std::string dir = testing::MakeTempDir("e2e-learn");
@@ -74,19 +96,10 @@ TEST(RunE2eTest, AsyncStreamingRewardRisesLikeSync) {
   std::string tasks, line;
   for (int i = 0; i < 16 && std::getline(all, line); ++i) tasks += line + "\n";
   e2e::WriteText(dir + "/train16.jsonl", tasks);
-  std::string y = e2e::CountdownConfig(dir + "/run", steps, 16, 8, /*eval_every=*/0, /*eval_prompts=*/0, "",
-                                       dir + "/train16.jsonl");
-  const std::string orch = "orchestrator:\n", rollout = "rollout:\n";
-  ASSERT_NE(y.find(orch), std::string::npos) << y;
-  y.replace(y.find(orch), orch.size(), orch + "  mode: async\n  max_staleness: 2\n");
-  ASSERT_NE(y.find(rollout), std::string::npos) << y;
-  y.replace(y.find(rollout), rollout.size(), rollout + "  partial_rollout: true\n");
-  e2e::WriteText(dir + "/run.yaml", y);
-  std::string out;
-  ASSERT_EQ(testing::RunCommand({ZerorlBin(), "run", dir + "/run.yaml", "--port", "0", "--no-progress"}, &out,
-                                std::chrono::seconds(600)),
-            0)
-      << out;
+  e2e::WriteText(dir + "/run.yaml", Async(e2e::CountdownConfig(dir + "/run", steps, 16, 8, /*eval_every=*/0,
+                                                                /*eval_prompts=*/0, "", dir + "/train16.jsonl"),
+                                           /*max_staleness=*/2));
+  const std::string out = RunToEnd(dir, 600);
   auto m = e2e::Metrics(dir + "/run");
   ASSERT_EQ(m.size(), static_cast<size_t>(steps)) << out;
   const double first = MeanReward(m, 0, 4), last = MeanReward(m, steps - 4, steps);
@@ -135,19 +148,8 @@ TEST(RunE2eTest, InterruptCheckpointsAndRerunResumes) {
 TEST(RunE2eTest, AsyncModeOverlapsRolloutWithTrainingWithinTheStalenessBound) {
   const std::string dir = testing::MakeTempDir("e2e-async");
   const int steps = 6, max_staleness = 2;
-  std::string y = e2e::CountdownConfig(dir + "/run", steps, 4, 4, 0, 0);
-  const std::string key = "orchestrator:\n";
-  y.replace(y.find(key), key.size(),
-            key + "  mode: async\n  max_staleness: " + std::to_string(max_staleness) + "\n");
-  const std::string rollout = "rollout:\n";
-  ASSERT_NE(y.find(rollout), std::string::npos) << y;
-  y.replace(y.find(rollout), rollout.size(), rollout + "  partial_rollout: true\n");
-  e2e::WriteText(dir + "/run.yaml", y);
-  std::string out;
-  ASSERT_EQ(testing::RunCommand({ZerorlBin(), "run", dir + "/run.yaml", "--port", "0", "--no-progress"}, &out,
-                                std::chrono::seconds(300)),
-            0)
-      << out;
+  e2e::WriteText(dir + "/run.yaml", Async(e2e::CountdownConfig(dir + "/run", steps, 4, 4, 0, 0), max_staleness));
+  const std::string out = RunToEnd(dir, 300);
   auto m = e2e::Metrics(dir + "/run");
   ASSERT_EQ(m.size(), static_cast<size_t>(steps)) << out;
   int lagged = 0;
