@@ -28,18 +28,7 @@ std::unique_ptr<Model> Make(const std::string& json) {
   return std::move(*m);
 }
 
-std::vector<float> FullLogits(Model& m, const std::vector<int32_t>& toks) {
-  TrainBatch b;
-  b.B = 1;
-  b.T = static_cast<int64_t>(toks.size());
-  b.tokens = toks;
-  b.lengths = {static_cast<int32_t>(toks.size())};
-  TrainOptions o;
-  o.keep_logits = true;
-  TrainOutput out;
-  EXPECT_TRUE(m.TrainForward(b, o, &out).ok());
-  return out.logits;
-}
+using testing::FullLogits;
 
 class CacheTest : public ::testing::TestWithParam<std::string> {};
 

@@ -68,23 +68,15 @@ TEST_P(LatentCacheTest, PrefillIntoAFilledCacheEqualsTheFullForward) {
   ASSERT_TRUE(m);
   const int64_t V = m->config().vocab_size;
   const std::vector<int32_t> toks = {1, 5, 7, 3, 9, 11, 2, 30, 4, 8, 15, 16, 22};
-  TrainBatch b;
-  b.B = 1;
-  b.T = static_cast<int64_t>(toks.size());
-  b.tokens = toks;
-  b.lengths = {static_cast<int32_t>(toks.size())};
-  TrainOptions o;
-  o.keep_logits = true;
-  TrainOutput full;
-  ASSERT_TRUE(m->TrainForward(b, o, &full).ok());
+  const std::vector<float> full = testing::FullLogits(*m, toks);
   // 4 tokens (a prefill), 1 (decode), 5 at once over the filled cache, then 3 decodes.
   KVCache cache;
   std::vector<float> logits;
   float max_rel = 0.f, max_ref = 0.f;
   auto check = [&](size_t from, size_t n) {
     for (size_t i = 0; i < n * V; ++i) {
-      max_rel = std::max(max_rel, std::fabs(logits[i] - full.logits[from * V + i]));
-      max_ref = std::max(max_ref, std::fabs(full.logits[from * V + i]));
+      max_rel = std::max(max_rel, std::fabs(logits[i] - full[from * V + i]));
+      max_ref = std::max(max_ref, std::fabs(full[from * V + i]));
     }
   };
   ASSERT_TRUE(m->Prefill({toks.begin(), toks.begin() + 4}, &cache, &logits, true).ok());

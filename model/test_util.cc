@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "model/model.h"
 #include "tests/testing/subprocess.h"
 
 namespace zerorl::model::testing {
@@ -53,6 +54,23 @@ std::vector<NamedConfig> ReferenceConfigs() {
       {"gqa_tied_sparse_step", TinyQwenJson(R"({"tie_word_embeddings":true,"norm_topk_prob":false,
          "decoder_sparse_step":2,"num_hidden_layers":4,"mlp_only_layers":[3]})")},
   };
+}
+
+std::vector<float> FullLogits(Model& m, const std::vector<int32_t>& toks) {
+  TrainBatch b;
+  b.B = 1;
+  b.T = static_cast<int64_t>(toks.size());
+  b.tokens = toks;
+  b.lengths = {static_cast<int32_t>(toks.size())};
+  TrainOptions o;
+  o.keep_logits = true;
+  TrainOutput out;
+  const absl::Status st = m.TrainForward(b, o, &out);
+  if (!st.ok()) {
+    std::fprintf(stderr, "FullLogits: %s\n", std::string(st.message()).c_str());
+    std::abort();
+  }
+  return out.logits;
 }
 
 ModelConfig MustParse(const std::string& json) {

@@ -2,10 +2,15 @@
 // the PyTorch reference runner (tests/reference/ref_model.py via /usr/bin/python3).
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
 #include "model/config.h"
+
+namespace zerorl::model {
+class Model;
+}  // namespace zerorl::model
 
 namespace zerorl::model::testing {
 
@@ -13,6 +18,10 @@ namespace zerorl::model::testing {
 std::string TinyDeepseekJson(const std::string& extra = "");
 std::string TinyQwenJson(const std::string& extra = "");
 ModelConfig MustParse(const std::string& json);
+
+// The logits of one sequence through the training forward ([T, V]): what
+// Prefill / DecodeStep over a cache must reproduce.
+std::vector<float> FullLogits(Model& m, const std::vector<int32_t>& toks);
 
 // The six configs model_reference_test checks against PyTorch (4 MLA, 2 GQA), by name.
 struct NamedConfig {

@@ -11,6 +11,7 @@
 
 #include "common/config.h"
 #include "reward/reward_spec.h"
+#include "reward/spec_test_env.h"
 
 namespace zerorl::reward {
 namespace {
@@ -19,17 +20,10 @@ using ::testing::HasSubstr;
 using zerorl::v1::RewardSpec;
 using zerorl::v1::ScoreItem;
 
-SpecEnvironment Env() {
-  static auto provider = MakeSandboxProvider(zerorl::v1::SandboxConfig());
-  SpecEnvironment env;
-  env.sandbox = provider;
-  return env;
-}
-
 absl::StatusOr<std::shared_ptr<const CompiledSpec>> Compile(const std::string& yaml) {
   auto spec = ParseRewardSpecYaml(yaml, "spec.yaml");
   if (!spec.ok()) return spec.status();
-  return CompiledSpec::Compile(*spec, Env());
+  return CompiledSpec::Compile(*spec, TestSpecEnvironment());
 }
 
 // nums {2, 5, 6}, target 20.
@@ -136,7 +130,7 @@ TEST(RewardSpecInput, NonFiniteNumbersAreRefusedByName) {
   auto* t = spec.add_terms();
   t->set_kind(zerorl::v1::TERM_KIND_COUNTDOWN);
   t->mutable_countdown()->set_well_formed(std::nan(""));
-  auto c = CompiledSpec::Compile(spec, Env());
+  auto c = CompiledSpec::Compile(spec, TestSpecEnvironment());
   ASSERT_FALSE(c.ok());
   EXPECT_THAT(c.status().message(), HasSubstr("terms[0].countdown.well_formed: must be a finite number"));
 }

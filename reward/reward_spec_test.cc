@@ -1,6 +1,7 @@
 // Tests of RewardSpec parsing/validation, scoring, the example specs, python
 // reward terms (including crash and timeout restarts) and `zerorl score`.
 #include "reward/reward_spec.h"
+#include "reward/spec_test_env.h"
 
 #include <unistd.h>
 
@@ -19,17 +20,10 @@ namespace {
 using zerorl::v1::RewardSpec;
 using zerorl::v1::ScoreItem;
 
-SpecEnvironment Env() {
-  static auto provider = MakeSandboxProvider(zerorl::v1::SandboxConfig());
-  SpecEnvironment env;
-  env.sandbox = provider;
-  return env;
-}
-
 std::shared_ptr<const CompiledSpec> CompileYaml(const std::string& yaml) {
   auto spec = ParseRewardSpecYaml(yaml, "test.yaml");
   EXPECT_TRUE(spec.ok()) << spec.status();
-  auto c = CompiledSpec::Compile(*spec, Env());
+  auto c = CompiledSpec::Compile(*spec, TestSpecEnvironment());
   EXPECT_TRUE(c.ok()) << c.status();
   return c.ok() ? *c : nullptr;
 }
@@ -51,7 +45,7 @@ TEST(RewardSpec, ExampleSpecsLoadAndValidate) {
   for (const char* f : {"math", "r1zero-math", "countdown", "code"}) {
     auto spec = LoadRewardSpecFile(std::string(ZERORL_SOURCE_DIR) + "/examples/rewards/" + f + ".yaml");
     ASSERT_TRUE(spec.ok()) << f << ": " << spec.status();
-    auto c = CompiledSpec::Compile(*spec, Env());
+    auto c = CompiledSpec::Compile(*spec, TestSpecEnvironment());
     EXPECT_TRUE(c.ok()) << f << ": " << c.status();
   }
 }
@@ -80,7 +74,7 @@ TEST(RewardSpec, ValidationNamesTheProblem) {
   auto bad = [](const std::string& yaml) {
     auto spec = ParseRewardSpecYaml(yaml, "bad.yaml");
     if (!spec.ok()) return std::string(spec.status().message());
-    auto c = CompiledSpec::Compile(*spec, Env());
+    auto c = CompiledSpec::Compile(*spec, TestSpecEnvironment());
     return c.ok() ? std::string("OK") : std::string(c.status().message());
   };
   EXPECT_NE(bad("name: x\n").find("no terms"), std::string::npos);
@@ -135,7 +129,7 @@ TEST(PythonTerm, ScoresAndSurvivesCrashAndTimeout) {
                                "    if completion == 'hang':\n        time.sleep(30)\n"
                                "    if completion == 'raise':\n        raise RuntimeError('nope')\n"
                                "    return len(completion) + (1 if answer == 'gold' else 0) + meta['completion_tokens']\n");
-  auto sb = Env().sandbox->Get();
+  auto sb = TestSpecEnvironment().sandbox->Get();
   ASSERT_TRUE(sb.ok());
   auto term = PythonTerm::Create(*sb, file, 0.5, 2, SandboxLimits());
   ASSERT_TRUE(term.ok()) << term.status();
@@ -153,7 +147,7 @@ TEST(PythonTerm, ScoresAndSurvivesCrashAndTimeout) {
 
 TEST(PythonTerm, BadFileIsRefused) {
   std::string file = WriteTemp("broken_reward.py", "def reward(:\n");
-  auto sb = Env().sandbox->Get();
+  auto sb = TestSpecEnvironment().sandbox->Get();
   ASSERT_TRUE(sb.ok());
   auto term = PythonTerm::Create(*sb, file, 1, 1, SandboxLimits());
   EXPECT_EQ(term.status().code(), absl::StatusCode::kInvalidArgument);

@@ -45,13 +45,7 @@ std::string WithCheckpointEvery(std::string cfg, int every) {
   return cfg;
 }
 
-bool WaitForSteps(const std::string& run_dir, size_t n, int seconds) {
-  for (int i = 0; i < seconds * 20; ++i) {
-    if (e2e::Metrics(run_dir).size() >= n) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return false;
-}
+using e2e::WaitForSteps;
 
 // Finding 2: learner.checkpoint.every_steps 3, kill -9 after step 7 is
 // recorded (the learner's last checkpoint is step 6), the same command again.
@@ -222,8 +216,9 @@ TEST(CrashE2eTest, AsyncRunSurvivesAKillOfEachActor) {
   auto m = e2e::Metrics(c.run_dir());
   for (const auto& rec : m) {
     // Steps stored before a restart are not generated again and carry no lag.
-    if (auto lag = rec.values().find("version_lag_max"); lag != rec.values().end())
+    if (auto lag = rec.values().find("version_lag_max"); lag != rec.values().end()) {
       EXPECT_LE(lag->second, 2) << "step " << rec.step();
+    }
     ASSERT_TRUE(rec.values().count("stale_groups")) << "step " << rec.step();
     EXPECT_EQ(rec.values().at("stale_groups"), 0) << "step " << rec.step();
   }

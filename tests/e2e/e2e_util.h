@@ -7,9 +7,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <fstream>
 #include <map>
 #include <string>
+#include <thread>
 #include <tuple>
 #include <vector>
 
@@ -61,6 +63,15 @@ inline void WriteText(const std::string& path, const std::string& text) { std::o
 inline std::vector<zerorl::v1::StepMetrics> Metrics(const std::string& run_dir) {
   auto m = ReadMetricsJsonl(run_dir + "/metrics.jsonl");
   return m.ok() ? *m : std::vector<zerorl::v1::StepMetrics>{};
+}
+
+// Waits until metrics.jsonl has at least n steps; false after `seconds`.
+inline bool WaitForSteps(const std::string& run_dir, size_t n, int seconds) {
+  for (int i = 0; i < seconds * 20; ++i) {
+    if (Metrics(run_dir).size() >= n) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return false;
 }
 
 // Every stored trajectory of `run_id`, through BufferService.ListTrajectories.

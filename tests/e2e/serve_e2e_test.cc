@@ -22,13 +22,7 @@ namespace {
 using testing::Subprocess;
 using testing::ZerorlBin;
 
-bool WaitForSteps(const std::string& run_dir, size_t n, int seconds) {
-  for (int i = 0; i < seconds * 5; ++i) {
-    if (e2e::Metrics(run_dir).size() >= n) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  }
-  return false;
-}
+using e2e::WaitForSteps;
 
 TEST(ServeE2eTest, SurvivesRolloutAndOrchestratorKills) {
   const std::string dir = testing::MakeTempDir("e2e-serve");
