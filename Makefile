@@ -1,4 +1,5 @@
 # The two commands: `make demo` and `make test`. Both install what they need first.
+# `make demo-hard` is the second demo (thinking length grows with accuracy, ~15 min).
 # `make image` builds the container image, `make container-test` runs every actor in it.
 BUILD ?= build
 JOBS ?= $(shell nproc)
@@ -16,7 +17,7 @@ export CCACHE_BASEDIR := $(CURDIR)
 export CCACHE_NOHASHDIR := 1
 endif
 
-.PHONY: all deps configure build test demo clean image container-test
+.PHONY: all deps configure build test demo demo-hard clean image container-test
 
 all: build
 
@@ -37,6 +38,9 @@ test: build
 
 demo: build
 	bash scripts/demo
+
+demo-hard: build
+	bash scripts/demo-hard
 
 # localhost/zerorl:dev, CPU only (WITH_CUDA=1 for the CUDA build), with docker or podman.
 image: deps

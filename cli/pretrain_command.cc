@@ -1,7 +1,11 @@
 // `zerorl pretrain`: trains the small countdown base model (deepseek_v3 family,
 // MoE, char vocabulary) on synthetic text, and writes the demo's task splits.
+// `--task countdown` (the default) makes `make demo`'s base and splits,
+// `--task countdown-hard` those of `make demo-hard`: 3–4 numbers, and a corpus
+// of short searches (orchestrator/countdown_search.h) that often give up before
+// they find a solution — the habit GRPO then turns into longer searches.
 //
-// The corpus: for random two-number countdown tasks, the demo's prompt
+// The countdown corpus: for random two-number countdown tasks, the demo's prompt
 //   "<bos>nums 3 8 target 5\n<think>"
 // followed by a worked completion that computes every candidate correctly,
 // concludes with the one that hits the target, then answers with one operator
@@ -19,6 +23,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -30,20 +35,17 @@
 #include "model/model.h"
 #include "model/optimizer.h"
 #include "model/tokenizer.h"
+#include "orchestrator/countdown_search.h"
 #include "orchestrator/countdown_tasks.h"
+#include "reward/countdown_checker.h"
 #include "common/splitmix.h"
 
 namespace zerorl {
 namespace {
 
-// The prompt the demo's run.yaml renders (dataset.template_text), minus BOS.
-std::string DemoPrompt(const zerorl::v1::CountdownTask& t) {
-  return absl::StrCat("nums ", t.nums(0), " ", t.nums(1), " target ", t.target(), "\n<think>");
-}
-
 // The base architecture: a 4-layer deepseek_v3 MoE (MLA, 1 dense + 3 MoE
 // layers of 8 routed experts top-2 plus a shared expert), ~1M parameters.
-model::ModelConfig BaseConfig(int hidden, int layers) {
+model::ModelConfig BaseConfig(int hidden, int layers, int max_positions) {
   model::ModelConfig c;
   c.family = model::ModelFamily::kDeepseekV3;
   c.vocab_size = 100;
@@ -69,7 +71,7 @@ model::ModelConfig BaseConfig(int hidden, int layers) {
   c.routed_scaling_factor = 1.0;
   c.first_k_dense_replace = 1;
   c.rms_norm_eps = 1e-6;
-  c.max_position_embeddings = 256;
+  c.max_position_embeddings = max_positions;
   c.bos_token_id = 1;
   c.eos_token_ids = {2};
   return c;
@@ -95,10 +97,22 @@ int64_t ExpressionValue(const std::string& completion, const zerorl::v1::Countdo
 }
 
 struct PretrainFlags {
+  std::string task = "countdown";  // or "countdown-hard"
   std::string out_dir, tasks_dir;
   int steps = 1500, batch = 32, hidden = 128, layers = 4, max_num = 12, eval_size = 100, threads = 0;
-  double lr = 3e-3, correct_fraction = 0.15;
+  double lr = 3e-3, correct_fraction = 0.15, check_weight = 1;
   uint64_t seed = 1, split_seed = 7;
+  // countdown-hard only
+  int max_target = 50, tasks = 3000, train_size = 0, max_new_tokens = 80;
+  SearchTraceOptions trace;
+
+  bool hard() const { return task == "countdown-hard"; }
+  SearchTaskOptions SearchOptions() const {
+    SearchTaskOptions o;
+    o.max_num = max_num;
+    o.max_target = max_target;
+    return o;
+  }
 };
 
 // Parses and checks the flags. Returns the exit code when the command ends
@@ -106,6 +120,9 @@ struct PretrainFlags {
 std::optional<int> ParseFlags(int argc, char** argv, PretrainFlags* f) {
   CLI::App app{"Train the countdown base model on synthetic text; optionally write the task splits.",
                "zerorl pretrain"};
+  app.add_option("--task", f->task, "countdown (make demo) or countdown-hard (make demo-hard)")
+      ->check(CLI::IsMember({"countdown", "countdown-hard"}))
+      ->capture_default_str();
   app.add_option("--out", f->out_dir, "checkpoint directory to write (config.json, model.safetensors)");
   app.add_option("--write-tasks", f->tasks_dir, "also write DIR/train.jsonl and DIR/eval.jsonl (the demo splits)");
   app.add_option("--steps", f->steps, "optimiser steps")->capture_default_str();
@@ -113,10 +130,28 @@ std::optional<int> ParseFlags(int argc, char** argv, PretrainFlags* f) {
   app.add_option("--hidden", f->hidden, "hidden size (multiple of 32)")->capture_default_str();
   app.add_option("--layers", f->layers, "transformer layers (the first is dense)")->capture_default_str();
   app.add_option("--lr", f->lr, "peak learning rate (AdamW, cosine)")->capture_default_str();
-  app.add_option("--max-num", f->max_num, "task numbers are drawn from [1, max-num]")->capture_default_str();
-  app.add_option("--correct-fraction", f->correct_fraction, "share of corpus answers that are right")
+  app.add_option("--max-num", f->max_num, "task numbers are drawn from [1, max-num] (countdown-hard: default 9)")
       ->capture_default_str();
-  app.add_option("--eval-size", f->eval_size, "tasks held out for eval (with --write-tasks)")->capture_default_str();
+  app.add_option("--correct-fraction", f->correct_fraction, "countdown: share of corpus answers that are right")
+      ->capture_default_str();
+  app.add_option("--eval-size", f->eval_size, "tasks held out for eval (with --write-tasks; countdown-hard: 200)")
+      ->capture_default_str();
+  app.add_option("--max-target", f->max_target, "countdown-hard: targets are in [1, max-target]")
+      ->capture_default_str();
+  app.add_option("--tasks", f->tasks, "countdown-hard: tasks generated; --eval-size of them are held out")
+      ->capture_default_str();
+  app.add_option("--train-size", f->train_size,
+                 "keep only the first N of the remaining tasks as the train split (0 = all; the eval split, and "
+                 "so the corpus, do not change with it)")
+      ->capture_default_str();
+  app.add_option("--continue-prob", f->trace.continue_prob,
+                 "countdown-hard: the corpus's chance of another attempt after a miss")
+      ->capture_default_str();
+  app.add_option("--max-attempts", f->trace.max_attempts, "countdown-hard: the corpus's longest search")
+      ->capture_default_str();
+  app.add_option("--check-weight", f->check_weight,
+                 "countdown-hard: loss weight of each check's verdict token (default 8; the verdict is one "
+                 "token in ~30 and 6 in 7 are \"no\", so unweighted the base never learns to compare)");
   app.add_option("--seed", f->seed, "corpus and initialisation seed")->capture_default_str();
   app.add_option("--split-seed", f->split_seed, "seed of the train/eval split")->capture_default_str();
   app.add_option("--threads", f->threads, "CPU threads (0 = all)")->capture_default_str();
@@ -124,6 +159,12 @@ std::optional<int> ParseFlags(int argc, char** argv, PretrainFlags* f) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
+  }
+  if (f->hard()) {  // the hard task's own defaults
+    if (app.count("--max-num") == 0) f->max_num = 9;
+    if (app.count("--eval-size") == 0) f->eval_size = 200;
+    if (app.count("--check-weight") == 0) f->check_weight = 8;
+    f->max_new_tokens = 320;  // examples/countdown-hard/run.yaml's
   }
   if (f->out_dir.empty() && f->tasks_dir.empty()) {
     std::fprintf(stderr, "zerorl pretrain: nothing to do: give --out DIR and/or --write-tasks DIR\n");
@@ -134,6 +175,17 @@ std::optional<int> ParseFlags(int argc, char** argv, PretrainFlags* f) {
     std::fprintf(stderr,
                  "zerorl pretrain: need --hidden a multiple of 32, --layers >= 2, --batch >= 1, --max-num >= 2, "
                  "--correct-fraction in [0, 1]\n");
+    return 2;
+  }
+  if (f->train_size < 0) {
+    std::fprintf(stderr, "zerorl pretrain: --train-size must be >= 0\n");
+    return 2;
+  }
+  if (f->hard() && (f->max_target < 2 || f->tasks <= f->eval_size || f->trace.continue_prob < 0 ||
+                    f->trace.continue_prob > 1 || f->trace.max_attempts < 1 || f->max_num > 99 || f->check_weight <= 0)) {
+    std::fprintf(stderr,
+                 "zerorl pretrain: countdown-hard needs --max-target >= 2, --tasks > --eval-size, --continue-prob in "
+                 "[0, 1], --max-attempts >= 1, --max-num <= 99, --check-weight > 0\n");
     return 2;
   }
   return std::nullopt;
@@ -150,50 +202,75 @@ absl::Status WriteTaskSplits(const CountdownSplits& splits, const std::string& d
   return absl::OkStatus();
 }
 
-// The synthetic corpus (see the banner): uniformly random ordered pairs and
-// operators over the whole range (the split only matters for RL; the base
-// model sees arithmetic facts). Deterministic in the seed.
+// The synthetic corpus (see the banner). countdown: uniformly random ordered
+// pairs and operators over the whole range (the split only matters for RL; the
+// base model sees arithmetic facts). countdown-hard: random tasks (never one of
+// the eval split's) with a search trace each. Deterministic in the seed.
 class Corpus {
  public:
-  Corpus(const Tokenizer& tok, const PretrainFlags& f)
-      : tok_(tok), rng_(f.seed * 0x9E3779B97F4A7C15ULL + 11), max_num_(f.max_num),
-        correct_fraction_(f.correct_fraction) {}
+  Corpus(const Tokenizer& tok, const PretrainFlags& f, const std::vector<zerorl::v1::CountdownTask>& held_out)
+      : tok_(tok), f_(f), rng_(f.seed * 0x9E3779B97F4A7C15ULL + 11) {
+    for (const auto& t : held_out) held_out_.insert(t.SerializeAsString());
+  }
 
-  // One example: BOS + prompt + completion + EOS; *prompt_len counts BOS and the prompt.
-  void Next(std::vector<int32_t>* ids, int32_t* prompt_len) {
+  // One example: BOS + prompt + completion + EOS; *prompt_len counts BOS and the
+  // prompt. (*weights)[i] weighs the loss of predicting token i: 1, or
+  // --check-weight for the verdict of a countdown-hard check ("y"/"n" of " yes."/" no.").
+  void Next(std::vector<int32_t>* ids, int32_t* prompt_len, std::vector<float>* weights) {
     zerorl::v1::CountdownTask t;
-    t.add_nums(1 + static_cast<int64_t>(rng_.Below(max_num_)));
-    t.add_nums(1 + static_cast<int64_t>(rng_.Below(max_num_)));
-    const char op = kCountdownOps[rng_.Below(3)];
-    t.set_target(ApplyCountdownOp(t.nums(0), t.nums(1), op));
-    std::vector<char> right = CorrectCountdownOps(t), wrong;
-    for (char o : kCountdownOps) {
-      if (std::find(right.begin(), right.end(), o) == right.end()) wrong.push_back(o);
+    std::string completion;
+    if (f_.hard()) {
+      do {
+        t = RandomSearchTask(f_.SearchOptions(), &rng_);
+      } while (held_out_.count(t.SerializeAsString()));
+      completion = SearchCompletion(t, f_.trace, &rng_);
+    } else {
+      t.add_nums(1 + static_cast<int64_t>(rng_.Below(f_.max_num)));
+      t.add_nums(1 + static_cast<int64_t>(rng_.Below(f_.max_num)));
+      const char op = kCountdownOps[rng_.Below(3)];
+      t.set_target(ApplyCountdownOp(t.nums(0), t.nums(1), op));
+      std::vector<char> right = CorrectCountdownOps(t), wrong;
+      for (char o : kCountdownOps) {
+        if (std::find(right.begin(), right.end(), o) == right.end()) wrong.push_back(o);
+      }
+      char answer = right[rng_.Below(right.size())];
+      if (!wrong.empty() && rng_.Uniform() >= f_.correct_fraction) answer = wrong[rng_.Below(wrong.size())];
+      completion = CountdownCompletion(t, answer);
     }
-    char answer = right[rng_.Below(right.size())];
-    if (!wrong.empty() && rng_.Uniform() >= correct_fraction_) answer = wrong[rng_.Below(wrong.size())];
     ids->assign(1, tok_.bos_id());
-    for (int32_t id : tok_.Encode(DemoPrompt(t))) ids->push_back(id);
+    for (int32_t id : tok_.Encode(CountdownPromptText(t))) ids->push_back(id);
     *prompt_len = static_cast<int32_t>(ids->size());
-    for (int32_t id : tok_.Encode(CountdownCompletion(t, answer))) ids->push_back(id);
+    for (int32_t id : tok_.Encode(completion)) ids->push_back(id);
     ids->push_back(tok_.eos_id());
+    weights->assign(ids->size(), 1.f);
+    if (f_.hard() && f_.check_weight != 1) {
+      for (const char* verdict : {" yes.", " no."}) {
+        for (size_t at = completion.find(verdict); at != std::string::npos; at = completion.find(verdict, at + 1)) {
+          // the character vocabulary: one token per character
+          (*weights)[*prompt_len + tok_.Encode(completion.substr(0, at + 1)).size()] =
+              static_cast<float>(f_.check_weight);
+        }
+      }
+    }
   }
 
  private:
   const Tokenizer& tok_;
+  const PretrainFlags& f_;
   SplitMix64 rng_;
-  int max_num_;
-  double correct_fraction_;
+  std::set<std::string> held_out_;  // serialized eval tasks (countdown-hard)
 };
 
 // `batch` corpus examples as one right-padded [B, T] block; plen[b] is
-// example b's prompt length.
-model::TrainBatch NextBatch(Corpus* corpus, int batch, std::vector<int32_t>* plen) {
+// example b's prompt length, weights[b] its per-token loss weights.
+model::TrainBatch NextBatch(Corpus* corpus, int batch, std::vector<int32_t>* plen,
+                            std::vector<std::vector<float>>* weights) {
   std::vector<std::vector<int32_t>> seqs(batch);
   plen->assign(batch, 0);
+  weights->assign(batch, {});
   int64_t T = 0;
   for (int b = 0; b < batch; ++b) {
-    corpus->Next(&seqs[b], &(*plen)[b]);
+    corpus->Next(&seqs[b], &(*plen)[b], &(*weights)[b]);
     T = std::max<int64_t>(T, seqs[b].size());
   }
   model::TrainBatch tb;
@@ -207,18 +284,19 @@ model::TrainBatch NextBatch(Corpus* corpus, int batch, std::vector<int32_t>* ple
   return tb;
 }
 
-// dloss/dlogp [B, T-1] of the mean NLL over completion targets only:
+// dloss/dlogp [B, T-1] of the weighted mean NLL over completion targets only:
 // position t predicts token t+1, a completion token when t+1 >= prompt length.
-std::vector<float> CompletionGradient(const model::TrainBatch& tb, const std::vector<int32_t>& plen) {
+std::vector<float> CompletionGradient(const model::TrainBatch& tb, const std::vector<int32_t>& plen,
+                                      const std::vector<std::vector<float>>& weights) {
   const int64_t T = tb.T;
   std::vector<float> dlogp(tb.B * (T - 1), 0.f);
-  double count = 0;
+  double total = 0;
   for (int b = 0; b < tb.B; ++b) {
-    for (int64_t t = plen[b] - 1; t + 1 < static_cast<int64_t>(tb.lengths[b]); ++t) count += 1;
+    for (int64_t t = plen[b] - 1; t + 1 < static_cast<int64_t>(tb.lengths[b]); ++t) total += weights[b][t + 1];
   }
   for (int b = 0; b < tb.B; ++b) {
     for (int64_t t = plen[b] - 1; t + 1 < static_cast<int64_t>(tb.lengths[b]); ++t) {
-      dlogp[b * (T - 1) + t] = static_cast<float>(-1.0 / count);
+      dlogp[b * (T - 1) + t] = static_cast<float>(-weights[b][t + 1] / total);
     }
   }
   return dlogp;
@@ -229,8 +307,9 @@ std::vector<float> CompletionGradient(const model::TrainBatch& tb, const std::ve
 absl::StatusOr<double> TrainStep(int step, float lr, int batch, Corpus* corpus, model::AdamW* adam,
                                  model::Model* m) {
   std::vector<int32_t> plen;
-  const model::TrainBatch tb = NextBatch(corpus, batch, &plen);
-  std::vector<float> dlogp = CompletionGradient(tb, plen);
+  std::vector<std::vector<float>> weights;
+  const model::TrainBatch tb = NextBatch(corpus, batch, &plen, &weights);
+  std::vector<float> dlogp = CompletionGradient(tb, plen, weights);
   model::TrainOutput out;
   m->ZeroGrad();
   absl::Status st = m->TrainForward(tb, {}, &out);
@@ -247,8 +326,9 @@ absl::StatusOr<double> TrainStep(int step, float lr, int batch, Corpus* corpus, 
 
 // The whole pretraining run (AdamW, warmup + cosine), printing the loss's
 // moving average every 100 steps.
-absl::Status Pretrain(const PretrainFlags& f, const Tokenizer& tok, model::Model* m) {
-  Corpus corpus(tok, f);
+absl::Status Pretrain(const PretrainFlags& f, const Tokenizer& tok, const std::vector<zerorl::v1::CountdownTask>& eval,
+                      model::Model* m) {
+  Corpus corpus(tok, f, eval);
   model::AdamWConfig adam_cfg;
   adam_cfg.weight_decay = 0.01f;
   model::AdamW adam(adam_cfg);
@@ -274,18 +354,41 @@ absl::Status Pretrain(const PretrainFlags& f, const Tokenizer& tok, model::Model
 // Greedy accuracy on the eval split, as the demo's "before" number (printed;
 // a generation failure prints nothing).
 void PrintGreedyEval(model::Model& m, const Tokenizer& tok, const std::vector<zerorl::v1::CountdownTask>& eval,
-                     uint64_t seed) {
+                     const PretrainFlags& f) {
   if (eval.empty()) return;
   std::vector<std::vector<int32_t>> prompts;
   for (const auto& t : eval) {
     std::vector<int32_t> ids{tok.bos_id()};
-    for (int32_t id : tok.Encode(DemoPrompt(t))) ids.push_back(id);
+    for (int32_t id : tok.Encode(CountdownPromptText(t))) ids.push_back(id);
     prompts.push_back(std::move(ids));
   }
   model::SamplerParams greedy;
   greedy.greedy = true;
-  auto gen_out = m.Generate(prompts, 1, greedy, seed, {tok.eos_id()}, 80);  // run.yaml max_new_tokens
+  auto gen_out = m.Generate(prompts, 1, greedy, f.seed, {tok.eos_id()}, f.max_new_tokens);  // run.yaml's
   if (!gen_out.ok()) return;
+  if (f.hard()) {
+    int correct = 0, formatted = 0;
+    double attempts = 0, length = 0;
+    reward::CountdownScores rules;
+    rules.at_most_once = true;
+    for (size_t i = 0; i < eval.size(); ++i) {
+      const std::string text = tok.Decode((*gen_out)[i].tokens, true);
+      const std::string verdict =
+          reward::CheckCountdown(text, {eval[i].nums().begin(), eval[i].nums().end()}, eval[i].target(), rules)
+              .verdict;
+      correct += verdict == "correct";
+      formatted += verdict == "correct" || verdict == "wrong";
+      for (const char* mark : {" no.", " yes."}) {
+        for (size_t at = text.find(mark); at != std::string::npos; at = text.find(mark, at + 1)) attempts += 1;
+      }
+      length += (*gen_out)[i].tokens.size();
+    }
+    std::printf("base greedy eval accuracy: %.1f%% (%d/%zu), well-formed %.1f%%, %.2f attempts and %.1f tokens "
+                "per completion\n",
+                100.0 * correct / eval.size(), correct, eval.size(), 100.0 * formatted / eval.size(),
+                attempts / eval.size(), length / eval.size());
+    return;
+  }
   int correct = 0, formatted = 0, concluded = 0;
   for (size_t i = 0; i < eval.size(); ++i) {
     const std::string text = tok.Decode((*gen_out)[i].tokens, true);
@@ -302,11 +405,12 @@ void PrintGreedyEval(model::Model& m, const Tokenizer& tok, const std::vector<ze
 // The base model's checkpoint: create, pretrain, evaluate, save.
 absl::Status TrainBaseModel(const PretrainFlags& f, const CountdownSplits& splits) {
   auto tok = Tokenizer::CharVocabulary();
-  ZRL_ASSIGN_OR_RETURN(std::unique_ptr<model::Model> m, model::Model::Create(BaseConfig(f.hidden, f.layers), f.seed));
+  ZRL_ASSIGN_OR_RETURN(std::unique_ptr<model::Model> m,
+                       model::Model::Create(BaseConfig(f.hidden, f.layers, f.hard() ? 512 : 256), f.seed));
   std::printf("model: deepseek_v3 MoE, %lld parameters (%.1f MB fp32)\n", static_cast<long long>(m->NumParams()),
               m->NumParams() * 4 / 1e6);
-  ZRL_RETURN_IF_ERROR(Pretrain(f, *tok, m.get()));
-  PrintGreedyEval(*m, *tok, splits.eval, f.seed);
+  ZRL_RETURN_IF_ERROR(Pretrain(f, *tok, splits.eval, m.get()));
+  PrintGreedyEval(*m, *tok, splits.eval, f);
   std::filesystem::create_directories(f.out_dir);
   ZRL_RETURN_IF_ERROR(m->Save(f.out_dir));
   std::printf("wrote %s\n", f.out_dir.c_str());
@@ -322,7 +426,11 @@ int PretrainCommand(int argc, char** argv) {
   CountdownGenOptions gen;
   gen.count = 2;
   gen.max_num = f.max_num;
-  const CountdownSplits splits = SplitCountdownTasks(GenerateCountdownTasks(gen), f.eval_size, f.split_seed);
+  CountdownSplits splits =
+      SplitCountdownTasks(f.hard() ? GenerateSearchTasks(f.SearchOptions(), f.tasks, f.split_seed)
+                                   : GenerateCountdownTasks(gen),
+                          f.eval_size, f.split_seed);
+  if (f.train_size > 0 && splits.train.size() > static_cast<size_t>(f.train_size)) splits.train.resize(f.train_size);
   absl::Status st;
   if (!f.tasks_dir.empty()) st = WriteTaskSplits(splits, f.tasks_dir);
   if (st.ok() && !f.out_dir.empty()) st = TrainBaseModel(f, splits);

@@ -13,6 +13,7 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <string>
 #include <thread>
@@ -20,6 +21,7 @@
 #include <CLI/CLI.hpp>
 #include <grpcpp/create_channel.h>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "buffer/actor.h"
@@ -66,21 +68,43 @@ int FreePort() {
   return port;
 }
 
+// One row of the before/after table: a metric's first value at step 0 (the
+// base model's eval) and its last value, from the whole metrics history.
+struct BeforeAfter {
+  bool has_before = false, has_after = false;
+  double before = 0, after = 0;
+};
+
+std::map<std::string, BeforeAfter> EvalBeforeAfter(const std::vector<zerorl::v1::StepMetrics>& metrics) {
+  std::map<std::string, BeforeAfter> rows;
+  for (const auto& m : metrics) {
+    for (const auto& [key, value] : m.values()) {
+      if (!absl::StartsWith(key, "eval_")) continue;
+      BeforeAfter& r = rows[key];
+      if (!r.has_before && m.step() == 0) {
+        r.before = value;
+        r.has_before = true;
+      }
+      r.after = value;
+      r.has_after = true;
+    }
+  }
+  return rows;
+}
+
 void PrintSummary(const zerorl::v1::RunConfig& config, const RunSummary& s,
                   const std::vector<zerorl::v1::StepMetrics>& metrics, const std::string& curves) {
   // Before / after from the whole metrics history (a resumed run included).
-  double before = s.eval_before, after = s.eval_after, r_first = s.reward_first, r_last = s.reward_last;
-  bool has_before = s.has_before, has_after = s.has_after, has_r = false;
+  std::map<std::string, BeforeAfter> rows = EvalBeforeAfter(metrics);
+  BeforeAfter& acc = rows["eval_accuracy"];
+  if (!acc.has_before && s.has_before) acc = {true, acc.has_after, s.eval_before, acc.after};
+  if (!acc.has_after && s.has_after) {
+    acc.has_after = true;
+    acc.after = s.eval_after;
+  }
+  double r_first = s.reward_first, r_last = s.reward_last;
+  bool has_r = false;
   for (const auto& m : metrics) {
-    auto e = m.values().find("eval_accuracy");
-    if (e != m.values().end()) {
-      if (!has_before && m.step() == 0) {
-        before = e->second;
-        has_before = true;
-      }
-      after = e->second;
-      has_after = true;
-    }
     auto r = m.values().find("reward_mean");
     if (r != m.values().end()) {
       if (!has_r) r_first = r->second;
@@ -88,11 +112,26 @@ void PrintSummary(const zerorl::v1::RunConfig& config, const RunSummary& s,
       has_r = true;
     }
   }
-  auto pct = [](bool has, double v) { return has ? absl::StrFormat("%6.1f%%", 100 * v) : std::string("     -"); };
+  auto cell = [](bool has, double v, bool percent) {
+    if (!has) return std::string("       -");
+    return percent ? absl::StrFormat("%7.1f%%", 100 * v) : absl::StrFormat("%8.2f", v);
+  };
+  auto row = [&](const std::string& label, const BeforeAfter& r, bool percent) {
+    std::printf("  %-28s %s %s\n", label.c_str(), cell(r.has_before, r.before, percent).c_str(),
+                cell(r.has_after, r.after, percent).c_str());
+  };
   std::printf("\nrun %s — %s\n", config.run_id().c_str(), config.run_dir().c_str());
   std::printf("  %-28s %8s %8s\n", "", "before", "after");
-  std::printf("  %-28s %8s %8s\n", "eval accuracy (greedy)", pct(has_before, before).c_str(),
-              pct(has_after, after).c_str());
+  row("eval accuracy (greedy)", acc, true);
+  if (const int k = config.orchestrator().eval().pass_k(); k > 0) {
+    auto it = rows.find(absl::StrCat("eval_pass_at_", k));
+    if (it != rows.end()) row(absl::StrCat("eval pass@", k, " (sampled)"), it->second, true);
+  }
+  if (rows.count("eval_completion_len_mean")) row("eval length (tokens)", rows["eval_completion_len_mean"], false);
+  for (const auto& tc : config.orchestrator().text_counters()) {
+    auto it = rows.find(absl::StrCat("eval_", tc.name(), "_per_completion"));
+    if (it != rows.end()) row(absl::StrCat("eval ", tc.name(), " per completion"), it->second, false);
+  }
   if (has_r) std::printf("  %-28s %8.3f %8.3f\n", "train reward (mean)", r_first, r_last);
   if (s.steps_done > 0) {
     std::printf("  %lld steps in %s (%.1f s/step)\n", static_cast<long long>(s.steps_done),

@@ -743,6 +743,22 @@ absl::Status FinalizeRunConfig(zerorl::v1::RunConfig* c) {
       .AtLeast("kubernetes.learner_gpus", kc.learner_gpus(), 0);
   ZRL_RETURN_IF_ERROR(k.status());
   if (auto st = ValidateDevices(*c); !st.ok()) return st;
+  for (int i = 0; i < oc.text_counters_size(); ++i) {
+    const auto& tc = oc.text_counters(i);
+    const std::string key = absl::StrCat("orchestrator.text_counters[", i, "]");
+    const bool name_ok = !tc.name().empty() && std::all_of(tc.name().begin(), tc.name().end(), [](char ch) {
+      return (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_';
+    });
+    if (!name_ok) return bad(key + ".name", absl::StrCat("must be [a-z0-9_]+, got \"", tc.name(), "\""));
+    for (int j = 0; j < i; ++j) {
+      if (oc.text_counters(j).name() == tc.name())
+        return bad(key + ".name", absl::StrCat("\"", tc.name(), "\" is also text_counters[", j, "]'s name"));
+    }
+    if (tc.substrings().empty()) return bad(key + ".substrings", "must name at least one substring");
+    for (int j = 0; j < tc.substrings_size(); ++j) {
+      if (tc.substrings(j).empty()) return bad(absl::StrCat(key, ".substrings[", j, "]"), "must not be empty");
+    }
+  }
   if (const std::string& wt = c->learner().weight_transport(); !wt.empty() && wt != "grpc" && wt != "nccl")
     return bad("learner.weight_transport", absl::StrCat("must be \"grpc\" or \"nccl\", got \"", wt, "\""));
   return absl::OkStatus();

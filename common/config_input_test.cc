@@ -112,6 +112,32 @@ TEST(ConfigInputTest, RunIdMustBeAPlainName) {
   }
 }
 
+TEST(ConfigInputTest, TextCountersNeedAPlainUniqueNameAndSubstrings) {
+  auto counters = [](const std::string& items) {
+    return ParseRunConfig("orchestrator:\n  text_counters:\n" + items, "t.yaml");
+  };
+  auto ok = counters("    - {name: attempts, substrings: [' no.', ' yes.']}\n    - {name: wait2, substrings: [wait]}\n");
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  ASSERT_EQ(ok->orchestrator().text_counters_size(), 2);
+  EXPECT_EQ(ok->orchestrator().text_counters(0).substrings(1), " yes.");
+  struct Case {
+    std::string items, key, what;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"    - {name: Attempts, substrings: [x]}\n", "orchestrator.text_counters[0].name", "[a-z0-9_]+"},
+           {"    - {substrings: [x]}\n", "orchestrator.text_counters[0].name", "[a-z0-9_]+"},
+           {"    - {name: a, substrings: [x]}\n    - {name: a, substrings: [y]}\n",
+            "orchestrator.text_counters[1].name", "also text_counters[0]"},
+           {"    - {name: a}\n", "orchestrator.text_counters[0].substrings", "at least one"},
+           {"    - {name: a, substrings: [x, '']}\n", "orchestrator.text_counters[0].substrings[1]", "empty"},
+       }) {
+    auto bad = counters(c.items);
+    ASSERT_FALSE(bad.ok()) << c.items;
+    EXPECT_THAT(bad.status().message(), HasSubstr(c.key + ": ")) << c.items;
+    EXPECT_THAT(bad.status().message(), HasSubstr(c.what)) << c.items;
+  }
+}
+
 TEST(ConfigInputTest, DuplicateKeysAreRefusedWithBothLines) {
   auto c = ParseRunConfig("learner:\n  optimizer:\n    lr: 1.0e-5\n    lr: 1.0\n", "t.yaml");
   ASSERT_FALSE(c.ok());

@@ -8,8 +8,10 @@
 #include <cmath>
 #include <filesystem>
 #include <limits>
+#include <set>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_format.h"
 #include "common/status.h"
 #include "orchestrator/metrics_log.h"
@@ -30,15 +32,33 @@ struct Panel {
   std::vector<Series> series;
 };
 
-const std::vector<Panel>& Panels() {
-  static const auto* panels = new std::vector<Panel>{
+// The four standard panels, then one per text counter found in the metrics
+// (`<name>_per_completion`, orchestrator.text_counters), train and eval.
+std::vector<Panel> Panels(const std::vector<zerorl::v1::StepMetrics>& m) {
+  std::vector<Panel> panels{
       {"reward (mean)", {{"reward_mean", "train", 0.12, 0.47, 0.71}}},
       {"accuracy",
        {{"accuracy", "train", 0.12, 0.47, 0.71}, {"eval_accuracy", "eval (greedy)", 0.84, 0.15, 0.16}}},
-      {"completion length (tokens, mean)", {{"completion_len_mean", "train", 0.17, 0.63, 0.17}}},
+      {"completion length (tokens, mean)",
+       {{"completion_len_mean", "train", 0.17, 0.63, 0.17},
+        {"eval_completion_len_mean", "eval (greedy)", 0.84, 0.15, 0.16}}},
       {"KL to reference", {{"kl", "k3", 0.58, 0.40, 0.74}}},
   };
-  return *panels;
+  constexpr absl::string_view kSuffix = "_per_completion";
+  std::set<std::string> counters;
+  for (const auto& r : m) {
+    for (const auto& [key, value] : r.values()) {
+      if (absl::EndsWith(key, kSuffix) && !absl::StartsWith(key, "eval_")) {
+        counters.insert(key.substr(0, key.size() - kSuffix.size()));
+      }
+    }
+  }
+  for (const std::string& name : counters) {
+    panels.push_back({absl::StrCat(name, " per completion (mean)"),
+                      {{absl::StrCat(name, kSuffix), "train", 0.90, 0.55, 0.10},
+                       {absl::StrCat("eval_", name, kSuffix), "eval (greedy)", 0.84, 0.15, 0.16}}});
+  }
+  return panels;
 }
 
 std::string Tick(double v) {
@@ -145,9 +165,11 @@ void Draw(cairo_t* cr, const std::vector<zerorl::v1::StepMetrics>& m, const std:
   cairo_set_font_size(cr, 16);
   cairo_move_to(cr, 20, 26);
   cairo_show_text(cr, title.c_str());
-  const double top = 40, w = kWidth / 2, h = (kHeight - top) / 2;
-  for (size_t i = 0; i < Panels().size(); ++i) {
-    DrawPanel(cr, Panels()[i], m, (i % 2) * w, top + (i / 2) * h, w, h);
+  const std::vector<Panel> panels = Panels(m);
+  const size_t cols = panels.size() <= 4 ? 2 : 3, rows = (panels.size() + cols - 1) / cols;
+  const double top = 40, w = kWidth / cols, h = (kHeight - top) / rows;
+  for (size_t i = 0; i < panels.size(); ++i) {
+    DrawPanel(cr, panels[i], m, (i % cols) * w, top + (i / cols) * h, w, h);
   }
 }
 
@@ -178,6 +200,12 @@ absl::StatusOr<PlotOutputs> PlotMetrics(const std::vector<zerorl::v1::StepMetric
   cairo_surface_destroy(png);
   if (st != CAIRO_STATUS_SUCCESS) return absl::PermissionDeniedError(absl::StrCat("cannot write ", out.png));
   return out;
+}
+
+std::vector<std::string> PlotPanelTitles(const std::vector<zerorl::v1::StepMetrics>& metrics) {
+  std::vector<std::string> titles;
+  for (const Panel& p : Panels(metrics)) titles.push_back(p.title);
+  return titles;
 }
 
 absl::StatusOr<PlotOutputs> PlotRunDir(const std::string& run_dir) {

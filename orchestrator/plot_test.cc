@@ -44,6 +44,25 @@ TEST(PlotTest, DrawsSvgAndPngFromARunDir) {
   EXPECT_GT(svg.str().size(), 5000u);
 }
 
+TEST(PlotTest, EachTextCounterGetsItsOwnPanel) {
+  std::vector<zerorl::v1::StepMetrics> metrics(3);
+  for (int s = 0; s < 3; ++s) {
+    metrics[s].set_step(s);
+    auto& v = *metrics[s].mutable_values();
+    v["reward_mean"] = 0.1 * s;
+    v["attempts_per_completion"] = 1.5 + s;
+    v["eval_attempts_per_completion"] = 2.0 + s;
+  }
+  EXPECT_EQ(PlotPanelTitles({}).size(), 4u);
+  EXPECT_EQ(PlotPanelTitles(metrics),
+            (std::vector<std::string>{"reward (mean)", "accuracy", "completion length (tokens, mean)",
+                                      "KL to reference", "attempts per completion (mean)"}));
+  const std::string prefix = ::testing::TempDir() + "/plot_test_counters";
+  auto out = PlotMetrics(metrics, "counters", prefix);
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_GT(std::filesystem::file_size(out->png), 10000u);
+}
+
 TEST(PlotTest, MissingMetricsIsAClearError) {
   auto out = PlotRunDir(::testing::TempDir() + "/no_such_run");
   ASSERT_FALSE(out.ok());

@@ -60,6 +60,31 @@ double Mean(const std::vector<double>& v) {
   return s / v.size();
 }
 
+// Non-overlapping occurrences of `needle` in `text` (needle not empty).
+int64_t CountOccurrences(const std::string& text, const std::string& needle) {
+  int64_t n = 0;
+  for (size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + needle.size())) ++n;
+  return n;
+}
+
+// orchestrator.text_counters over the samples: name -> mean count per completion.
+std::map<std::string, double> TextCounts(const zerorl::v1::OrchestratorConfig& config,
+                                         const std::vector<std::vector<zerorl::v1::Sample>>& samples) {
+  std::map<std::string, double> out;
+  for (const auto& counter : config.text_counters()) {
+    std::vector<double> per_sample;
+    for (const auto& group : samples) {
+      for (const auto& sample : group) {
+        int64_t n = 0;
+        for (const auto& sub : counter.substrings()) n += CountOccurrences(sample.text(), sub);
+        per_sample.push_back(static_cast<double>(n));
+      }
+    }
+    out[counter.name()] = Mean(per_sample);
+  }
+  return out;
+}
+
 }  // namespace
 
 // What Produce hands to Train and Record.
@@ -490,6 +515,9 @@ absl::StatusOr<RunController::StepData> RunController::Produce(int64_t step, int
   d.stats["accuracy"] = Mean(acc);
   d.stats["completion_len_mean"] = Mean(len);
   d.stats["completion_len_max"] = len.empty() ? 0 : *std::max_element(len.begin(), len.end());
+  for (const auto& [name, mean_count] : TextCounts(config_.orchestrator(), samples)) {
+    d.stats[absl::StrCat(name, "_per_completion")] = mean_count;
+  }
   d.stats["truncated_fraction"] = r.empty() ? 0 : static_cast<double>(truncated) / r.size();
   d.stats["completion_tokens"] = static_cast<double>(tokens);
   d.stats["tokens_per_s"] = gen_s > 0 ? tokens / gen_s : 0;
@@ -548,6 +576,7 @@ absl::StatusOr<RunController::EvalResult> RunController::Evaluate(int64_t versio
   res.greedy_accuracy = Mean(acc);
   res.reward_mean = Mean(r);
   res.completion_len_mean = Mean(len);
+  res.text_counts = TextCounts(config_.orchestrator(), samples);
   if (ec.pass_k() > 0) {
     zerorl::v1::SamplingParams sampled = config_.rollout().sampling();
     sampled.set_temperature(ec.temperature());
@@ -581,6 +610,7 @@ absl::Status RunController::Record(int64_t step, const StepData& data, const zer
     v["eval_accuracy"] = eval->greedy_accuracy;
     v["eval_reward_mean"] = eval->reward_mean;
     v["eval_completion_len_mean"] = eval->completion_len_mean;
+    for (const auto& [name, mean_count] : eval->text_counts) v[absl::StrCat("eval_", name, "_per_completion")] = mean_count;
     if (eval->pass_at_k >= 0) v[absl::StrCat("eval_pass_at_", config_.orchestrator().eval().pass_k())] = eval->pass_at_k;
   }
   ZRL_RETURN_IF_ERROR(metrics_log_.Append(m));
@@ -620,6 +650,7 @@ absl::Status RunController::RecordFinalEval(int64_t step, const EvalResult& eval
   v["eval_accuracy"] = eval.greedy_accuracy;
   v["eval_reward_mean"] = eval.reward_mean;
   v["eval_completion_len_mean"] = eval.completion_len_mean;
+  for (const auto& [name, mean_count] : eval.text_counts) v[absl::StrCat("eval_", name, "_per_completion")] = mean_count;
   if (eval.pass_at_k >= 0) v[absl::StrCat("eval_pass_at_", config_.orchestrator().eval().pass_k())] = eval.pass_at_k;
   ZRL_RETURN_IF_ERROR(metrics_log_.Append(m));
   ZRL_RETURN_IF_ERROR(tensorboard_.WriteScalars(step, std::map<std::string, double>(v.begin(), v.end())));

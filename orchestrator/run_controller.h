@@ -121,6 +121,7 @@ class RunController {
     double pass_at_k = -1;  // -1 when not measured
     double reward_mean = 0;
     double completion_len_mean = 0;
+    std::map<std::string, double> text_counts;  // orchestrator.text_counters: name -> mean count
   };
 
   absl::Status RunLoop();

@@ -47,9 +47,13 @@ CountdownResult CheckCountdown(absl::string_view c, const std::vector<int64_t>& 
   std::vector<int64_t> used = v->integer_literals, want = nums;
   std::sort(used.begin(), used.end());
   std::sort(want.begin(), want.end());
-  if (v->had_non_integer_literal || used != want) {
+  const bool numbers_ok = scores.at_most_once ? std::includes(want.begin(), want.end(), used.begin(), used.end())
+                                             : used == want;
+  if (v->had_non_integer_literal || !numbers_ok) {
     r.verdict = "invalid";
-    r.detail = absl::StrCat("numbers used [", absl::StrJoin(used, ","), "] != given [", absl::StrJoin(want, ","), "]");
+    r.detail = absl::StrCat("numbers used [", absl::StrJoin(used, ","), "] ",
+                            scores.at_most_once ? "are not a subset of" : "!=", " given [", absl::StrJoin(want, ","),
+                            "]");
     return r;
   }
   if (v->value.exact && v->value.q == Rational{target, 1}) {

@@ -1,5 +1,7 @@
 // Countdown checker: the equation in the last <answer>…</answer> must use each
-// given number exactly once (as a multiset) and evaluate to the target.
+// given number exactly once (as a multiset), or at most once with
+// `at_most_once` (a sub-multiset, as TinyZero's task statement puts it), and
+// evaluate to the target.
 //
 // The equation is evaluated by the project's own exact parser (expr.h, no eval):
 // integers, + - * / and parentheses only (no powers, decimals or implicit
@@ -22,6 +24,7 @@ struct CountdownScores {
   double correct = 1.0;
   double well_formed = 0.1;
   double no_answer = 0.0;
+  bool at_most_once = false;  // a subset of the numbers is enough
 };
 
 struct CountdownResult {

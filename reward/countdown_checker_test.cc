@@ -1,6 +1,7 @@
 // Tests of the countdown checker: number use, exact evaluation, scores.
 #include "reward/countdown_checker.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 namespace zerorl::reward {
@@ -28,6 +29,18 @@ TEST(Countdown, NumberMisuse) {
   EXPECT_EQ(CheckCountdown("<answer>1.5*2</answer>", {2}, 3).verdict, "invalid");
   EXPECT_EQ(CheckCountdown("<answer>4/(2-2)</answer>", {2, 2, 4}, 1).verdict, "invalid");           // div by zero
   EXPECT_DOUBLE_EQ(CheckCountdown("<answer>25*3+1</answer>", {1, 3, 4, 25}, 76).score, 0.0);
+}
+
+TEST(Countdown, AtMostOnceAcceptsASubsetButNoNumberTwice) {
+  CountdownScores s;
+  s.at_most_once = true;
+  EXPECT_EQ(CheckCountdown("<answer>25*3+1</answer>", {1, 3, 4, 25}, 76, s).verdict, "correct");  // 4 unused
+  EXPECT_EQ(CheckCountdown("<answer>(7+2)*3</answer>", {3, 7, 2, 5}, 27, s).verdict, "correct");
+  auto twice = CheckCountdown("<answer>25*3+1+1</answer>", {1, 3, 25}, 77, s);
+  EXPECT_EQ(twice.verdict, "invalid");
+  EXPECT_THAT(twice.detail, testing::HasSubstr("not a subset of"));
+  EXPECT_EQ(CheckCountdown("<answer>3*4</answer>", {3, 5}, 12, s).verdict, "invalid");  // 4 not given
+  EXPECT_EQ(CheckCountdown("<answer>3*5</answer>", {3, 5, 9}, 16, s).verdict, "wrong");
 }
 
 TEST(Countdown, NoAnswerAndCustomScores) {

@@ -267,7 +267,8 @@ zerorl::v1::TermScore CompiledSpec::ScoreTerm(size_t i, const zerorl::v1::ScoreI
         wrong_answer_kind("a countdown task");
         break;
       }
-      CountdownScores s{t.countdown().correct(), t.countdown().well_formed(), t.countdown().no_answer()};
+      CountdownScores s{t.countdown().correct(), t.countdown().well_formed(), t.countdown().no_answer(),
+                        t.countdown().at_most_once()};
       std::vector<int64_t> nums(answer.countdown().nums().begin(), answer.countdown().nums().end());
       CountdownResult r = CheckCountdown(completion, nums, answer.countdown().target(), s);
       ts.set_value(r.score);
