@@ -3,6 +3,7 @@
 // oversubscribe the cores) and OpenMP-parallel, vectorised element-wise ops.
 #pragma once
 
+#include "model/ops/cpu/host_block_cache.h"
 #include "model/ops/ops.h"
 
 namespace zerorl::model::ops::cpu {
@@ -67,6 +68,11 @@ class CpuBackend final : public Backend {
                   int64_t n, int64_t V, const SampleParams& p) override;
   void ParallelFor(int64_t n, void (*fn)(void* ctx, int64_t i), void* ctx) override;
   int num_threads() const override;
+
+ private:
+  // Large blocks are recycled (host_block_cache.h); up to 1/16 of the host's
+  // memory stays cached on top of what is live.
+  HostBlockCache blocks_{static_cast<size_t>(Backend::memory_bytes() / 16)};
 };
 
 }  // namespace zerorl::model::ops::cpu

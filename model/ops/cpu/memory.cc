@@ -13,15 +13,14 @@ namespace zerorl::model::ops::cpu {
 
 void* CpuBackend::Alloc(int64_t bytes, const char* what) {
   if (bytes <= 0) bytes = 64;
-  const size_t rounded = (static_cast<size_t>(bytes) + 63) / 64 * 64;
-  void* p = std::aligned_alloc(64, rounded);
+  void* p = blocks_.Alloc(static_cast<size_t>(bytes));
   if (!p)
     throw OutOfMemory(absl::StrCat("out of host memory allocating \"", what, "\": asked for ", bytes, " bytes (",
                                    absl::StrFormat("%.2f", static_cast<double>(bytes) / (1 << 30)), " GiB)"));
   return p;
 }
 
-void CpuBackend::Free(void* p) { std::free(p); }
+void CpuBackend::Free(void* p) { blocks_.Free(p); }
 
 void CpuBackend::Copy(void* dst, const void* src, int64_t bytes) {
   if (bytes > 0 && dst != src) std::memmove(dst, src, bytes);
