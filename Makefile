@@ -1,5 +1,5 @@
 # The two commands: `make demo` and `make test`. Both install what they need first.
-# `make demo-hard` is the second demo (thinking length grows with accuracy, ~15 min).
+# `make demo-hard` is the second demo (thinking length grows with accuracy, ~8 min).
 # `make image` builds the container image, `make container-test` runs every actor in it.
 BUILD ?= build
 JOBS ?= $(shell nproc)
