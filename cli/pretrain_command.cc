@@ -210,7 +210,9 @@ class Corpus {
  public:
   Corpus(const Tokenizer& tok, const PretrainFlags& f, const std::vector<zerorl::v1::CountdownTask>& held_out)
       : tok_(tok), f_(f), rng_(f.seed * 0x9E3779B97F4A7C15ULL + 11) {
-    for (const auto& t : held_out) held_out_.insert(t.SerializeAsString());
+    if (f.hard()) {
+      for (const auto& t : held_out) held_out_.insert(t.SerializeAsString());
+    }
   }
 
   // One example: BOS + prompt + completion + EOS; *prompt_len counts BOS and the
@@ -244,7 +246,7 @@ class Corpus {
     ids->push_back(tok_.eos_id());
     weights->assign(ids->size(), 1.f);
     if (f_.hard() && f_.check_weight != 1) {
-      for (const char* verdict : {" yes.", " no."}) {
+      for (const char* verdict : kSearchVerdicts) {
         for (size_t at = completion.find(verdict); at != std::string::npos; at = completion.find(verdict, at + 1)) {
           // the character vocabulary: one token per character
           (*weights)[*prompt_len + tok_.Encode(completion.substr(0, at + 1)).size()] =
@@ -378,9 +380,7 @@ void PrintGreedyEval(model::Model& m, const Tokenizer& tok, const std::vector<ze
               .verdict;
       correct += verdict == "correct";
       formatted += verdict == "correct" || verdict == "wrong";
-      for (const char* mark : {" no.", " yes."}) {
-        for (size_t at = text.find(mark); at != std::string::npos; at = text.find(mark, at + 1)) attempts += 1;
-      }
+      attempts += CountSearchAttempts(text);
       length += (*gen_out)[i].tokens.size();
     }
     std::printf("base greedy eval accuracy: %.1f%% (%d/%zu), well-formed %.1f%%, %.2f attempts and %.1f tokens "

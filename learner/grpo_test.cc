@@ -145,6 +145,19 @@ Result RunOurs(const Case& c) {
 }
 
 // One python run for every case (importing torch dominates the cost).
+// dloss/dlogp of every token against the reference's "grad" (relative 1e-6),
+// and not all zero.
+void ExpectGradientMatches(const Result& ours, const nlohmann::json& r) {
+  double gmax = 0;
+  for (size_t i = 0; i < ours.grad.size(); ++i)
+    for (size_t t = 0; t < ours.grad[i].size(); ++t) {
+      const double g = r["grad"][i][t].get<double>();
+      gmax = std::max(gmax, std::fabs(g));
+      EXPECT_NEAR(ours.grad[i][t], g, 1e-6 * std::max(1.0, std::fabs(g))) << "seq " << i << " tok " << t;
+    }
+  EXPECT_GT(gmax, 0.0);
+}
+
 nlohmann::json RunReference(const std::vector<Case>& cases) {
   nlohmann::json in = nlohmann::json::array();
   for (auto& c : cases) in.push_back(ToJsonWithCorrection(c));
@@ -191,14 +204,7 @@ TEST(GrpoTest, MatchesPyTorchForEveryModeWithAndWithoutKlAndClipping) {
     } else {
       EXPECT_EQ(ours.sums.clipped, 0.0);
     }
-    double gmax = 0;
-    for (size_t i = 0; i < ours.grad.size(); ++i)
-      for (size_t t = 0; t < ours.grad[i].size(); ++t) {
-        const double g = r["grad"][i][t].get<double>();
-        gmax = std::max(gmax, std::fabs(g));
-        EXPECT_NEAR(ours.grad[i][t], g, 1e-6 * std::max(1.0, std::fabs(g))) << "seq " << i << " tok " << t;
-      }
-    EXPECT_GT(gmax, 0.0);
+    ExpectGradientMatches(ours, r);
   }
 }
 
@@ -245,14 +251,7 @@ TEST(GrpoTest, OffPolicyCorrectionMatchesPyTorch) {
       EXPECT_GT(frac, 0.0) << "no weight truncated or masked: weak case";
       EXPECT_LT(frac, 1.0) << "every weight truncated or masked: weak case";
     }
-    double gmax = 0;
-    for (size_t i = 0; i < ours.grad.size(); ++i)
-      for (size_t t = 0; t < ours.grad[i].size(); ++t) {
-        const double g = r["grad"][i][t].get<double>();
-        gmax = std::max(gmax, std::fabs(g));
-        EXPECT_NEAR(ours.grad[i][t], g, 1e-6 * std::max(1.0, std::fabs(g))) << "seq " << i << " tok " << t;
-      }
-    EXPECT_GT(gmax, 0.0);
+    ExpectGradientMatches(ours, r);
   }
   // none: the rollout logprobs only feed the diagnostics; the loss and the
   // gradient are bit-identical to a run without them.

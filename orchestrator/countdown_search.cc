@@ -115,6 +115,14 @@ std::string SearchCompletion(const CountdownTask& task, const SearchTraceOptions
   return absl::StrCat(absl::StrJoin(think, " "), "</think><answer>", last.expression, "</answer>");
 }
 
+int CountSearchAttempts(const std::string& completion) {
+  int n = 0;
+  for (const char* verdict : kSearchVerdicts) {
+    for (size_t at = completion.find(verdict); at != std::string::npos; at = completion.find(verdict, at + 1)) ++n;
+  }
+  return n;
+}
+
 std::string CountdownPromptText(const CountdownTask& task) {
   return absl::StrCat("nums ", absl::StrJoin(task.nums(), " "), " target ", task.target(), "\n<think>");
 }

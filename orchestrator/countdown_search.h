@@ -83,6 +83,13 @@ struct SearchTraceOptions {
 std::string SearchCompletion(const zerorl::v1::CountdownTask& task, const SearchTraceOptions& options,
                              SplitMix64* rng, int* attempts = nullptr, bool* solved = nullptr);
 
+// The verdicts that close an attempt: what examples/countdown-hard/run.yaml's
+// text counter `attempts` counts.
+inline constexpr const char* kSearchVerdicts[] = {" no.", " yes."};
+
+// The attempts in a completion: its verdicts.
+int CountSearchAttempts(const std::string& completion);
+
 // The demos' prompt (run.yaml's dataset.template_text), e.g.
 // "nums 3 7 2 target 23\n<think>".
 std::string CountdownPromptText(const zerorl::v1::CountdownTask& task);

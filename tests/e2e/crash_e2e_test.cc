@@ -20,9 +20,9 @@
 #include <tuple>
 
 #include "absl/strings/str_cat.h"
-#include "buffer/trajectory_store.h"
 #include "tests/e2e/e2e_util.h"
 #include "tests/e2e/serve_cluster.h"
+#include "tests/e2e/stored_trajectories.h"
 #include "tests/testing/subprocess.h"
 #include "zerorl/v1/orchestrator.grpc.pb.h"
 
@@ -78,18 +78,10 @@ TEST(CrashE2eTest, KillBetweenCheckpointsResumesBitExact) {
     EXPECT_EQ(m[s].values().at("policy_version"), s + 1);
   }
   {
-    auto store = buffer::TrajectoryStore::Open(run_dir + "/buffer", {});
-    ASSERT_TRUE(store.ok()) << store.status();
+    auto stored = e2e::StoredTrajectories(run_dir + "/buffer", "e2e");
+    ASSERT_TRUE(stored.ok()) << stored.status();
     std::map<std::tuple<int64_t, int, int>, int> seen;
-    zerorl::v1::ListTrajectoriesRequest req;
-    req.mutable_filter()->set_run_id("e2e");
-    req.set_page_size(1000);
-    do {
-      auto page = (*store)->List(req);
-      ASSERT_TRUE(page.ok()) << page.status();
-      for (const auto& t : page->trajectories()) ++seen[{t.id().step(), t.id().group(), t.id().sample()}];
-      req.set_page_token(page->next_page_token());
-    } while (!req.page_token().empty());
+    for (const auto& t : *stored) ++seen[{t.id().step(), t.id().group(), t.id().sample()}];
     EXPECT_EQ(seen.size(), static_cast<size_t>(steps * B * G));
     for (const auto& [id, n] : seen) EXPECT_EQ(n, 1);
   }

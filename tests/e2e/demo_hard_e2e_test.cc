@@ -8,20 +8,13 @@
 #include <filesystem>
 #include <map>
 
-#include "buffer/trajectory_store.h"
+#include "orchestrator/countdown_search.h"
 #include "tests/e2e/e2e_util.h"
+#include "tests/e2e/stored_trajectories.h"
 #include "tests/testing/subprocess.h"
 
 namespace zerorl {
 namespace {
-
-int Attempts(const std::string& text) {
-  int n = 0;
-  for (const char* mark : {" no.", " yes."}) {
-    for (size_t at = text.find(mark); at != std::string::npos; at = text.find(mark, at + 1)) ++n;
-  }
-  return n;
-}
 
 TEST(DemoHardE2eTest, CommittedRunCountsAttemptsFromALowBase) {
   const std::string dir = testing::MakeTempDir("demo-hard");
@@ -47,22 +40,13 @@ TEST(DemoHardE2eTest, CommittedRunCountsAttemptsFromALowBase) {
   EXPECT_TRUE(m.back().values().count("eval_attempts_per_completion"));
 
   // Each step's attempts metric is the mean over its stored completions.
-  auto store = buffer::TrajectoryStore::Open(dir + "/run/buffer", {});
-  ASSERT_TRUE(store.ok()) << store.status();
+  auto stored = e2e::StoredTrajectories(dir + "/run/buffer", "countdown-hard");
+  ASSERT_TRUE(stored.ok()) << stored.status();
   std::map<int64_t, std::pair<double, int>> recount;  // step -> (attempts, samples)
-  zerorl::v1::ListTrajectoriesRequest req;
-  req.mutable_filter()->set_run_id("countdown-hard");
-  req.set_page_size(1000);
-  do {
-    auto page = (*store)->List(req);
-    ASSERT_TRUE(page.ok()) << page.status();
-    for (const auto& t : page->trajectories()) {
-      recount[t.id().step()].first += Attempts(t.sample().text());
-      recount[t.id().step()].second += 1;
-    }
-    req.set_page_token(page->next_page_token());
-  } while (!req.page_token().empty());
-  store->reset();
+  for (const auto& t : *stored) {
+    recount[t.id().step()].first += CountSearchAttempts(t.sample().text());
+    recount[t.id().step()].second += 1;
+  }
   ASSERT_EQ(recount.size(), static_cast<size_t>(steps));
   for (int s = 0; s < steps; ++s) {
     ASSERT_TRUE(m[s].values().count("attempts_per_completion")) << "step " << s;

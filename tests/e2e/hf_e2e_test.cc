@@ -25,7 +25,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "buffer/trajectory_store.h"
+#include "tests/e2e/stored_trajectories.h"
 #include "common/config.h"
 #include "model/model.h"
 #include "model/safetensors.h"
@@ -253,19 +253,9 @@ TEST_P(HfE2eTest, Gsm8kPipelineTrainsTwoStepsAndTheCheckpointGenerates) {
 
   // Every trajectory: the R1-Zero prompt as the BPE tokenizer encodes it, a
   // completion with one logprob per token, a reward from r1zero-math's terms.
-  auto store = buffer::TrajectoryStore::Open(run + "/buffer", {});
-  ASSERT_TRUE(store.ok()) << store.status();
-  std::vector<zerorl::v1::Trajectory> trajs;
-  zerorl::v1::ListTrajectoriesRequest req;
-  req.mutable_filter()->set_run_id("gsm8k");
-  req.set_page_size(1000);
-  do {
-    auto page = (*store)->List(req);
-    ASSERT_TRUE(page.ok()) << page.status();
-    for (const auto& t : page->trajectories()) trajs.push_back(t);
-    req.set_page_token(page->next_page_token());
-  } while (!req.page_token().empty());
-  store->reset();
+  auto stored = e2e::StoredTrajectories(run + "/buffer", "gsm8k");
+  ASSERT_TRUE(stored.ok()) << stored.status();
+  const std::vector<zerorl::v1::Trajectory>& trajs = *stored;
   ASSERT_EQ(trajs.size(), static_cast<size_t>(kSteps * kPrompts * kGroup));
   std::map<int64_t, std::unique_ptr<model::Model>> by_version;  // the checkpoint of each policy version
   for (const auto& t : trajs) {

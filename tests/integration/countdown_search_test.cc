@@ -66,7 +66,9 @@ TEST(CountdownSearchTest, TasksAreDistinctWithinBoundsAndSolvableByARow) {
     for (int r = 0; r < SearchRows(t.nums_size()) && !solved; ++r) {
       const SearchAttempt a = MakeSearchAttempt(t, r);
       solved = a.hit;
-      if (a.hit) EXPECT_EQ(Check("<answer>" + a.expression + "</answer>", t).verdict, "correct") << a.expression;
+      if (a.hit) {
+        EXPECT_EQ(Check("<answer>" + a.expression + "</answer>", t).verdict, "correct") << a.expression;
+      }
     }
     EXPECT_TRUE(solved) << t.DebugString();
   }
@@ -88,6 +90,8 @@ TEST(CountdownSearchTest, AttemptTextAndExpression) {
   EXPECT_EQ(larger.expression, "9-(3-2)");
   EXPECT_EQ(Check("<answer>9-(3-2)</answer>", Task({2, 3, 9}, 8)).verdict, "correct");
   EXPECT_EQ(Check("<answer>" + minus.expression + "</answer>", t).verdict, "wrong");
+  EXPECT_EQ(CountSearchAttempts(minus.Text() + " " + hit.Text() + "</think><answer>x</answer>"), 2);
+  EXPECT_EQ(CountSearchAttempts("no. yes"), 0);
 }
 
 // Every attempt of a trace re-derived from its text: consecutive rows (wrapping
