@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "model/ops/cpu/simd.h"
+#include "model/ops/cpu/small_gemm.h"
 
 namespace zerorl::model::ops {
 namespace {
@@ -56,6 +57,20 @@ void CpuBackend::Gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float a
   };
   const int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
   const double flops = 2.0 * M * N * K;
+  // A linear layer of a few rows (decode, sparsely routed experts): the
+  // unpacked kernel (small_gemm.h), its columns split across the threads when
+  // the weights are large enough to be worth a parallel region.
+  if (!ta && tb && alpha == 1.f && M <= kSmallGemmRows && SmallGemmAvailable()) {
+    if (nt == 1 || flops < 5e5 || N < 48) {
+      SmallGemmNT(M, 0, N, K, A, lda, B, ldb, beta, C, ldc);
+      return;
+    }
+    const int64_t chunk = (N + nt - 1) / nt;
+#pragma omp parallel for schedule(static, 1) num_threads(nt)
+    for (int p = 0; p < nt; ++p)
+      SmallGemmNT(M, p * chunk, std::min(N, (p + 1) * chunk), K, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
   // Small GEMMs (decode steps: a few rows) run on the calling thread: a
   // parallel region costs more than it saves there.
   if (nt == 1 || flops < 8e6 || std::max(M, N) < 64) {
