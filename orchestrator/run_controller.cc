@@ -434,6 +434,22 @@ absl::StatusOr<std::optional<RunController::StepData>> RunController::StoredStep
     d.stats["reward_std"] = st.reward_std();
     d.stats["accuracy"] = st.accuracy();
     d.stats["completion_len_mean"] = st.completion_len_mean();
+    // What the step summary does not hold (length max, truncation, text
+    // counters) comes from the stored completions themselves, as Produce
+    // would have computed it.
+    ZRL_ASSIGN_OR_RETURN(std::vector<zerorl::v1::Sample> samples, StoredSamples(step));
+    int64_t tokens = 0, longest = 0, truncated = 0;
+    for (const auto& sample : samples) {
+      tokens += sample.token_ids_size();
+      longest = std::max<int64_t>(longest, sample.token_ids_size());
+      truncated += sample.finish_reason() == zerorl::v1::FINISH_REASON_LENGTH;
+    }
+    d.stats["completion_len_max"] = static_cast<double>(longest);
+    d.stats["completion_tokens"] = static_cast<double>(tokens);
+    d.stats["truncated_fraction"] = samples.empty() ? 0 : static_cast<double>(truncated) / samples.size();
+    for (const auto& [name, mean_count] : TextCounts(config_.orchestrator(), {samples})) {
+      d.stats[absl::StrCat(name, "_per_completion")] = mean_count;
+    }
     d.stats["appended_groups"] = 0;
     d.stats["duplicate_groups"] = config_.rollout().prompts_per_step();
     absl::MutexLock l(&mu_);
@@ -441,6 +457,28 @@ absl::StatusOr<std::optional<RunController::StepData>> RunController::StoredStep
     return std::optional<StepData>(std::move(d));
   }
   return std::optional<StepData>();
+}
+
+absl::StatusOr<std::vector<zerorl::v1::Sample>> RunController::StoredSamples(int64_t step) {
+  zerorl::v1::ListTrajectoriesRequest req;
+  req.mutable_filter()->set_run_id(config_.run_id());
+  req.mutable_filter()->set_step_min(step);
+  req.mutable_filter()->set_step_max(step);
+  req.mutable_filter()->set_has_step_max(true);
+  req.set_page_size(1000);
+  std::vector<zerorl::v1::Sample> out;
+  do {
+    zerorl::v1::ListTrajectoriesResponse page;
+    ZRL_RETURN_IF_ERROR(calls_.CallSingle("buffer", config_.buffer().address(),
+                                          absl::StrCat("buffer ListTrajectories of step ", step), [&] {
+                                            page.Clear();
+                                            auto ctx = ContextWithDeadline(calls_.deadline());
+                                            return FromGrpcStatus(buffer_->ListTrajectories(ctx.get(), req, &page));
+                                          }));
+    for (const auto& t : page.trajectories()) out.push_back(t.sample());
+    req.set_page_token(page.next_page_token());
+  } while (!req.page_token().empty());
+  return out;
 }
 
 absl::StatusOr<RunController::StepData> RunController::Produce(int64_t step, int64_t min_version) {

@@ -15,6 +15,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <random>
 #include <string>
 #include <thread>
@@ -110,7 +111,9 @@ class ChaosTest : public ::testing::Test {
     return *weights;
   }
 
-  void RunSchedule(const std::string& name, const std::vector<KillAt>& kills) {
+  // `check` runs on the finished cluster (its logs) before it stops.
+  void RunSchedule(const std::string& name, const std::vector<KillAt>& kills,
+                   const std::function<void(const ServeCluster&)>& check = {}) {
     const std::string dir = testing::MakeTempDir("chaos-" + name);
     ServeCluster c(dir, kSteps, kB, kG, kLearnerExtra);
     const std::string& baseline = Baseline(c);
@@ -134,6 +137,7 @@ class ChaosTest : public ::testing::Test {
     ASSERT_TRUE(c.WaitFinished(300)) << name << ": the run did not finish; see " << dir;
     c.ExpectIntact();
     EXPECT_TRUE(c.FinalWeights() == baseline) << name << ": final weights differ from the undisturbed run's";
+    if (check) check(c);
     c.StopAll();
   }
 };
@@ -158,6 +162,16 @@ TEST_F(ChaosTest, BufferOrchestratorAndWorkersKilled) {
                          {"reward", When::kStep, 3, d()},
                          {"buffer", When::kStep, 4, d()},
                          {"rollout1", When::kStep, 4, d()}});
+}
+
+// The orchestrator SIGKILLed as soon as step 1's groups are stored, before it
+// records the step: the restarted orchestrator does not generate them again
+// but takes the step (and its metrics, checked in ExpectIntact) from the buffer.
+TEST_F(ChaosTest, OrchestratorKilledOnceAStepIsStoredTakesItFromTheBuffer) {
+  RunSchedule("orchestrator-stored", {{"orchestrator", When::kTrain, 1, 0}}, [](const ServeCluster& c) {
+    const std::string log = ServeCluster::ReadBytes(c.Log("orchestrator", 2));
+    EXPECT_NE(log.find("step 1: its groups are stored already"), std::string::npos) << log;
+  });
 }
 
 // Seeded random schedules over every role.

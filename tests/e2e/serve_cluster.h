@@ -17,6 +17,7 @@
 #include <memory>
 #include <set>
 #include <sstream>
+#include <algorithm>
 #include <string>
 #include <thread>
 #include <tuple>
@@ -49,7 +50,11 @@ class ServeCluster {
                               extra_rollout));
     insert_after("\nreward:\n", absl::StrCat("  workers: [\"", Address("reward"), "\"]\n"));
     insert_after("\nlearner:\n", absl::StrCat("  address: ", Address("learner"), "\n", extra_learner));
-    insert_after("\norchestrator:\n", absl::StrCat("  address: ", Address("orchestrator"), "\n", extra_orchestrator));
+    // One text counter, so that ExpectIntact can check that metric (and the
+    // token count) against the stored completions on every step.
+    insert_after("\norchestrator:\n", absl::StrCat("  address: ", Address("orchestrator"), "\n",
+                                                   "  text_counters:\n    - name: equals\n      substrings: [\"=\"]\n",
+                                                   extra_orchestrator));
     config_ = dir + "/run.yaml";
     WriteText(config_, cfg);
   }
@@ -64,7 +69,7 @@ class ServeCluster {
   void Start(const std::string& role) {
     auto p = std::make_unique<testing::Subprocess>();
     const std::string serve_role = role.rfind("rollout", 0) == 0 ? "rollout" : role;
-    const std::string log = absl::StrCat(dir_, "/", role, "-", ++starts_[role], ".log");
+    const std::string log = Log(role, ++starts_[role]);
     ASSERT_TRUE(p->Start({testing::ZerorlBin(), "serve", serve_role, "--config", config_, "--port",
                           std::to_string(ports_.at(role)), "--host", "127.0.0.1"},
                          log));
@@ -80,6 +85,8 @@ class ServeCluster {
     procs_.at(role)->Signal(SIGKILL);
     procs_.at(role)->Wait();
   }
+  // The log of `role`'s `start`-th start (1 is the first).
+  std::string Log(const std::string& role, int start) const { return absl::StrCat(dir_, "/", role, "-", start, ".log"); }
   void KillAndRestart(const std::string& role) {
     Kill(role);
     Start(role);
@@ -148,6 +155,21 @@ class ServeCluster {
     for (int s = 0; s < steps_; ++s)
       for (int g = 0; g < B_; ++g)
         for (int k = 0; k < G_; ++k) EXPECT_EQ((seen[{s, g, k}]), 1) << s << "/" << g << "/" << k;
+    // Every step's metrics agree with its stored completions, whichever way
+    // they were recorded: from the generated samples, or read back from the
+    // buffer by an orchestrator restarted after the step's groups were stored.
+    std::map<int64_t, std::pair<double, double>> recount;  // step -> (tokens, '=' count)
+    for (const auto& t : trajectories) {
+      recount[t.id().step()].first += t.sample().token_ids_size();
+      const std::string& text = t.sample().text();
+      recount[t.id().step()].second += static_cast<double>(std::count(text.begin(), text.end(), '='));
+    }
+    for (int s = 0; s < steps_; ++s) {
+      const auto& v = m[s].values();
+      ASSERT_TRUE(v.count("completion_tokens") && v.count("equals_per_completion")) << "step " << s;
+      EXPECT_EQ(v.at("completion_tokens"), recount[s].first) << "step " << s;
+      EXPECT_NEAR(v.at("equals_per_completion"), recount[s].second / (B_ * G_), 1e-9) << "step " << s;
+    }
   }
 
   // The final checkpoint's weights (model.safetensors bytes).
