@@ -10,12 +10,9 @@
 // samples/s = steps x prompts_per_step x group_size / the wall time from the
 // first step's start to the last step's record (metrics.jsonl), so process
 // start-up is left out of both alike.
-#include <arpa/inet.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <sched.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -33,6 +30,7 @@
 #include "absl/strings/str_format.h"
 #include "bench/bench.h"
 #include "common/config.h"
+#include "common/net.h"
 #include "common/status.h"
 #include "orchestrator/metrics_log.h"
 #include "orchestrator/run_state.h"
@@ -41,34 +39,6 @@ namespace zerorl::bench {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-absl::StatusOr<int> FreePort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return absl::InternalError(absl::StrCat("socket: ", strerror(errno)));
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(a);
-  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 ||
-      getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-    close(fd);
-    return absl::InternalError(absl::StrCat("binding a loopback port: ", strerror(errno)));
-  }
-  close(fd);
-  return ntohs(a.sin_port);
-}
-
-bool Accepts(int port) {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return false;
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = htons(static_cast<uint16_t>(port));
-  const bool ok = connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0;
-  close(fd);
-  return ok;
-}
 
 // One `zerorl serve ROLE` child; SIGTERMed (then SIGKILLed) when destroyed.
 class Actor {
@@ -135,7 +105,7 @@ absl::StatusOr<ModeResult> RunMode(const std::string& exe, zerorl::v1::RunConfig
   const char* roles[] = {"buffer", "reward", "learner", "rollout", "orchestrator"};
   std::map<std::string, int> port;
   for (const char* r : roles) {
-    ZRL_ASSIGN_OR_RETURN(port[r], FreePort());
+    ZRL_ASSIGN_OR_RETURN(port[r], FreeLoopbackPort());
   }
   auto addr = [&](const char* r) { return absl::StrCat("127.0.0.1:", port[r]); };
   cfg.set_run_dir(dir + "/run");
@@ -160,7 +130,7 @@ absl::StatusOr<ModeResult> RunMode(const std::string& exe, zerorl::v1::RunConfig
                                   "127.0.0.1"},
                                  cpu, absl::StrCat(dir, "/", r, ".log")));
     const auto until = Clock::now() + std::chrono::seconds(120);
-    while (!Accepts(port[r])) {
+    while (!LoopbackAccepts(port[r])) {
       if (!a->alive() || Clock::now() > until)
         return absl::UnavailableError(absl::StrCat(r, " did not start listening; see ", dir, "/", r, ".log"));
       std::this_thread::sleep_for(std::chrono::milliseconds(50));

@@ -5,11 +5,7 @@
 // and steer the run. Ctrl-C (SIGINT) or SIGTERM finishes the step in flight,
 // checkpoints and exits 0; the same command then resumes where it stopped.
 // At the end it prints a before/after table and draws RUN_DIR/curves.{svg,png}.
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <cstdio>
 #include <filesystem>
@@ -27,6 +23,7 @@
 #include "buffer/actor.h"
 #include "cli/commands.h"
 #include "common/config.h"
+#include "common/net.h"
 #include "common/log.h"
 #include "common/server.h"
 #include "common/shutdown_signal.h"
@@ -49,23 +46,6 @@ namespace {
 int Fail(const std::string& what) {
   std::fprintf(stderr, "zerorl run: %s\n", what.c_str());
   return 1;
-}
-
-// A TCP port that is free right now on the loopback interface.
-int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return -1;
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  int port = -1;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
-      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-    port = ntohs(addr.sin_port);
-  }
-  close(fd);
-  return port;
 }
 
 // One row of the before/after table: a metric's first value at step 0 (the
@@ -331,8 +311,11 @@ int RunCommand(int argc, char** argv) {
   auto config = LoadRunConfig(flags);
   if (!config.ok()) return Fail(std::string(config.status().message()));
   int port = flags.port >= 0 ? flags.port : config->orchestrator().listen_port();
-  if (port == 0) port = FreePort();
-  if (port <= 0) return Fail("no free TCP port on 127.0.0.1");
+  if (port == 0) {
+    auto free_port = FreeLoopbackPort();
+    if (!free_port.ok()) return Fail(std::string(free_port.status().message()));
+    port = *free_port;
+  }
   const std::string self = absl::StrCat("127.0.0.1:", port);
   AddressEveryActorAt(self, &*config);
   auto chat = ChatRendererFor(*config);

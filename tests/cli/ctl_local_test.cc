@@ -1,8 +1,5 @@
 // zerorlctl without a server: usage errors (exit 2), unreachable servers
 // (exit 3), help, and the generated bash/zsh completion scripts.
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <gtest/gtest.h>
 
@@ -11,6 +8,7 @@
 #include <sstream>
 
 #include "cli/ctl_app.h"
+#include "common/net.h"
 #include "tests/testing/subprocess.h"
 
 namespace zerorl::ctl {
@@ -33,16 +31,9 @@ Result Ctl(std::vector<std::string> args) {
 
 // A loopback port nobody listens on.
 std::string ClosedAddress() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-  socklen_t len = sizeof(a);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  int port = ntohs(a.sin_port);
-  close(fd);
-  return "127.0.0.1:" + std::to_string(port);
+  auto port = FreeLoopbackPort();
+  EXPECT_TRUE(port.ok()) << port.status();
+  return "127.0.0.1:" + std::to_string(port.ok() ? *port : 1);
 }
 
 std::string WriteFile(const std::string& name, const std::string& text) {

@@ -2,10 +2,7 @@
 // data, free ports, metrics and buffer read-back.
 #pragma once
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
+#include <gtest/gtest.h>
 
 #include <chrono>
 #include <fstream>
@@ -17,22 +14,18 @@
 
 #include <grpcpp/create_channel.h>
 
+#include "common/net.h"
 #include "orchestrator/metrics_log.h"
 #include "tests/testing/subprocess.h"
 #include "zerorl/v1/buffer.grpc.pb.h"
 
 namespace zerorl::e2e {
 
+// A free loopback port (the test fails where none is).
 inline int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
+  auto port = FreeLoopbackPort();
+  EXPECT_TRUE(port.ok()) << port.status();
+  return port.ok() ? *port : -1;
 }
 
 // A small countdown run over the demo's data and base checkpoint. `extra` is
