@@ -13,10 +13,9 @@
 #include <random>
 #include <regex>
 #include <set>
-#include <sstream>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_replace.h"
+#include "tests/k8s/rendered_manifests.h"
 
 namespace zerorl::testing {
 namespace {
@@ -55,69 +54,38 @@ std::string RandomToken() {
 absl::StatusOr<std::unique_ptr<ContainerDeployment>> ContainerDeployment::Create(const std::string& rendered_yaml,
                                                                                  const std::string& dir,
                                                                                  const Options& options) {
-  std::vector<YAML::Node> docs;
-  try {
-    docs = YAML::LoadAll(rendered_yaml);
-  } catch (const YAML::Exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat("rendered manifests are not YAML: ", e.what()));
-  }
+  auto manifests = ParseRenderedManifests(rendered_yaml);
+  if (!manifests.ok()) return manifests.status();
+  RenderedManifests& k8s = *manifests;
   std::unique_ptr<ContainerDeployment> out(new ContainerDeployment());
   out->options_ = options;
   out->token_ = RandomToken();
-  std::string ns;
-  std::map<std::string, std::map<std::string, std::string>> config_maps, secrets;
-  std::vector<YAML::Node> workloads;
-  for (const YAML::Node& d : docs) {
-    const std::string kind = d["kind"].as<std::string>("");
-    const std::string name = d["metadata"]["name"].as<std::string>("");
-    if (kind == "Namespace") ns = name;
-    if (kind == "ConfigMap") {
-      for (const auto& kv : d["data"]) config_maps[name][kv.first.as<std::string>()] = kv.second.as<std::string>();
-    }
-    if (kind == "Secret") {
-      for (const auto& kv : d["stringData"]) secrets[name][kv.first.as<std::string>()] = kv.second.as<std::string>();
-    }
-    if (kind == "Deployment" || kind == "StatefulSet") workloads.push_back(d);
-    if (kind == "Pod" || kind == "DaemonSet" || kind == "Job" || kind == "ReplicaSet") {
-      return Unsupported(name, "a " + kind);
-    }
-  }
-  if (!config_maps.count("zerorl-config") || !config_maps["zerorl-config"].count("run.yaml")) {
+  if (!k8s.config_maps.count("zerorl-config") || !k8s.config_maps["zerorl-config"].count("run.yaml")) {
     return absl::InvalidArgumentError("the manifests have no ConfigMap zerorl-config with run.yaml");
   }
-  YAML::Node run = YAML::Load(config_maps["zerorl-config"]["run.yaml"]);
+  YAML::Node run = YAML::Load(k8s.config_maps["zerorl-config"]["run.yaml"]);
   if (options.edit_config) options.edit_config(run);
   {
     YAML::Emitter e;
     e << run;
     out->run_yaml_ = std::string(e.c_str()) + "\n";
   }
-  config_maps["zerorl-config"]["run.yaml"] = out->run_yaml_;
-  std::string domain = "cluster.local";
-  if (run["kubernetes"] && run["kubernetes"]["cluster_domain"]) domain = run["kubernetes"]["cluster_domain"].as<std::string>();
+  k8s.config_maps["zerorl-config"]["run.yaml"] = out->run_yaml_;
 
   // Pod names, IPs and the DNS names that resolve to them.
   std::vector<std::string> hosts;  // "name:ip" for --add-host
   int next_ip = options.first_ip;
-  for (const YAML::Node& w : workloads) {
-    const std::string name = w["metadata"]["name"].as<std::string>();
-    const bool sts = w["kind"].as<std::string>() == "StatefulSet";
-    const int replicas = w["spec"]["replicas"].as<int>(1);
-    const std::string service = sts ? w["spec"]["serviceName"].as<std::string>() : name;
-    const std::string service_host = absl::StrCat(service, ".", ns, ".svc.", domain);
-    for (int i = 0; i < replicas; ++i) {
-      ContainerPod pod;
-      pod.name = sts || replicas > 1 ? absl::StrCat(name, "-", i) : name;
-      pod.container = "zerorl-ct-" + pod.name;
-      pod.ip = absl::StrCat("127.0.", options.ip_prefix, ".", next_ip++);
-      if (i == 0) hosts.push_back(absl::StrCat(service_host, ":", pod.ip));
-      if (sts) hosts.push_back(absl::StrCat(pod.name, ".", service_host, ":", pod.ip));
-      out->pods_.push_back(std::move(pod));
-    }
+  for (const PodName& name : PodNames(k8s)) {
+    ContainerPod pod;
+    pod.name = name.name;
+    pod.container = "zerorl-ct-" + pod.name;
+    pod.ip = absl::StrCat("127.0.", options.ip_prefix, ".", next_ip++);
+    for (const std::string& dns : name.dns_names) hosts.push_back(absl::StrCat(dns, ":", pod.ip));
+    out->pods_.push_back(std::move(pod));
   }
 
   size_t index = 0;
-  for (const YAML::Node& w : workloads) {
+  for (const YAML::Node& w : k8s.workloads) {
     const int replicas = w["spec"]["replicas"].as<int>(1);
     const YAML::Node spec = w["spec"]["template"]["spec"];
     std::set<std::string> claim_templates;
@@ -202,11 +170,11 @@ absl::StatusOr<std::unique_ptr<ContainerDeployment>> ContainerDeployment::Create
           if (v[cm ? "configMap" : "secret"]["items"]) return Unsupported(pod.name, "ConfigMap/Secret items");
           std::map<std::string, std::string> files;
           if (cm) {
-            if (!config_maps.count(ref)) return absl::InvalidArgumentError(pod.name + ": no ConfigMap " + ref);
-            files = config_maps[ref];
+            if (!k8s.config_maps.count(ref)) return absl::InvalidArgumentError(pod.name + ": no ConfigMap " + ref);
+            files = k8s.config_maps[ref];
           } else {
             // The admin token Secret is created by the operator (k8s/README.md); here the test is the operator.
-            files = secrets.count(ref) ? secrets[ref] : std::map<std::string, std::string>{{"token", out->token_ + "\n"}};
+            files = k8s.secrets.count(ref) ? k8s.secrets[ref] : std::map<std::string, std::string>{{"token", out->token_ + "\n"}};
           }
           host = absl::StrCat(root, "/", cm ? "configmap-" : "secret-", vname);
           std::filesystem::create_directories(host);
@@ -271,7 +239,7 @@ absl::StatusOr<std::unique_ptr<ContainerDeployment>> ContainerDeployment::Create
           if (field == "metadata.name") {
             env[key] = pod.name;
           } else if (field == "metadata.namespace") {
-            env[key] = ns;
+            env[key] = k8s.ns;
           } else if (field == "status.podIP") {
             env[key] = pod.ip;
           } else {
@@ -286,18 +254,12 @@ absl::StatusOr<std::unique_ptr<ContainerDeployment>> ContainerDeployment::Create
       }
       a.push_back(options.image.empty() ? c["image"].as<std::string>() : options.image);
       if (c["command"]) return Unsupported(pod.name, "a command (the image's ENTRYPOINT runs the args)");
-      for (const auto& arg : c["args"]) {
-        std::string s = arg.as<std::string>();
-        for (const auto& [k, v] : env) s = absl::StrReplaceAll(s, {{"$(" + k + ")", v}});
-        a.push_back(s);
-      }
+      for (const auto& arg : c["args"]) a.push_back(ExpandEnvVars(arg.as<std::string>(), env));
       a.insert(a.end(), {"--host", pod.ip});  // a pod's 0.0.0.0 is its own network namespace
       pod.run_argv = a;
       pod.role = role;
-      for (const auto& p : c["ports"]) {
-        if (p["name"].as<std::string>("") == "grpc") pod.grpc_port = p["containerPort"].as<int>();
-        if (p["name"].as<std::string>("") == "health") pod.health_port = p["containerPort"].as<int>();
-      }
+      pod.grpc_port = NamedPort(c, "grpc");
+      pod.health_port = NamedPort(c, "health");
     }
   }
   return out;
@@ -365,12 +327,6 @@ std::vector<std::string> ContainerDeployment::StopAll() {
   return bad;
 }
 
-std::string ContainerDeployment::LogTail(const ContainerPod& pod, size_t bytes) const {
-  std::ifstream in(pod.log, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  std::string s = ss.str();
-  return s.size() > bytes ? s.substr(s.size() - bytes) : s;
-}
+std::string ContainerDeployment::LogTail(const ContainerPod& pod, size_t bytes) const { return FileTail(pod.log, bytes); }
 
 }  // namespace zerorl::testing

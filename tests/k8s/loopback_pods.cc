@@ -6,11 +6,11 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
-#include <regex>
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "tests/k8s/rendered_manifests.h"
 
 namespace zerorl::testing {
 namespace {
@@ -47,56 +47,26 @@ void WriteAtomicVolume(const std::string& dir, const std::map<std::string, std::
 absl::StatusOr<std::unique_ptr<LoopbackDeployment>> LoopbackDeployment::Create(
     const std::string& rendered_yaml, const std::string& dir, int first_ip,
     const std::function<void(YAML::Node&)>& edit_config) {
-  std::vector<YAML::Node> docs;
-  try {
-    docs = YAML::LoadAll(rendered_yaml);
-  } catch (const YAML::Exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat("rendered manifests are not YAML: ", e.what()));
-  }
-  std::string ns, domain = "cluster.local";
-  std::map<std::string, std::map<std::string, std::string>> config_maps;
-  std::map<std::string, std::string> secret_tokens;  // Secrets the manifests carry: name -> token
-  std::vector<YAML::Node> workloads;
-  for (const YAML::Node& d : docs) {
-    const std::string kind = d["kind"].as<std::string>("");
-    if (kind == "Namespace") ns = d["metadata"]["name"].as<std::string>();
-    if (kind == "ConfigMap") {
-      auto& data = config_maps[d["metadata"]["name"].as<std::string>()];
-      for (const auto& kv : d["data"]) data[kv.first.as<std::string>()] = kv.second.as<std::string>();
-    }
-    if (kind == "Secret" && d["stringData"] && d["stringData"]["token"])
-      secret_tokens[d["metadata"]["name"].as<std::string>()] = d["stringData"]["token"].as<std::string>();
-    if (kind == "Deployment" || kind == "StatefulSet") workloads.push_back(d);
-  }
-  if (config_maps.count("zerorl-config")) {
-    YAML::Node run = YAML::Load(config_maps["zerorl-config"]["run.yaml"]);
-    if (run["kubernetes"] && run["kubernetes"]["cluster_domain"]) domain = run["kubernetes"]["cluster_domain"].as<std::string>();
-  }
+  auto manifests = ParseRenderedManifests(rendered_yaml);
+  if (!manifests.ok()) return manifests.status();
+  RenderedManifests& k8s = *manifests;
 
   auto out = std::make_unique<LoopbackDeployment>();
   std::vector<std::pair<std::string, std::string>> hosts;  // DNS name -> pod IP
   int next_ip = first_ip;
-  for (const YAML::Node& w : workloads) {
-    const std::string name = w["metadata"]["name"].as<std::string>();
-    const bool sts = w["kind"].as<std::string>() == "StatefulSet";
-    const int replicas = w["spec"]["replicas"].as<int>(1);
-    const std::string service = sts ? w["spec"]["serviceName"].as<std::string>() : name;
-    const std::string service_host = absl::StrCat(service, ".", ns, ".svc.", domain);
-    for (int i = 0; i < replicas; ++i) {
-      LoopbackPod pod;
-      pod.name = sts || replicas > 1 ? absl::StrCat(name, "-", i) : name;
-      pod.ip = absl::StrCat("127.0.0.", next_ip++);
-      pod.root = absl::StrCat(dir, "/", pod.name);
-      if (i == 0) hosts.push_back({service_host, pod.ip});
-      if (sts) hosts.push_back({absl::StrCat(pod.name, ".", service_host), pod.ip});
-      out->pods_.push_back(std::move(pod));
-    }
+  for (const PodName& name : PodNames(k8s)) {
+    LoopbackPod pod;
+    pod.name = name.name;
+    pod.ip = absl::StrCat("127.0.0.", next_ip++);
+    pod.root = absl::StrCat(dir, "/", pod.name);
+    for (const std::string& dns : name.dns_names) hosts.push_back({dns, pod.ip});
+    out->pods_.push_back(std::move(pod));
   }
   // Longest first: pod names end with their service's name.
   std::sort(hosts.begin(), hosts.end(), [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
 
   size_t index = 0;
-  for (const YAML::Node& w : workloads) {
+  for (const YAML::Node& w : k8s.workloads) {
     const int replicas = w["spec"]["replicas"].as<int>(1);
     const YAML::Node spec = w["spec"]["template"]["spec"];
     const YAML::Node c = spec["containers"][0];
@@ -128,14 +98,14 @@ absl::StatusOr<std::unique_ptr<LoopbackDeployment>> LoopbackDeployment::Create(
           // As the kubelet would: the rendered Secret's token, else one per Secret
           // (the operator's; the admin and the internal token must differ).
           const std::string& secret = volume_secret[vol];
-          const std::string token = secret_tokens.count(secret) ? secret_tokens[secret]
+          const std::string token = k8s.secrets[secret].count("token") ? k8s.secrets[secret]["token"]
                                     : secret == "zerorl-admin-token" ? std::string(kToken)
                                                                      : "loopback-" + secret;
           WriteFile(local + "/token", token + "\n");
         }
         if (!volume_cm.count(vol)) continue;
         std::map<std::string, std::string> files;
-        for (const auto& [key, text] : config_maps[volume_cm[vol]]) {
+        for (const auto& [key, text] : k8s.config_maps[volume_cm[vol]]) {
           std::string body = localize(text);
           if (key == "run.yaml") {
             YAML::Node run = YAML::Load(body);
@@ -156,16 +126,10 @@ absl::StatusOr<std::unique_ptr<LoopbackDeployment>> LoopbackDeployment::Create(
             field == "metadata.name" ? pod.name : field == "status.podIP" ? pod.ip : e["value"].as<std::string>("");
       }
       pod.argv = {ZerorlBin()};
-      for (const auto& a : c["args"]) {
-        std::string arg = a.as<std::string>();
-        for (const auto& [k, v] : env) arg = absl::StrReplaceAll(arg, {{"$(" + k + ")", v}});
-        pod.argv.push_back(localize(arg));
-      }
+      for (const auto& a : c["args"]) pod.argv.push_back(localize(ExpandEnvVars(a.as<std::string>(), env)));
       if (pod.argv.size() > 2) pod.role = pod.argv[2];
-      for (const auto& p : c["ports"]) {
-        if (p["name"].as<std::string>("") == "grpc") pod.grpc_port = p["containerPort"].as<int>();
-        if (p["name"].as<std::string>("") == "health") pod.health_port = p["containerPort"].as<int>();
-      }
+      pod.grpc_port = NamedPort(c, "grpc");
+      pod.health_port = NamedPort(c, "health");
     }
   }
   return out;
@@ -226,12 +190,6 @@ absl::Status LoopbackDeployment::UpdateConfigMapFile(const LoopbackPod& pod, con
   return absl::OkStatus();
 }
 
-std::string LoopbackDeployment::LogTail(const LoopbackPod& pod, size_t bytes) const {
-  std::ifstream in(pod.log, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  std::string s = ss.str();
-  return s.size() > bytes ? s.substr(s.size() - bytes) : s;
-}
+std::string LoopbackDeployment::LogTail(const LoopbackPod& pod, size_t bytes) const { return FileTail(pod.log, bytes); }
 
 }  // namespace zerorl::testing
