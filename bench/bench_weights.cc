@@ -39,6 +39,7 @@
 #include "learner/weight_publisher.h"
 #include "rollout/generation_engine.h"
 #include "rollout/rollout_service.h"
+#include "weights/model_weights.h"
 
 namespace zerorl::bench {
 namespace {
@@ -145,8 +146,7 @@ absl::StatusOr<PushResult> BenchModelPush(const model::ModelConfig& cfg, int wor
     targets.push_back({addr, MakeChannel(addr, server)});
     servers.push_back(std::move(h));
   }
-  std::vector<WeightTensor> tensors;
-  for (const auto& t : learner_model->Parameters()) tensors.push_back({t.name, t.shape, t.data, t.size});
+  const std::vector<WeightTensor> tensors = HostWeightTensors(*learner_model);
   ChunkOptions co;
   co.config_json = cfg.ToJson();
   co.chunk_bytes = chunk;

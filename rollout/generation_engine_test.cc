@@ -18,6 +18,7 @@
 #include "model/routing_record.h"
 #include "model/test_models.h"
 #include "model/test_util.h"
+#include "weights/model_weights.h"
 
 namespace zerorl::rollout {
 namespace {
@@ -25,18 +26,9 @@ namespace {
 using zerorl::v1::WeightChunk;
 
 std::vector<WeightChunk> ChunksOf(model::Model& m, int64_t version) {
-  std::vector<WeightTensor> ts;
-  for (const auto& t : m.Parameters()) ts.push_back({t.name, t.shape, t.data, t.size});
-  ChunkOptions o;
-  o.version = version;
-  o.config_json = m.config().ToJson();
-  o.chunk_bytes = 1024;
-  std::vector<WeightChunk> out;
-  EXPECT_TRUE(ForEachWeightChunk(ts, o, [&](const WeightChunk& c) {
-                out.push_back(c);
-                return true;
-              }).ok());
-  return out;
+  auto chunks = WeightChunksOf(m, version, 1024);
+  EXPECT_TRUE(chunks.ok()) << chunks.status();
+  return chunks.ok() ? *std::move(chunks) : std::vector<WeightChunk>{};
 }
 
 absl::StatusOr<UpdateResult> Push(GenerationEngine& e, const std::vector<WeightChunk>& chunks) {

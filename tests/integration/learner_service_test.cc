@@ -20,6 +20,7 @@
 #include "rollout/rollout_service.h"
 #include "model/test_models.h"
 #include "tests/testing/subprocess.h"
+#include "weights/model_weights.h"
 
 namespace zerorl::learner {
 namespace {
@@ -317,18 +318,9 @@ TEST_F(LearnerServiceTest, TrainWithoutGroupsIsFailedPrecondition) {
 }
 
 std::vector<WeightChunk> ChunksOf(model::Model& m, int64_t version) {
-  std::vector<WeightTensor> ts;
-  for (const auto& t : m.Parameters()) ts.push_back({t.name, t.shape, t.data, t.size});
-  ChunkOptions o;
-  o.version = version;
-  o.config_json = m.config().ToJson();
-  o.chunk_bytes = 2048;
-  std::vector<WeightChunk> out;
-  EXPECT_TRUE(ForEachWeightChunk(ts, o, [&](const WeightChunk& c) {
-                out.push_back(c);
-                return true;
-              }).ok());
-  return out;
+  auto chunks = WeightChunksOf(m, version, 2048);
+  EXPECT_TRUE(chunks.ok()) << chunks.status();
+  return chunks.ok() ? *std::move(chunks) : std::vector<WeightChunk>{};
 }
 
 // Routing replay over the wire: GenerateRequest.record_routing fills each
@@ -409,8 +401,7 @@ TEST_F(LearnerServiceTest, AbortedAndCorruptStreamsLeaveTheOldVersionServing) {
 
 TEST_F(LearnerServiceTest, PublishReportsWorkersThatDidNotTakeTheWeights) {
   auto other = zerorl::testing::TinyMoe(2);
-  std::vector<WeightTensor> ts;
-  for (const auto& t : other->Parameters()) ts.push_back({t.name, t.shape, t.data, t.size});
+  const std::vector<WeightTensor> ts = HostWeightTensors(*other);
   ChunkOptions o;
   o.version = 4;
   o.config_json = other->config().ToJson();
