@@ -18,6 +18,7 @@
 #include "learner/grpo.h"
 #include "model/routing_record.h"
 #include "model/safetensors.h"
+#include "weights/model_weights.h"
 
 namespace zerorl::learner {
 
@@ -589,12 +590,7 @@ void GrpoTrainer::UpdateRouterBias(const std::vector<std::vector<int64_t>>& load
 
 std::vector<WeightTensor> GrpoTrainer::WeightTensors() {
   model::Model& p = policy();
-  std::vector<WeightTensor> out;
-  const std::vector<model::TensorRef> params = p.Parameters();
-  if (p.on_host()) {
-    for (const model::TensorRef& t : params) out.push_back({t.name, t.shape, t.data, t.size});
-    return out;
-  }
+  if (p.on_host()) return HostWeightTensors(p);
   // Device policy: one download of the whole parameter buffer per step (the
   // tensors lie in it in Parameters() order), views into the host copy.
   if (staging_stale_ || staging_.size() != static_cast<size_t>(p.NumParams())) {
@@ -602,7 +598,8 @@ std::vector<WeightTensor> GrpoTrainer::WeightTensors() {
     p.DownloadParams(staging_.data());
     staging_stale_ = false;
   }
-  for (const model::TensorRef& t : params) {
+  std::vector<WeightTensor> out;
+  for (const model::TensorRef& t : p.Parameters()) {
     const int64_t off = t.data - p.param_data();
     out.push_back({t.name, t.shape, staging_.data() + off, t.size});
   }
