@@ -244,6 +244,129 @@ double MsSince(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
 }
 
+// The input files' total size; an error for a name that is not one plain file name.
+absl::StatusOr<size_t> CheckInputFiles(const std::vector<SandboxFile>& files) {
+  size_t bytes = 0;
+  for (const auto& f : files) {
+    if (f.name.empty() || f.name == "." || f.name == ".." || f.name.find('/') != std::string::npos ||
+        f.name.find('\0') != std::string::npos) {
+      return absl::InvalidArgumentError(absl::StrCat("sandbox: bad file name \"", f.name, "\""));
+    }
+    bytes += f.content.size();
+  }
+  return bytes;
+}
+
+absl::Status Errno(const std::string& what) {
+  return absl::InternalError(absl::StrCat("sandbox: ", what, ": ", strerror(errno)));
+}
+
+// A host work dir under base_dir holding the input files (bwrap, Landlock,
+// rlimits), owned by uid when drop_uid. *workdir is set as soon as the
+// directory exists, so that Kill removes it whatever fails after.
+absl::Status WriteHostWorkdir(const std::string& base_dir, const std::vector<SandboxFile>& files, bool drop_uid,
+                              uid_t uid, std::string* workdir) {
+  std::string wd = base_dir + "/w-XXXXXX";
+  if (mkdtemp(wd.data()) == nullptr) return Errno("mkdtemp");
+  *workdir = wd;
+  if (drop_uid && chown(wd.c_str(), uid, uid) < 0) return Errno("chown workdir");
+  for (const auto& f : files) {
+    const std::string path = wd + "/" + f.name;
+    std::ofstream out(path, std::ios::binary);
+    out << f.content;
+    if (!out) return Errno("writing " + f.name);
+    out.close();
+    if (drop_uid && chown(path.c_str(), uid, uid) < 0) return Errno("chown file");
+  }
+  return absl::OkStatus();
+}
+
+// The program's whole environment. Without a private /tmp (Landlock,
+// rlimits), scratch files go to the work dir: nothing else is writable.
+std::vector<std::string> ChildEnv(Isolation iso, const std::string& workdir) {
+  std::vector<std::string> env = {"PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8", "HOME=/tmp",
+                                  "PYTHONDONTWRITEBYTECODE=1", "PYTHONIOENCODING=utf-8"};
+  if (iso == Isolation::kLandlock || iso == Isolation::kRlimits) {
+    env[2] = "HOME=" + workdir;
+    env.push_back("TMPDIR=" + workdir);
+  }
+  return env;
+}
+
+// kBwrap: the bwrap command line that runs the program in workdir with `env`
+// and the seccomp program read from bpf_fd.
+std::vector<std::string> BwrapPrefix(const std::string& wd, const std::vector<std::string>& env, int bpf_fd) {
+  std::vector<std::string> bw = {"/usr/bin/bwrap", "--unshare-all", "--die-with-parent", "--new-session",
+                                 "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
+                                 "--bind", wd, wd, "--chdir", wd, "--clearenv", "--cap-drop", "ALL",
+                                 "--seccomp", std::to_string(bpf_fd)};
+  for (const auto& e : env) {
+    const size_t eq = e.find('=');
+    bw.insert(bw.end(), {"--setenv", e.substr(0, eq), e.substr(eq + 1)});
+  }
+  bw.push_back("--");
+  return bw;
+}
+
+// The child's resource limits.
+void SetChildLimits(const SandboxLimits& limits, Isolation iso, bool drop_uid, ChildPlan* plan) {
+  const rlim_t cpu = static_cast<rlim_t>(std::ceil(std::max(0.001, limits.cpu_seconds)));
+  plan->cpu = {cpu, cpu + 1};
+  plan->as = Limit(static_cast<rlim_t>(limits.memory_bytes));
+  plan->fsize = Limit(static_cast<rlim_t>(limits.max_file_bytes));
+  plan->nofile = Limit(static_cast<rlim_t>(limits.max_open_files));
+  plan->nproc = Limit(static_cast<rlim_t>(limits.max_processes));
+  if (!drop_uid && iso != Isolation::kBwrap && iso != Isolation::kNamespaces) {
+    // Our own uid: its RLIMIT_NPROC counts the server's threads and every process of the uid on the node,
+    // so keep ours; the strict filter refuses new processes instead.
+    getrlimit(RLIMIT_NPROC, &plan->nproc);
+  }
+  plan->core = Limit(0);
+  if (iso == Isolation::kBwrap) {
+    // bwrap itself needs a few processes and more address space than the program.
+    plan->nproc = Limit(static_cast<rlim_t>(limits.max_processes + 4));
+  }
+}
+
+// clone(CLONE_VM | CLONE_VFORK), like posix_spawn: no copy of our address
+// space (a full fork of this large, library-heavy process cost ~15 ms per run
+// in page-table copy and teardown); this thread sleeps until the child execs
+// or exits. All signals stay blocked across it so no handler of ours runs in
+// the child. Returns the pid, or -1 with errno set.
+pid_t CloneChild(ChildPlan* plan, Isolation iso) {
+  int clone_flags = CLONE_VM | CLONE_VFORK | SIGCHLD;
+  if (iso == Isolation::kNamespaces) {
+    clone_flags |= CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS;
+  }
+  void* stack = mmap(nullptr, kChildStackBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+  if (stack == MAP_FAILED) return -1;
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, &old);
+  const pid_t pid = clone(ChildMain, static_cast<char*>(stack) + kChildStackBytes, clone_flags, plan);
+  const int clone_errno = errno;
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  munmap(stack, kChildStackBytes);
+  errno = clone_errno;
+  return pid;
+}
+
+// Reads (and closes) the control pipe once the child has exec'd or exited:
+// it closed at exec, so a message means setup failed at the step it names.
+absl::Status ChildSetupStatus(int ctl_fd) {
+  char buf[256];
+  ssize_t n;
+  do {
+    n = read(ctl_fd, buf, sizeof buf);
+  } while (n < 0 && errno == EINTR);
+  close(ctl_fd);
+  if (n <= 0) return absl::OkStatus();
+  int child_errno = 0;
+  std::memcpy(&child_errno, buf, std::min<size_t>(sizeof child_errno, static_cast<size_t>(n)));
+  const std::string step(buf + sizeof(int), n > static_cast<ssize_t>(sizeof(int)) ? n - sizeof(int) : 0);
+  return absl::InternalError(absl::StrCat("sandbox setup failed at ", step, ": ", strerror(child_errno)));
+}
+
 }  // namespace
 
 const char* IsolationName(Isolation i) {
@@ -414,79 +537,46 @@ void Sandbox::ReleaseSlot(int slot) {
 absl::StatusOr<SandboxProcess> Sandbox::Start(Isolation iso, const std::vector<std::string>& argv_in,
                                               const SandboxLimits& limits, const std::vector<SandboxFile>& files) {
   if (argv_in.empty()) return absl::InvalidArgumentError("sandbox: empty argv");
-  size_t input_bytes = 0;
-  for (const auto& f : files) {
-    if (f.name.empty() || f.name == "." || f.name == ".." || f.name.find('/') != std::string::npos ||
-        f.name.find('\0') != std::string::npos) {
-      return absl::InvalidArgumentError(absl::StrCat("sandbox: bad file name \"", f.name, "\""));
-    }
-    input_bytes += f.content.size();
-  }
+  ZRL_ASSIGN_OR_RETURN(const size_t input_bytes, CheckInputFiles(files));
   SandboxProcess proc;
   proc.slot = AcquireSlot();
-  uid_t uid = static_cast<uid_t>(uid_base_ + proc.slot);
-  bool drop_uid = geteuid() == 0 && iso != Isolation::kBwrap;
-  auto fail = [&](const std::string& what) {
-    std::string msg = absl::StrCat("sandbox: ", what, ": ", strerror(errno));
+  const uid_t uid = static_cast<uid_t>(uid_base_ + proc.slot);
+  const bool drop_uid = geteuid() == 0 && iso != Isolation::kBwrap;
+  auto fail = [&](absl::Status s) {
     Kill(&proc);
-    return absl::InternalError(msg);
+    return s;
   };
   // kNamespaces keeps the work dir inside the child's private /tmp (the child
   // writes the files); the other layers use a host directory under base_dir_.
   std::vector<ChildFile> child_files;
   if (iso == Isolation::kNamespaces) {
     for (const auto& f : files) child_files.push_back({f.name.c_str(), f.content.data(), f.content.size()});
-  } else {
-    std::string wd = base_dir_ + "/w-XXXXXX";
-    if (mkdtemp(wd.data()) == nullptr) return fail("mkdtemp");
-    proc.workdir = wd;
-    if (drop_uid && chown(wd.c_str(), uid, uid) < 0) return fail("chown workdir");
-    for (const auto& f : files) {
-      std::string path = wd + "/" + f.name;
-      std::ofstream out(path, std::ios::binary);
-      out << f.content;
-      if (!out) return fail("writing " + f.name);
-      out.close();
-      if (drop_uid && chown(path.c_str(), uid, uid) < 0) return fail("chown file");
-    }
+  } else if (absl::Status s = WriteHostWorkdir(base_dir_, files, drop_uid, uid, &proc.workdir); !s.ok()) {
+    return fail(s);
   }
   // The private /tmp holds the inputs plus room for what the program writes.
-  std::string tmpfs_opts = absl::StrCat(
+  const std::string tmpfs_opts = absl::StrCat(
       "size=", input_bytes + std::max<int64_t>(16ll << 20, 2 * limits.max_file_bytes), ",mode=1777");
 
   std::vector<std::string> argv = argv_in;
-  std::vector<std::string> env = {"PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8", "HOME=/tmp",
-                                  "PYTHONDONTWRITEBYTECODE=1", "PYTHONIOENCODING=utf-8"};
-  // Without a private /tmp, scratch files go to the work dir (Landlock allows nothing else).
-  if (iso == Isolation::kLandlock || iso == Isolation::kRlimits) {
-    env[2] = "HOME=" + proc.workdir;
-    env.push_back("TMPDIR=" + proc.workdir);
-  }
+  const std::vector<std::string> env = ChildEnv(iso, proc.workdir);
   int landlock_fd = -1;
   if (iso == Isolation::kLandlock) {
     auto rs = landlock_->MakeRuleset(proc.workdir);
-    if (!rs.ok()) {
-      Kill(&proc);
-      return rs.status();
-    }
+    if (!rs.ok()) return fail(rs.status());
     landlock_fd = *rs;
   }
   int bpf_fd = -1;
   if (iso == Isolation::kBwrap) {
     bpf_fd = memfd_create("zerorl-bpf", 0);
-    size_t bytes = seccomp_.size() * sizeof(struct sock_filter);
-    if (bpf_fd < 0 || write(bpf_fd, seccomp_.data(), bytes) != static_cast<ssize_t>(bytes)) return fail("bpf memfd");
-    lseek(bpf_fd, 0, SEEK_SET);
-    const std::string& wd = proc.workdir;
-    std::vector<std::string> bw = {"/usr/bin/bwrap", "--unshare-all", "--die-with-parent", "--new-session",
-                                   "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
-                                   "--bind", wd, wd, "--chdir", wd, "--clearenv", "--cap-drop", "ALL",
-                                   "--seccomp", std::to_string(bpf_fd)};
-    for (const auto& e : env) {
-      size_t eq = e.find('=');
-      bw.insert(bw.end(), {"--setenv", e.substr(0, eq), e.substr(eq + 1)});
+    const size_t bytes = seccomp_.size() * sizeof(struct sock_filter);
+    if (bpf_fd < 0 || write(bpf_fd, seccomp_.data(), bytes) != static_cast<ssize_t>(bytes)) {
+      const absl::Status s = Errno("bpf memfd");
+      if (bpf_fd >= 0) close(bpf_fd);
+      return fail(s);
     }
-    bw.push_back("--");
+    lseek(bpf_fd, 0, SEEK_SET);
+    const std::vector<std::string> bw = BwrapPrefix(proc.workdir, env, bpf_fd);
     argv.insert(argv.begin(), bw.begin(), bw.end());
   }
   std::vector<char*> argv_c = CStrings(argv), env_c = CStrings(env);
@@ -496,10 +586,11 @@ absl::StatusOr<SandboxProcess> Sandbox::Start(Isolation iso, const std::vector<s
 
   int in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1}, ctl[2] = {-1, -1};
   if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0 || pipe2(ctl, O_CLOEXEC) < 0) {
+    const absl::Status s = Errno("pipe");
     for (int fd : {in[0], in[1], out[0], out[1], err[0], err[1], ctl[0], ctl[1], bpf_fd, landlock_fd}) {
       if (fd >= 0) close(fd);
     }
-    return fail("pipe");
+    return fail(s);
   }
   ChildPlan plan;
   plan.iso = iso;
@@ -516,75 +607,25 @@ absl::StatusOr<SandboxProcess> Sandbox::Start(Isolation iso, const std::vector<s
   plan.exe = argv[0].c_str();
   plan.drop_uid = drop_uid;
   plan.uid = uid;
-  rlim_t cpu = static_cast<rlim_t>(std::ceil(std::max(0.001, limits.cpu_seconds)));
-  plan.cpu = {cpu, cpu + 1};
-  plan.as = Limit(static_cast<rlim_t>(limits.memory_bytes));
-  plan.fsize = Limit(static_cast<rlim_t>(limits.max_file_bytes));
-  plan.nofile = Limit(static_cast<rlim_t>(limits.max_open_files));
-  plan.nproc = Limit(static_cast<rlim_t>(limits.max_processes));
-  if (!drop_uid && iso != Isolation::kBwrap && iso != Isolation::kNamespaces) {
-    // Our own uid: its RLIMIT_NPROC counts the server's threads and every process of the uid on the node,
-    // so keep ours; the strict filter refuses new processes instead.
-    getrlimit(RLIMIT_NPROC, &plan.nproc);
-  }
-  plan.core = Limit(0);
+  SetChildLimits(limits, iso, drop_uid, &plan);
   plan.seccomp = &prog;
   plan.keep_fd = bpf_fd;
   plan.landlock_fd = landlock_fd;
-  if (iso == Isolation::kBwrap) {
-    // bwrap itself needs a few processes and more address space than the program.
-    plan.nproc = Limit(static_cast<rlim_t>(limits.max_processes + 4));
-  }
 
-  // clone(CLONE_VM | CLONE_VFORK), like posix_spawn: no copy of our address
-  // space (a full fork of this large, library-heavy process cost ~15 ms per run
-  // in page-table copy and teardown); this thread sleeps until the child execs
-  // or exits. All signals stay blocked across it so no handler of ours runs in
-  // the child.
-  int clone_flags = CLONE_VM | CLONE_VFORK | SIGCHLD;
-  if (iso == Isolation::kNamespaces) {
-    clone_flags |= CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS;
-  }
-  pid_t pid = -1;
-  int clone_errno = 0;
-  void* stack = mmap(nullptr, kChildStackBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-  if (stack == MAP_FAILED) {
-    clone_errno = errno;
-  } else {
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &old);
-    pid = clone(ChildMain, static_cast<char*>(stack) + kChildStackBytes, clone_flags, &plan);
-    clone_errno = errno;
-    pthread_sigmask(SIG_SETMASK, &old, nullptr);
-    munmap(stack, kChildStackBytes);
-  }
+  const pid_t pid = CloneChild(&plan, iso);
+  const absl::Status clone_status = pid < 0 ? Errno("clone") : absl::OkStatus();
   for (int fd : {in[0], out[1], err[1], ctl[1]}) close(fd);
   if (bpf_fd >= 0) close(bpf_fd);
   if (landlock_fd >= 0) close(landlock_fd);
   if (pid < 0) {
     for (int fd : {in[1], out[0], err[0], ctl[0]}) close(fd);
-    errno = clone_errno;
-    return fail("clone");
+    return fail(clone_status);
   }
   proc.pid = pid;
   proc.stdin_fd = in[1];
   proc.stdout_fd = out[0];
   proc.stderr_fd = err[0];
-  // The child has exec'd or exited by now; the control pipe closed at exec, a message means setup failed.
-  char buf[256];
-  ssize_t n;
-  do {
-    n = read(ctl[0], buf, sizeof buf);
-  } while (n < 0 && errno == EINTR);
-  close(ctl[0]);
-  if (n > 0) {
-    int child_errno = 0;
-    std::memcpy(&child_errno, buf, std::min<size_t>(sizeof child_errno, static_cast<size_t>(n)));
-    std::string step(buf + sizeof(int), n > static_cast<ssize_t>(sizeof(int)) ? n - sizeof(int) : 0);
-    Kill(&proc);
-    return absl::InternalError(absl::StrCat("sandbox setup failed at ", step, ": ", strerror(child_errno)));
-  }
+  if (absl::Status s = ChildSetupStatus(ctl[0]); !s.ok()) return fail(s);
   return proc;
 }
 
