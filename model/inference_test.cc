@@ -93,11 +93,7 @@ TEST(GenerateTest, SeededSamplingIsDeterministicAndLogprobsAreConsistent) {
     const auto& prompt = i < 3 ? std::vector<int32_t>{1, 5, 7} : std::vector<int32_t>{1, 9};
     std::vector<int32_t> seq = prompt;
     seq.insert(seq.end(), s.tokens.begin(), s.tokens.end());
-    TrainBatch b;
-    b.B = 1;
-    b.T = static_cast<int64_t>(seq.size());
-    b.tokens = seq;
-    b.lengths = {static_cast<int32_t>(seq.size())};
+    const TrainBatch b = testing::OneSequence(seq);
     TrainOutput out;
     ASSERT_TRUE(m->TrainForward(b, {}, &out).ok());
     for (size_t t = 0; t < s.tokens.size(); ++t) {

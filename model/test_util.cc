@@ -56,12 +56,17 @@ std::vector<NamedConfig> ReferenceConfigs() {
   };
 }
 
-std::vector<float> FullLogits(Model& m, const std::vector<int32_t>& toks) {
+TrainBatch OneSequence(std::vector<int32_t> tokens) {
   TrainBatch b;
   b.B = 1;
-  b.T = static_cast<int64_t>(toks.size());
-  b.tokens = toks;
-  b.lengths = {static_cast<int32_t>(toks.size())};
+  b.T = static_cast<int64_t>(tokens.size());
+  b.lengths = {static_cast<int32_t>(tokens.size())};
+  b.tokens = std::move(tokens);
+  return b;
+}
+
+std::vector<float> FullLogits(Model& m, const std::vector<int32_t>& toks) {
+  const TrainBatch b = OneSequence(toks);
   TrainOptions o;
   o.keep_logits = true;
   TrainOutput out;

@@ -7,10 +7,7 @@
 #include <vector>
 
 #include "model/config.h"
-
-namespace zerorl::model {
-class Model;
-}  // namespace zerorl::model
+#include "model/model.h"
 
 namespace zerorl::model::testing {
 
@@ -18,6 +15,9 @@ namespace zerorl::model::testing {
 std::string TinyDeepseekJson(const std::string& extra = "");
 std::string TinyQwenJson(const std::string& extra = "");
 ModelConfig MustParse(const std::string& json);
+
+// A batch of one sequence, all of it counted (lengths = {T}).
+TrainBatch OneSequence(std::vector<int32_t> tokens);
 
 // The logits of one sequence through the training forward ([T, V]): what
 // Prefill / DecodeStep over a cache must reproduce.

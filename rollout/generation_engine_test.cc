@@ -131,12 +131,10 @@ TEST(GenerationEngineTest, RecordsRoutingOnlyWhenAskedAndTheLearnerReplaysItWith
       const int64_t fed = static_cast<int64_t>(prompts[p].size() + b.tokens.size()) - 1;
       auto routes = model::UnpackRoutingRecord(b.routing, cfg, fed);
       ASSERT_TRUE(routes.ok()) << routes.status();
-      model::TrainBatch batch;
-      batch.B = 1;
-      batch.T = fed + 1;
-      batch.tokens = prompts[p];
-      batch.tokens.insert(batch.tokens.end(), b.tokens.begin(), b.tokens.end());
-      batch.lengths = {static_cast<int32_t>(batch.T)};
+      std::vector<int32_t> seq = prompts[p];
+      seq.insert(seq.end(), b.tokens.begin(), b.tokens.end());
+      model::TrainBatch batch = model::testing::OneSequence(seq);
+      ASSERT_EQ(batch.T, fed + 1);
       batch.routed_experts = *routes;
       batch.routed_experts.resize(batch.T * per_token, -1);  // the last token routes itself
       model::TrainOutput out;
