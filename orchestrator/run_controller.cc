@@ -67,20 +67,52 @@ int64_t CountOccurrences(const std::string& text, const std::string& needle) {
   return n;
 }
 
-// orchestrator.text_counters over the samples: name -> mean count per completion.
-std::map<std::string, double> TextCounts(const zerorl::v1::OrchestratorConfig& config,
-                                         const std::vector<std::vector<zerorl::v1::Sample>>& samples) {
+// One scored completion, wherever it lives (a Trajectory; the eval's arrays).
+struct Scored {
+  const zerorl::v1::Sample* sample;
+  const zerorl::v1::RewardResult* reward;
+};
+
+std::vector<Scored> ScoredOf(const google::protobuf::RepeatedPtrField<zerorl::v1::Trajectory>& ts) {
+  std::vector<Scored> out;
+  for (const auto& t : ts) out.push_back({&t.sample(), &t.reward()});
+  return out;
+}
+
+// The metrics of a set of completions, the same for a generated step, a step
+// read back from the buffer and an eval: reward_mean, reward_std, accuracy,
+// completion_len_mean, completion_len_max, completion_tokens,
+// truncated_fraction and `<name>_per_completion` per orchestrator.text_counters.
+std::map<std::string, double> CompletionStats(const zerorl::v1::OrchestratorConfig& config,
+                                              const std::vector<Scored>& scored) {
+  std::vector<double> r, acc, len;
+  int64_t tokens = 0, truncated = 0;
+  for (const Scored& c : scored) {
+    r.push_back(c.reward->reward());
+    acc.push_back(c.reward->correct() ? 1 : 0);
+    len.push_back(c.sample->token_ids_size());
+    tokens += c.sample->token_ids_size();
+    truncated += c.sample->finish_reason() == zerorl::v1::FINISH_REASON_LENGTH;
+  }
   std::map<std::string, double> out;
+  double var = 0;
+  const double mean = Mean(r);
+  for (double x : r) var += (x - mean) * (x - mean);
+  out["reward_mean"] = mean;
+  out["reward_std"] = r.empty() ? 0 : std::sqrt(var / r.size());
+  out["accuracy"] = Mean(acc);
+  out["completion_len_mean"] = Mean(len);
+  out["completion_len_max"] = len.empty() ? 0 : *std::max_element(len.begin(), len.end());
+  out["completion_tokens"] = static_cast<double>(tokens);
+  out["truncated_fraction"] = r.empty() ? 0 : static_cast<double>(truncated) / r.size();
   for (const auto& counter : config.text_counters()) {
     std::vector<double> per_sample;
-    for (const auto& group : samples) {
-      for (const auto& sample : group) {
-        int64_t n = 0;
-        for (const auto& sub : counter.substrings()) n += CountOccurrences(sample.text(), sub);
-        per_sample.push_back(static_cast<double>(n));
-      }
+    for (const Scored& c : scored) {
+      int64_t n = 0;
+      for (const auto& sub : counter.substrings()) n += CountOccurrences(c.sample->text(), sub);
+      per_sample.push_back(static_cast<double>(n));
     }
-    out[counter.name()] = Mean(per_sample);
+    out[absl::StrCat(counter.name(), "_per_completion")] = Mean(per_sample);
   }
   return out;
 }
@@ -415,58 +447,13 @@ absl::StatusOr<std::vector<std::vector<RewardResult>>> RunController::ScoreAll(
 }
 
 absl::StatusOr<std::optional<RunController::StepData>> RunController::StoredStep(int64_t step) {
-  zerorl::v1::StepStatsRequest req;
-  req.set_run_id(config_.run_id());
-  req.set_step_min(step);
-  req.set_step_max(step);
-  zerorl::v1::StepStatsResponse resp;
-  ZRL_RETURN_IF_ERROR(calls_.CallSingle("buffer", config_.buffer().address(),
-                                        absl::StrCat("buffer GetStepStats of step ", step), [&] {
-                                          resp.Clear();
-                                          auto ctx = ContextWithDeadline(calls_.deadline());
-                                          return FromGrpcStatus(buffer_->GetStepStats(ctx.get(), req, &resp));
-                                        }));
-  const int64_t want = static_cast<int64_t>(config_.rollout().prompts_per_step()) * config_.rollout().group_size();
-  for (const auto& st : resp.steps()) {
-    if (st.step() != step || st.count() < want) continue;
-    StepData d;
-    d.stats["reward_mean"] = st.reward_mean();
-    d.stats["reward_std"] = st.reward_std();
-    d.stats["accuracy"] = st.accuracy();
-    d.stats["completion_len_mean"] = st.completion_len_mean();
-    // What the step summary does not hold (length max, truncation, text
-    // counters) comes from the stored completions themselves, as Produce
-    // would have computed it.
-    ZRL_ASSIGN_OR_RETURN(std::vector<zerorl::v1::Sample> samples, StoredSamples(step));
-    int64_t tokens = 0, longest = 0, truncated = 0;
-    for (const auto& sample : samples) {
-      tokens += sample.token_ids_size();
-      longest = std::max<int64_t>(longest, sample.token_ids_size());
-      truncated += sample.finish_reason() == zerorl::v1::FINISH_REASON_LENGTH;
-    }
-    d.stats["completion_len_max"] = static_cast<double>(longest);
-    d.stats["completion_tokens"] = static_cast<double>(tokens);
-    d.stats["truncated_fraction"] = samples.empty() ? 0 : static_cast<double>(truncated) / samples.size();
-    for (const auto& [name, mean_count] : TextCounts(config_.orchestrator(), {samples})) {
-      d.stats[absl::StrCat(name, "_per_completion")] = mean_count;
-    }
-    d.stats["appended_groups"] = 0;
-    d.stats["duplicate_groups"] = config_.rollout().prompts_per_step();
-    absl::MutexLock l(&mu_);
-    d.stats["reward_spec_version"] = static_cast<double>(state_.reward_spec_version);
-    return std::optional<StepData>(std::move(d));
-  }
-  return std::optional<StepData>();
-}
-
-absl::StatusOr<std::vector<zerorl::v1::Sample>> RunController::StoredSamples(int64_t step) {
   zerorl::v1::ListTrajectoriesRequest req;
   req.mutable_filter()->set_run_id(config_.run_id());
   req.mutable_filter()->set_step_min(step);
   req.mutable_filter()->set_step_max(step);
   req.mutable_filter()->set_has_step_max(true);
   req.set_page_size(1000);
-  std::vector<zerorl::v1::Sample> out;
+  google::protobuf::RepeatedPtrField<zerorl::v1::Trajectory> stored;
   do {
     zerorl::v1::ListTrajectoriesResponse page;
     ZRL_RETURN_IF_ERROR(calls_.CallSingle("buffer", config_.buffer().address(),
@@ -475,10 +462,19 @@ absl::StatusOr<std::vector<zerorl::v1::Sample>> RunController::StoredSamples(int
                                             auto ctx = ContextWithDeadline(calls_.deadline());
                                             return FromGrpcStatus(buffer_->ListTrajectories(ctx.get(), req, &page));
                                           }));
-    for (const auto& t : page.trajectories()) out.push_back(t.sample());
+    for (auto& t : *page.mutable_trajectories()) stored.Add(std::move(t));
     req.set_page_token(page.next_page_token());
   } while (!req.page_token().empty());
-  return out;
+  const int64_t want = static_cast<int64_t>(config_.rollout().prompts_per_step()) * config_.rollout().group_size();
+  if (stored.size() < want) return std::optional<StepData>();
+  // Its metrics from the stored completions, as Produce computes them.
+  StepData d;
+  d.stats = CompletionStats(config_.orchestrator(), ScoredOf(stored));
+  d.stats["appended_groups"] = 0;
+  d.stats["duplicate_groups"] = config_.rollout().prompts_per_step();
+  absl::MutexLock l(&mu_);
+  d.stats["reward_spec_version"] = static_cast<double>(state_.reward_spec_version);
+  return std::optional<StepData>(std::move(d));
 }
 
 absl::StatusOr<RunController::StepData> RunController::Produce(int64_t step, int64_t min_version) {
@@ -505,9 +501,9 @@ absl::StatusOr<RunController::StepData> RunController::Produce(int64_t step, int
   const double score_s = SecondsSince(t1);
 
   zerorl::v1::AppendRequest append;
-  std::vector<double> r, acc, len;
+  std::vector<Scored> scored;
   std::vector<int64_t> group_mins;
-  int64_t tokens = 0, truncated = 0, spec_version = 0, min_pv = INT64_MAX, max_pv = 0;
+  int64_t spec_version = 0, min_pv = INT64_MAX, max_pv = 0;
   const int64_t now = NowUnixMs();
   for (size_t i = 0; i < prompts.size(); ++i) {
     Group* g = append.add_groups();
@@ -525,11 +521,7 @@ absl::StatusOr<RunController::StepData> RunController::Produce(int64_t step, int
       *t->mutable_sample() = samples[i][k];
       *t->mutable_reward() = rewards[i][k];
       t->set_created_unix_ms(now);
-      r.push_back(rewards[i][k].reward());
-      acc.push_back(rewards[i][k].correct() ? 1 : 0);
-      len.push_back(samples[i][k].token_ids_size());
-      tokens += samples[i][k].token_ids_size();
-      truncated += samples[i][k].finish_reason() == zerorl::v1::FINISH_REASON_LENGTH;
+      scored.push_back({&samples[i][k], &rewards[i][k]});
       spec_version = std::max(spec_version, rewards[i][k].spec_version());
       min_pv = std::min(min_pv, samples[i][k].policy_version());
       max_pv = std::max(max_pv, samples[i][k].policy_version());
@@ -545,20 +537,8 @@ absl::StatusOr<RunController::StepData> RunController::Produce(int64_t step, int
                                            return FromGrpcStatus(buffer_->Append(ctx.get(), append, &appended));
                                          }));
   StepData d;
-  double var = 0;
-  const double mean = Mean(r);
-  for (double x : r) var += (x - mean) * (x - mean);
-  d.stats["reward_mean"] = mean;
-  d.stats["reward_std"] = r.empty() ? 0 : std::sqrt(var / r.size());
-  d.stats["accuracy"] = Mean(acc);
-  d.stats["completion_len_mean"] = Mean(len);
-  d.stats["completion_len_max"] = len.empty() ? 0 : *std::max_element(len.begin(), len.end());
-  for (const auto& [name, mean_count] : TextCounts(config_.orchestrator(), samples)) {
-    d.stats[absl::StrCat(name, "_per_completion")] = mean_count;
-  }
-  d.stats["truncated_fraction"] = r.empty() ? 0 : static_cast<double>(truncated) / r.size();
-  d.stats["completion_tokens"] = static_cast<double>(tokens);
-  d.stats["tokens_per_s"] = gen_s > 0 ? tokens / gen_s : 0;
+  d.stats = CompletionStats(config_.orchestrator(), scored);
+  d.stats["tokens_per_s"] = gen_s > 0 ? d.stats["completion_tokens"] / gen_s : 0;
   d.stats["generate_seconds"] = gen_s;
   d.stats["score_seconds"] = score_s;
   d.stats["append_seconds"] = SecondsSince(t2);
@@ -605,16 +585,15 @@ absl::StatusOr<RunController::EvalResult> RunController::Evaluate(int64_t versio
   ZRL_ASSIGN_OR_RETURN(auto samples, GenerateAll(eval_prompts_, 1, greedy, config_.seed(), version,
                                                  absl::StrCat(config_.run_id(), "/eval-v", version)));
   ZRL_ASSIGN_OR_RETURN(auto rewards, ScoreAll(eval_prompts_, samples));
-  std::vector<double> acc, r, len;
-  for (size_t i = 0; i < eval_prompts_.size(); ++i) {
-    acc.push_back(rewards[i][0].correct() ? 1 : 0);
-    r.push_back(rewards[i][0].reward());
-    len.push_back(samples[i][0].token_ids_size());
+  std::vector<Scored> scored;
+  for (size_t i = 0; i < eval_prompts_.size(); ++i) scored.push_back({&samples[i][0], &rewards[i][0]});
+  std::map<std::string, double> stats = CompletionStats(config_.orchestrator(), scored);
+  res.greedy_accuracy = stats["accuracy"];
+  res.reward_mean = stats["reward_mean"];
+  res.completion_len_mean = stats["completion_len_mean"];
+  for (const auto& counter : config_.orchestrator().text_counters()) {
+    res.text_counts[counter.name()] = stats[absl::StrCat(counter.name(), "_per_completion")];
   }
-  res.greedy_accuracy = Mean(acc);
-  res.reward_mean = Mean(r);
-  res.completion_len_mean = Mean(len);
-  res.text_counts = TextCounts(config_.orchestrator(), samples);
   if (ec.pass_k() > 0) {
     zerorl::v1::SamplingParams sampled = config_.rollout().sampling();
     sampled.set_temperature(ec.temperature());

@@ -131,10 +131,8 @@ class RunController {
   absl::Status ReconcileWithLearner(bool fresh_state);
   // Re-trains what a learner restored from an older checkpoint lacks.
   absl::Status CatchUpLearner();
-  // The step's metrics from the buffer when all its groups are stored already.
+  // The step's metrics from its stored completions when all its groups are in the buffer already.
   absl::StatusOr<std::optional<StepData>> StoredStep(int64_t step);
-  // The completions of `step` in the buffer (StoredStep's metrics).
-  absl::StatusOr<std::vector<zerorl::v1::Sample>> StoredSamples(int64_t step);
   absl::StatusOr<StepData> Produce(int64_t step, int64_t min_version);
   // min_version > 0: the learner leaves out groups whose oldest token is older.
   absl::StatusOr<zerorl::v1::TrainResponse> Train(int64_t step, int64_t min_version = 0);
